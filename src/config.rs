@@ -1,0 +1,313 @@
+//! The upstream table: parsed from the `UPSTREAMS` variable (a JSON object, or wrangler.toml's
+//! `[vars.UPSTREAMS]` table), validated, with errors that name the bad field. When the variable is
+//! absent the built-in table of public registries applies.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::reference::{is_path_component, DOCKER_HUB};
+
+/// Default bound on waiting for an upstream's response headers.
+pub const DEFAULT_TIMEOUT_MS: u32 = 30_000;
+const TIMEOUT_RANGE_MS: (u32, u32) = (100, 600_000);
+
+/// One upstream registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// The table key, e.g. `docker.io`.
+    pub name: String,
+    /// Registry origin, e.g. `https://registry-1.docker.io` (no trailing slash).
+    pub registry: String,
+    /// Mirror host names that route to this upstream (`docker.mirror.example.com`, or `host:port`).
+    pub hosts: Vec<String>,
+    /// First path components that select this upstream (`ghcr.io` in `/v2/ghcr.io/owner/img/...`).
+    pub prefixes: Vec<String>,
+    /// Names containerd sends as `?ns=` for this upstream.
+    pub ns: Vec<String>,
+    /// Single-component names get Docker Hub's `library/`.
+    pub library: bool,
+}
+
+/// The validated mirror configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub upstreams: Vec<Upstream>,
+    /// Index into `upstreams` of the upstream for requests nothing else matches.
+    pub default: Option<usize>,
+    pub upstream_timeout_ms: u32,
+}
+
+/// A configuration error that names the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub problem: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.problem)
+    }
+}
+
+fn err(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError { field: field.into(), problem: problem.into() }
+}
+
+/// The variables the configuration is read from, as the platform found them.
+#[derive(Debug, Default, Clone)]
+pub struct Vars<'a> {
+    /// `UPSTREAMS` as JSON text.
+    pub upstreams: Option<&'a str>,
+    pub default_upstream: Option<&'a str>,
+    pub upstream_timeout_ms: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    registry: String,
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(default)]
+    prefixes: Vec<String>,
+    #[serde(default)]
+    ns: Vec<String>,
+    #[serde(default)]
+    library: bool,
+}
+
+/// Public registries the mirror knows out of the box: (name, registry, library/).
+const BUILT_IN: &[(&str, &str, bool)] = &[
+    (DOCKER_HUB, "https://registry-1.docker.io", true),
+    ("ghcr.io", "https://ghcr.io", false),
+    ("quay.io", "https://quay.io", false),
+    ("gcr.io", "https://gcr.io", false),
+    ("registry.k8s.io", "https://registry.k8s.io", false),
+    ("public.ecr.aws", "https://public.ecr.aws", false),
+    ("nvcr.io", "https://nvcr.io", false),
+];
+
+impl Config {
+    /// The built-in table: each registry answers to its own name as path prefix and as `ns=`.
+    pub fn built_in() -> Config {
+        let upstreams = BUILT_IN
+            .iter()
+            .map(|(name, registry, library)| Upstream {
+                name: name.to_string(),
+                registry: registry.to_string(),
+                hosts: vec![],
+                prefixes: vec![name.to_string()],
+                ns: vec![name.to_string()],
+                library: *library,
+            })
+            .collect();
+        Config { upstreams, default: Some(0), upstream_timeout_ms: DEFAULT_TIMEOUT_MS }
+    }
+
+    pub fn from_vars(vars: &Vars) -> Result<Config, ConfigError> {
+        let mut config = match vars.upstreams.map(str::trim).filter(|s| !s.is_empty()) {
+            None => Config::built_in(),
+            Some(text) => Config { upstreams: parse_table(text)?, default: None, upstream_timeout_ms: 0 },
+        };
+        config.default = match vars.default_upstream.map(str::trim) {
+            Some("") => None,
+            Some(name) => Some(
+                config
+                    .upstreams
+                    .iter()
+                    .position(|u| u.name == name)
+                    .ok_or_else(|| err("DEFAULT_UPSTREAM", format!("{name:?} is not an upstream in UPSTREAMS")))?,
+            ),
+            None => config.upstreams.iter().position(|u| u.name == DOCKER_HUB),
+        };
+        config.upstream_timeout_ms = match vars.upstream_timeout_ms.map(str::trim) {
+            None | Some("") => DEFAULT_TIMEOUT_MS,
+            Some(text) => {
+                let (lo, hi) = TIMEOUT_RANGE_MS;
+                text.parse::<u32>()
+                    .ok()
+                    .filter(|ms| (lo..=hi).contains(ms))
+                    .ok_or_else(|| err("UPSTREAM_TIMEOUT_MS", format!("must be a whole number of milliseconds from {lo} to {hi}")))?
+            }
+        };
+        Ok(config)
+    }
+
+    pub fn get(&self, index: usize) -> Option<&Upstream> {
+        self.upstreams.get(index)
+    }
+}
+
+fn parse_table(text: &str) -> Result<Vec<Upstream>, ConfigError> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    let raw: BTreeMap<String, RawUpstream> = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "UPSTREAMS".to_string() } else { format!("UPSTREAMS.{path}") };
+        err(field, e.into_inner().to_string())
+    })?;
+    if raw.is_empty() {
+        return Err(err("UPSTREAMS", "names no upstream"));
+    }
+    let mut upstreams = Vec::with_capacity(raw.len());
+    for (name, raw) in raw {
+        let field = |f: &str| format!("UPSTREAMS.{name}.{f}");
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(err(format!("UPSTREAMS.{name:?}"), "an upstream name must be non-empty printable ASCII"));
+        }
+        let registry = normalise_registry(&raw.registry).map_err(|p| err(field("registry"), p))?;
+        let hosts = lowercase_all(raw.hosts);
+        if let Some(h) = hosts.iter().find(|h| !is_host(h)) {
+            return Err(err(field("hosts"), format!("{h:?} is not a host name (or host:port)")));
+        }
+        let prefixes = lowercase_all(raw.prefixes);
+        if let Some(p) = prefixes.iter().find(|p| !is_path_component(p)) {
+            return Err(err(field("prefixes"), format!("{p:?} is not a single repository path component (like ghcr.io or ghcr)")));
+        }
+        if let Some(n) = raw.ns.iter().find(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_graphic())) {
+            return Err(err(field("ns"), format!("{n:?} is not a registry name")));
+        }
+        upstreams.push(Upstream { name, registry, hosts, prefixes, ns: raw.ns, library: raw.library });
+    }
+    check_unique(&upstreams, "hosts", |u| &u.hosts)?;
+    check_unique(&upstreams, "prefixes", |u| &u.prefixes)?;
+    check_unique(&upstreams, "ns", |u| &u.ns)?;
+    Ok(upstreams)
+}
+
+fn lowercase_all(v: Vec<String>) -> Vec<String> {
+    v.into_iter().map(|s| s.to_ascii_lowercase()).collect()
+}
+
+/// A value may route to one upstream only.
+fn check_unique(ups: &[Upstream], what: &str, values: impl Fn(&Upstream) -> &Vec<String>) -> Result<(), ConfigError> {
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for u in ups {
+        for v in values(u) {
+            if let Some(other) = seen.insert(v, &u.name) {
+                return Err(err(
+                    format!("UPSTREAMS.{}.{what}", u.name),
+                    format!("{v:?} is already used by upstream {other:?}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_host(h: &str) -> bool {
+    let (name, port) = match h.rsplit_once(':') {
+        Some((n, p)) => (n, Some(p)),
+        None => (h, None),
+    };
+    let name_ok = !name.is_empty()
+        && name.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+    name_ok && port_ok
+}
+
+/// `https://host[:port][/]` → `https://host[:port]`; anything else is refused with a reason.
+fn normalise_registry(value: &str) -> Result<String, String> {
+    let url = url::Url::parse(value).map_err(|e| format!("{value:?} is not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{value:?} must be an http:// or https:// URL"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain credentials (use secrets for upstream credentials)".into());
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("{value:?} must be a bare origin like https://registry.example.com, without path or query"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{value:?} has no host"));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn vars(upstreams: &str) -> Vars<'_> {
+        Vars { upstreams: Some(upstreams), ..Default::default() }
+    }
+
+    const GOOD: &str = r#"{
+        "docker.io": {"registry": "http://127.0.0.1:15100/", "prefixes": ["docker.io"], "ns": ["docker.io"], "library": true},
+        "plain": {"registry": "http://127.0.0.1:15000", "hosts": ["Plain.Example.com"], "prefixes": ["plain"]}
+    }"#;
+
+    #[test]
+    fn built_in_table_has_the_public_registries_and_docker_hub_default() {
+        let c = Config::from_vars(&Vars::default()).unwrap();
+        let names: Vec<_> = c.upstreams.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["docker.io", "ghcr.io", "quay.io", "gcr.io", "registry.k8s.io", "public.ecr.aws", "nvcr.io"]);
+        assert_eq!(c.get(c.default.unwrap()).unwrap().name, "docker.io");
+        assert!(c.upstreams[0].library && !c.upstreams[1].library);
+        assert_eq!(c.upstream_timeout_ms, DEFAULT_TIMEOUT_MS);
+    }
+
+    #[test]
+    fn parses_and_normalises_a_table() {
+        let c = Config::from_vars(&vars(GOOD)).unwrap();
+        let hub = &c.upstreams[0];
+        assert_eq!(hub.registry, "http://127.0.0.1:15100");
+        assert!(hub.library);
+        assert_eq!(c.upstreams[1].hosts, ["plain.example.com"]);
+        assert_eq!(c.default, Some(0), "docker.io is the default when present");
+    }
+
+    #[rstest]
+    #[case(Some("plain"), Some(1))]
+    #[case(Some(""), None)]
+    #[case(None, Some(0))]
+    fn default_upstream(#[case] value: Option<&str>, #[case] want: Option<usize>) {
+        let v = Vars { upstreams: Some(GOOD), default_upstream: value, ..Default::default() };
+        assert_eq!(Config::from_vars(&v).unwrap().default, want);
+    }
+
+    /// (UPSTREAMS, DEFAULT_UPSTREAM, UPSTREAM_TIMEOUT_MS, the field the error must name)
+    #[rstest]
+    #[case("[]", None, None, "UPSTREAMS")]
+    #[case("{}", None, None, "UPSTREAMS")]
+    #[case("not json", None, None, "UPSTREAMS")]
+    #[case(r#"{"x": {}}"#, None, None, "UPSTREAMS.x")]
+    #[case(r#"{"x": {"registry": 5}}"#, None, None, "UPSTREAMS.x.registry")]
+    #[case(r#"{"x": {"registry": "ftp://h"}}"#, None, None, "UPSTREAMS.x.registry")]
+    #[case(r#"{"x": {"registry": "https://u:p@h"}}"#, None, None, "UPSTREAMS.x.registry")]
+    #[case(r#"{"x": {"registry": "https://h/v2/"}}"#, None, None, "UPSTREAMS.x.registry")]
+    #[case(r#"{"x": {"registry": "https://h?q"}}"#, None, None, "UPSTREAMS.x.registry")]
+    #[case(r#"{"x": {"registry": "https://h", "hosts": ["a b"]}}"#, None, None, "UPSTREAMS.x.hosts")]
+    #[case(r#"{"x": {"registry": "https://h", "hosts": ["h:0"]}}"#, None, None, "UPSTREAMS.x.hosts")]
+    #[case(r#"{"x": {"registry": "https://h", "prefixes": ["a/b"]}}"#, None, None, "UPSTREAMS.x.prefixes")]
+    #[case(r#"{"x": {"registry": "https://h", "prefixes": ["-a"]}}"#, None, None, "UPSTREAMS.x.prefixes")]
+    #[case(r#"{"x": {"registry": "https://h", "ns": [""]}}"#, None, None, "UPSTREAMS.x.ns")]
+    #[case(r#"{"x": {"registry": "https://h", "library": "yes"}}"#, None, None, "UPSTREAMS.x.library")]
+    #[case(r#"{"x": {"registry": "https://h", "prefix": ["a"]}}"#, None, None, "UPSTREAMS.x")]
+    #[case(r#"{"x": {"registry": "https://h", "prefixes": ["a"]}, "y": {"registry": "https://h", "prefixes": ["a"]}}"#, None, None, "UPSTREAMS.y.prefixes")]
+    #[case(r#"{"x": {"registry": "https://h", "ns": ["a"]}, "y": {"registry": "https://h", "ns": ["a"]}}"#, None, None, "UPSTREAMS.y.ns")]
+    #[case(r#"{"x": {"registry": "https://h", "hosts": ["a"]}, "y": {"registry": "https://h", "hosts": ["A"]}}"#, None, None, "UPSTREAMS.y.hosts")]
+    #[case(GOOD, Some("nope"), None, "DEFAULT_UPSTREAM")]
+    #[case(GOOD, None, Some("fast"), "UPSTREAM_TIMEOUT_MS")]
+    #[case(GOOD, None, Some("5"), "UPSTREAM_TIMEOUT_MS")]
+    #[case(GOOD, None, Some("9999999"), "UPSTREAM_TIMEOUT_MS")]
+    fn bad_tables_name_the_field(
+        #[case] table: &str,
+        #[case] default_upstream: Option<&str>,
+        #[case] timeout: Option<&str>,
+        #[case] field: &str,
+    ) {
+        let v = Vars { upstreams: Some(table), default_upstream, upstream_timeout_ms: timeout };
+        let e = Config::from_vars(&v).unwrap_err();
+        assert!(e.field.starts_with(field), "{e} should name {field}");
+        assert!(!e.problem.is_empty());
+    }
+
+    #[test]
+    fn timeout_in_range() {
+        let v = Vars { upstreams: Some(GOOD), upstream_timeout_ms: Some("2500"), ..Default::default() };
+        assert_eq!(Config::from_vars(&v).unwrap().upstream_timeout_ms, 2500);
+    }
+}

@@ -1,0 +1,14 @@
+//! edgemirror: a Docker/OCI registry pull-through mirror for Cloudflare Workers.
+//!
+//! The registry logic is plain Rust on `http` types and runs natively under `cargo test`;
+//! only `platform` (compiled for wasm32) touches the `worker` crate.
+
+pub mod error;
+pub mod reference;
+pub mod config;
+pub mod route;
+pub mod select;
+pub mod challenge;
+pub mod token;
+pub mod mirror;
+pub mod ports;

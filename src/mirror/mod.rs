@@ -1,0 +1,216 @@
+//! The mirror's request flow: route → upstream selection → upstream request → client response.
+//! Generic over the platform's body type; never reads a blob.
+
+pub mod respond;
+pub mod upstream;
+
+use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, IF_NONE_MATCH, RANGE};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+
+use crate::challenge::pull_scope;
+use crate::config::{Config, ConfigError};
+use crate::error::{ErrorCode, OciError};
+use crate::ports::Fetcher;
+use crate::reference::{clip, Tag};
+use crate::route::{self, Resource, Route};
+use crate::select::select;
+use respond::{oci_error, to_client, LinkRewrite, API_VERSION, API_VERSION_HEADER};
+pub use upstream::Session;
+
+/// A response body: the upstream's stream untouched, a few bytes of our own, or nothing.
+#[derive(Debug)]
+pub enum Reply<B> {
+    Upstream(B),
+    Bytes(Vec<u8>),
+    Empty,
+}
+
+/// A client request as the core sees it: method, full URL (with the Host), headers.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub method: Method,
+    pub url: url::Url,
+    pub headers: HeaderMap,
+}
+
+/// What happened, for the request's log line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub route: &'static str,
+    pub upstream: Option<String>,
+    /// How the upstream was chosen: host, prefix, ns or default.
+    pub by: Option<&'static str>,
+    pub error: Option<String>,
+}
+
+/// Query parameters the mirror understands.
+#[derive(Debug, Default)]
+struct Query {
+    ns: Option<String>,
+    n: Option<String>,
+    last: Option<String>,
+    artifact_type: Option<String>,
+}
+
+fn query(url: &url::Url) -> Query {
+    let mut q = Query::default();
+    for (k, v) in url.query_pairs() {
+        let slot = match k.as_ref() {
+            "ns" => &mut q.ns,
+            "n" => &mut q.n,
+            "last" => &mut q.last,
+            "artifactType" => &mut q.artifact_type,
+            _ => continue,
+        };
+        // containerd sends one ns; a repeated parameter keeps its first value.
+        slot.get_or_insert_with(|| v.into_owned());
+    }
+    q
+}
+
+/// Handles one request. `config` is the parsed configuration or why it is invalid.
+pub async fn handle<F: Fetcher>(
+    config: Result<&Config, &ConfigError>,
+    session: &Session<'_, F>,
+    req: &Incoming,
+) -> (http::Response<Reply<F::Body>>, Outcome) {
+    let mut outcome = Outcome::default();
+    let resp = match serve(config, session, req, &mut outcome).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            outcome.error = Some(e.to_string());
+            oci_error(&req.method, &e)
+        }
+    };
+    (resp, outcome)
+}
+
+async fn serve<F: Fetcher>(
+    config: Result<&Config, &ConfigError>,
+    session: &Session<'_, F>,
+    req: &Incoming,
+    outcome: &mut Outcome,
+) -> Result<http::Response<Reply<F::Body>>, OciError> {
+    let route = route::parse(&req.method, req.url.path())?;
+    outcome.route = route.kind();
+    let config = match (config, &route) {
+        (Err(e), Route::Health) => return Ok(health(Err(e))),
+        (Err(e), _) => {
+            return Err(OciError::new(ErrorCode::Unavailable, format!("mirror configuration is invalid: {e}")));
+        }
+        (Ok(c), _) => c,
+    };
+    let (name, resource) = match route {
+        Route::Landing => return Ok(small(StatusCode::OK, "text/plain; charset=utf-8", LANDING.as_bytes().to_vec())),
+        Route::Health => return Ok(health(Ok(config))),
+        Route::ApiBase => return Ok(small(StatusCode::OK, "application/json", b"{}".to_vec())),
+        Route::Registry { name, resource } => (name, resource),
+    };
+    let q = query(&req.url);
+    let host = req.url.host_str().unwrap_or("");
+    let host = match req.url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    };
+    let sel = select(config, &host, &name, q.ns.as_deref())?;
+    outcome.upstream = Some(sel.upstream.name.clone());
+    outcome.by = Some(sel.by);
+
+    let suffix = match &resource {
+        Resource::Manifest(r) => format!("manifests/{}", r.as_str()),
+        Resource::Blob(d) => format!("blobs/{}", d.as_str()),
+        Resource::TagsList => "tags/list".to_string(),
+        Resource::Referrers(d) => format!("referrers/{}", d.as_str()),
+    };
+    let mut url = url::Url::parse(&format!("{}/v2/{}/{suffix}", sel.upstream.registry, sel.name))
+        .map_err(|_| OciError::new(ErrorCode::NameInvalid, "name does not form a valid upstream URL"))?;
+    upstream_query(&mut url, &resource, &q)?;
+
+    let mut headers = HeaderMap::new();
+    let accept: Vec<&str> = req.headers.get_all(ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect();
+    if !accept.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&accept.join(", ")) {
+            headers.insert(ACCEPT, v);
+        }
+    }
+    let pass = |name: http::header::HeaderName, headers: &mut HeaderMap| {
+        if let Some(v) = req.headers.get(&name) {
+            headers.insert(name, v.clone());
+        }
+    };
+    match resource {
+        Resource::Blob(_) => pass(RANGE, &mut headers),
+        Resource::Manifest(_) => pass(IF_NONE_MATCH, &mut headers),
+        _ => {}
+    }
+
+    let scope = pull_scope(sel.name.as_str());
+    let resp = session.send(&sel.upstream.name, &scope, req.method.clone(), url, headers).await?;
+    let link = LinkRewrite { upstream_name: sel.name.as_str(), client_name: name.as_str(), ns: q.ns.as_deref() };
+    Ok(to_client(session.fetcher, &req.method, &resource, &sel.upstream.name, resp, &link).await)
+}
+
+/// Copies the query parameters an upstream may see, after checking them.
+fn upstream_query(url: &mut url::Url, resource: &Resource, q: &Query) -> Result<(), OciError> {
+    let mut pairs: Vec<(&str, String)> = Vec::new();
+    match resource {
+        Resource::TagsList => {
+            if let Some(n) = &q.n {
+                let ok = n.len() <= 6 && n.parse::<u32>().is_ok();
+                if !ok {
+                    return Err(OciError::new(ErrorCode::PaginationNumberInvalid, format!("n={:?} is not a page size", clip(n))));
+                }
+                pairs.push(("n", n.clone()));
+            }
+            if let Some(last) = &q.last {
+                pairs.push(("last", Tag::parse(last)?.as_str().to_string()));
+            }
+        }
+        Resource::Referrers(_) => {
+            if let Some(t) = &q.artifact_type {
+                let ok = !t.is_empty() && t.len() <= 255 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"/.+-_".contains(&b));
+                if !ok {
+                    return Err(OciError::new(ErrorCode::Unsupported, "artifactType is not a media type").with_status(400));
+                }
+                pairs.push(("artifactType", t.clone()));
+            }
+        }
+        _ => {}
+    }
+    if !pairs.is_empty() {
+        let mut qp = url.query_pairs_mut();
+        for (k, v) in pairs {
+            qp.append_pair(k, &v);
+        }
+    }
+    Ok(())
+}
+
+const LANDING: &str = "edgemirror: a Docker/OCI registry pull-through mirror. Registry API at /v2/.\n";
+
+fn small<B>(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> http::Response<Reply<B>> {
+    let mut resp = http::Response::new(Reply::Empty);
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    h.insert(API_VERSION_HEADER, HeaderValue::from_static(API_VERSION));
+    *resp.body_mut() = Reply::Bytes(body);
+    resp
+}
+
+fn health<B>(config: Result<&Config, &ConfigError>) -> http::Response<Reply<B>> {
+    let (status, body) = match config {
+        Ok(c) => {
+            let ups: Vec<_> = c
+                .upstreams
+                .iter()
+                .map(|u| serde_json::json!({"name": u.name, "registry": u.registry, "hosts": u.hosts, "prefixes": u.prefixes, "ns": u.ns}))
+                .collect();
+            let default = c.default.and_then(|i| c.get(i)).map(|u| u.name.clone());
+            (StatusCode::OK, serde_json::json!({"status": "ok", "upstreams": ups, "default": default}))
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({"status": "invalid configuration", "field": e.field, "problem": e.problem})),
+    };
+    small(status, "application/json", serde_json::to_vec(&body).unwrap_or_default())
+}

@@ -1,0 +1,150 @@
+//! Talking to an upstream registry: anonymous bearer tokens kept per (upstream, scope) and one
+//! retry on 401, and redirects followed here with `Authorization` dropped whenever the origin
+//! changes (Docker Hub → CDN, S3 presigned URLs).
+
+use std::cell::RefCell;
+
+use http::header::{ACCEPT, AUTHORIZATION, LOCATION, USER_AGENT, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+
+use crate::challenge::{self, BearerChallenge};
+use crate::error::{ErrorCode, OciError};
+use crate::ports::{FetchError, Fetcher, UpstreamRequest};
+use crate::token::{Token, TokenCache};
+
+/// Redirect hops followed before giving up.
+pub const MAX_REDIRECTS: usize = 5;
+/// Largest token or error body read into wasm.
+pub const SMALL_BODY_LIMIT: usize = 64 * 1024;
+pub const USER_AGENT_VALUE: &str = concat!("edgemirror/", env!("CARGO_PKG_VERSION"));
+
+/// What the flows share for one request: the platform's client, the token cache, the clock reading.
+pub struct Session<'a, F: Fetcher> {
+    pub fetcher: &'a F,
+    pub tokens: &'a RefCell<TokenCache>,
+    pub now: u64,
+    pub timeout_ms: u32,
+}
+
+fn unavailable(status: u16, message: String) -> OciError {
+    OciError::new(ErrorCode::Unavailable, message).with_status(status)
+}
+
+fn fetch_error(host: &str, e: FetchError) -> OciError {
+    match e {
+        FetchError::Timeout => unavailable(504, format!("upstream {host} did not answer in time")),
+        FetchError::Unreachable(_) => unavailable(502, format!("upstream {host} is unreachable")),
+    }
+}
+
+fn host_of(url: &url::Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => String::new(),
+    }
+}
+
+impl<F: Fetcher> Session<'_, F> {
+    /// Sends `method url` to upstream `upstream` for repository scope `scope`, authenticating and
+    /// following redirects. Returns the final response (any status) for the caller to map.
+    pub async fn send(
+        &self,
+        upstream: &str,
+        scope: &str,
+        method: Method,
+        url: url::Url,
+        mut headers: HeaderMap,
+    ) -> Result<http::Response<F::Body>, OciError> {
+        headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+        let cached = self.tokens.borrow().get(upstream, scope, self.now).map(Token::header_value);
+        let mut used_cached = cached.is_some();
+        let mut auth = cached;
+        for attempt in 0..2 {
+            let resp = self.follow(&method, url.clone(), headers.clone(), auth.as_deref()).await?;
+            if resp.status() != StatusCode::UNAUTHORIZED || attempt == 1 {
+                return Ok(resp);
+            }
+            let challenge = resp
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(challenge::bearer);
+            let Some(challenge) = challenge else { return Ok(resp) };
+            self.fetcher.discard(resp.into_body());
+            if used_cached {
+                self.tokens.borrow_mut().forget(upstream, scope);
+                used_cached = false;
+            }
+            let token = self.fetch_token(upstream, scope, &challenge).await?;
+            auth = Some(token.header_value());
+        }
+        Err(unavailable(502, format!("upstream {upstream} kept refusing its own token")))
+    }
+
+    /// One request and its redirects. `Authorization` goes to the first origin only.
+    async fn follow(
+        &self,
+        method: &Method,
+        mut url: url::Url,
+        mut headers: HeaderMap,
+        auth: Option<&str>,
+    ) -> Result<http::Response<F::Body>, OciError> {
+        if let Some(value) = auth.and_then(|a| HeaderValue::from_str(a).ok()) {
+            headers.insert(AUTHORIZATION, value);
+        }
+        for hop in 0..=MAX_REDIRECTS {
+            let req = UpstreamRequest { method: method.clone(), url: url.clone(), headers: headers.clone() };
+            let resp = self.fetcher.fetch(&req, self.timeout_ms).await.map_err(|e| fetch_error(&host_of(&url), e))?;
+            let location = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+            let (true, Some(location)) = (resp.status().is_redirection(), location) else {
+                return Ok(resp);
+            };
+            self.fetcher.discard(resp.into_body());
+            if hop == MAX_REDIRECTS {
+                break;
+            }
+            let next = url
+                .join(&location)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+                .ok_or_else(|| unavailable(502, format!("upstream {} redirected to an unusable location", host_of(&url))))?;
+            if next.origin() != url.origin() {
+                headers.remove(AUTHORIZATION);
+            }
+            url = next;
+        }
+        Err(unavailable(502, format!("more than {MAX_REDIRECTS} redirects from upstream")))
+    }
+
+    async fn fetch_token(&self, upstream: &str, scope: &str, challenge: &BearerChallenge) -> Result<Token, OciError> {
+        let mut url = challenge.realm.clone();
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(service) = &challenge.service {
+                q.append_pair("service", service);
+            }
+            q.append_pair("scope", scope);
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+        let resp = self.follow(&Method::GET, url, headers, None).await?;
+        let status = resp.status();
+        let body = self.fetcher.read_small(resp.into_body(), SMALL_BODY_LIMIT).await;
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(OciError::new(
+                ErrorCode::Unauthorized,
+                format!("upstream {upstream} requires authentication for {scope}"),
+            ));
+        }
+        if !status.is_success() {
+            return Err(unavailable(502, format!("token endpoint of upstream {upstream} answered {}", status.as_u16())));
+        }
+        let token = body
+            .and_then(|b| Token::from_response(&b, self.now))
+            .ok_or_else(|| unavailable(502, format!("token endpoint of upstream {upstream} sent no usable token")))?;
+        self.tokens.borrow_mut().put(upstream, scope, token.clone(), self.now);
+        Ok(token)
+    }
+}

@@ -1,0 +1,132 @@
+//! Upstream bearer tokens: parsed from a token endpoint's JSON, kept per (upstream, scope) until
+//! shortly before they expire. `Debug` never shows a token's value.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+/// The spec's default lifetime when a token response gives none.
+const DEFAULT_EXPIRES_IN: u64 = 60;
+/// Tokens are dropped this long before they expire, so none goes out about to lapse.
+const EXPIRY_MARGIN: u64 = 10;
+/// Bound on tokens kept in one isolate.
+const MAX_TOKENS: usize = 512;
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token {
+    value: String,
+    /// Seconds since the epoch.
+    pub expires_at: u64,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Token(<redacted>, expires_at={})", self.expires_at)
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    token: Option<String>,
+    access_token: Option<String>,
+    expires_in: Option<u64>,
+}
+
+impl Token {
+    /// Parses a token endpoint's answer (`token` or `access_token`, `expires_in`), at time `now`.
+    pub fn from_response(body: &[u8], now: u64) -> Option<Token> {
+        let r: TokenResponse = serde_json::from_slice(body).ok()?;
+        let value = r.token.or(r.access_token).filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()))?;
+        let lifetime = r.expires_in.unwrap_or(DEFAULT_EXPIRES_IN).clamp(0, 86_400);
+        Some(Token { value, expires_at: now.saturating_add(lifetime) })
+    }
+    pub fn header_value(&self) -> String {
+        format!("Bearer {}", self.value)
+    }
+    fn usable_at(&self, now: u64) -> bool {
+        now.saturating_add(EXPIRY_MARGIN) < self.expires_at
+    }
+}
+
+/// Tokens by (upstream name, scope).
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    tokens: HashMap<(String, String), Token>,
+}
+
+impl TokenCache {
+    pub fn get(&self, upstream: &str, scope: &str, now: u64) -> Option<&Token> {
+        self.tokens.get(&(upstream.to_string(), scope.to_string())).filter(|t| t.usable_at(now))
+    }
+    pub fn put(&mut self, upstream: &str, scope: &str, token: Token, now: u64) {
+        if !token.usable_at(now) {
+            return;
+        }
+        if self.tokens.len() >= MAX_TOKENS {
+            self.tokens.retain(|_, t| t.usable_at(now));
+            if self.tokens.len() >= MAX_TOKENS {
+                self.tokens.clear();
+            }
+        }
+        self.tokens.insert((upstream.to_string(), scope.to_string()), token);
+    }
+    pub fn forget(&mut self, upstream: &str, scope: &str) {
+        self.tokens.remove(&(upstream.to_string(), scope.to_string()));
+    }
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case(br#"{"token":"abc","expires_in":300}"#.as_slice(), Some(1300))]
+    #[case(br#"{"access_token":"abc","expires_in":300}"#.as_slice(), Some(1300))]
+    #[case(br#"{"token":"abc"}"#.as_slice(), Some(1060))]
+    #[case(br#"{"token":""}"#.as_slice(), None)]
+    #[case(br#"{"token":"a b"}"#.as_slice(), None)]
+    #[case(br#"{"expires_in":5}"#.as_slice(), None)]
+    #[case(b"<html>".as_slice(), None)]
+    #[case(br#"{"token":"abc","expires_in":99999999999}"#.as_slice(), Some(1000 + 86_400))]
+    fn parses_token_responses(#[case] body: &[u8], #[case] expires_at: Option<u64>) {
+        assert_eq!(Token::from_response(body, 1000).map(|t| t.expires_at), expires_at);
+    }
+
+    #[test]
+    fn debug_never_shows_the_value() {
+        let t = Token::from_response(br#"{"token":"s3cr3t-token"}"#, 0).unwrap();
+        assert!(!format!("{t:?}").contains("s3cr3t"));
+        assert_eq!(t.header_value(), "Bearer s3cr3t-token");
+    }
+
+    #[test]
+    fn cache_respects_expiry_with_margin() {
+        let mut c = TokenCache::default();
+        let t = Token::from_response(br#"{"token":"t","expires_in":100}"#, 1000).unwrap();
+        c.put("hub", "repository:a:pull", t, 1000);
+        assert!(c.get("hub", "repository:a:pull", 1000).is_some());
+        assert!(c.get("hub", "repository:a:pull", 1089).is_some());
+        assert!(c.get("hub", "repository:a:pull", 1090).is_none(), "dropped 10 s before expiry");
+        assert!(c.get("hub", "repository:b:pull", 1000).is_none());
+        assert!(c.get("other", "repository:a:pull", 1000).is_none());
+        c.forget("hub", "repository:a:pull");
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn cache_is_bounded() {
+        let mut c = TokenCache::default();
+        for i in 0..(MAX_TOKENS * 2) {
+            let t = Token::from_response(br#"{"token":"t","expires_in":100}"#, 0).unwrap();
+            c.put("hub", &format!("s{i}"), t, 0);
+        }
+        assert!(c.len() <= MAX_TOKENS);
+    }
+}

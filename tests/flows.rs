@@ -1,0 +1,314 @@
+//! The mirror's flows on an in-memory network: token auth with one retry, redirects that drop
+//! credentials, error mapping, and bad input that never reaches an upstream.
+
+use std::cell::RefCell;
+
+use edgemirror::config::{Config, Vars};
+use edgemirror::mirror::{handle, Incoming, Outcome, Reply, Session};
+use edgemirror::ports::{FetchError, Fetcher, UpstreamRequest};
+use edgemirror::token::TokenCache;
+use futures::executor::block_on;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use rstest::rstest;
+
+const SHA: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+const MANIFEST: &[u8] = br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#;
+const TABLE: &str = r#"{
+    "docker.io": {"registry": "http://hub.test", "prefixes": ["docker.io"], "ns": ["docker.io"], "library": true},
+    "plain": {"registry": "http://plain.test", "prefixes": ["plain"], "ns": ["plain.test"]}
+}"#;
+
+type Handler = Box<dyn Fn(&UpstreamRequest) -> Result<Response<Vec<u8>>, FetchError>>;
+
+/// A scripted network that records every request.
+struct FakeNet {
+    handler: Handler,
+    seen: RefCell<Vec<UpstreamRequest>>,
+}
+
+impl FakeNet {
+    fn new(handler: impl Fn(&UpstreamRequest) -> Result<Response<Vec<u8>>, FetchError> + 'static) -> Self {
+        FakeNet { handler: Box::new(handler), seen: RefCell::new(Vec::new()) }
+    }
+    fn urls(&self) -> Vec<String> {
+        self.seen.borrow().iter().map(|r| format!("{} {}", r.method, r.url)).collect()
+    }
+    fn auth_of(&self, i: usize) -> Option<String> {
+        self.seen.borrow()[i].headers.get("authorization").map(|v| v.to_str().unwrap().to_string())
+    }
+}
+
+impl Fetcher for FakeNet {
+    type Body = Vec<u8>;
+    async fn fetch(&self, req: &UpstreamRequest, _timeout_ms: u32) -> Result<Response<Vec<u8>>, FetchError> {
+        self.seen.borrow_mut().push(req.clone());
+        (self.handler)(req)
+    }
+    async fn read_small(&self, body: Vec<u8>, limit: usize) -> Option<Vec<u8>> {
+        (body.len() <= limit).then_some(body)
+    }
+    fn discard(&self, _body: Vec<u8>) {}
+}
+
+fn resp(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<Response<Vec<u8>>, FetchError> {
+    let mut r = Response::new(body.to_vec());
+    *r.status_mut() = StatusCode::from_u16(status).unwrap();
+    for (k, v) in headers {
+        r.headers_mut().append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+    }
+    Ok(r)
+}
+
+/// A Docker-Hub-like registry at hub.test: bearer tokens from auth.test, blobs 307 to cdn.test.
+fn hub(req: &UpstreamRequest) -> Result<Response<Vec<u8>>, FetchError> {
+    let authed = req.headers.get("authorization").map(|v| v.to_str().unwrap()) == Some("Bearer tok-1");
+    match (req.url.host_str().unwrap(), req.url.path()) {
+        ("auth.test", "/token") => resp(200, &[], br#"{"token":"tok-1","expires_in":300}"#),
+        ("hub.test", _) if !authed => resp(
+            401,
+            &[("www-authenticate", r#"Bearer realm="http://auth.test/token",service="hub",scope="repository:library/alpine:pull""#)],
+            br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+        ),
+        ("hub.test", "/v2/library/alpine/manifests/latest") => resp(
+            200,
+            &[("content-type", "application/vnd.docker.distribution.manifest.v2+json"), ("docker-content-digest", SHA), ("content-length", &MANIFEST.len().to_string()), ("etag", "\"x\""), ("x-internal", "secret")],
+            MANIFEST,
+        ),
+        ("hub.test", "/v2/library/alpine/manifests/missing") => resp(404, &[], br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"upstream says no"}]}"#),
+        ("hub.test", p) if p.starts_with("/v2/library/alpine/blobs/") => resp(307, &[("location", &format!("http://cdn.test/data/{SHA}"))], b""),
+        ("cdn.test", _) => match req.headers.get("range") {
+            Some(_) => resp(206, &[("content-range", "bytes 0-3/10"), ("content-length", "4")], b"LAYE"),
+            None => resp(200, &[("content-length", "10")], b"LAYERBYTES"),
+        },
+        _ => resp(404, &[], b"<Error>NoSuchKey</Error>"),
+    }
+}
+
+struct World {
+    net: FakeNet,
+    tokens: RefCell<TokenCache>,
+    config: Config,
+}
+
+impl World {
+    fn new(net: FakeNet) -> World {
+        let config = Config::from_vars(&Vars { upstreams: Some(TABLE), ..Default::default() }).unwrap();
+        World { net, tokens: RefCell::new(TokenCache::default()), config }
+    }
+    fn request(&self, method: Method, url: &str, headers: &[(&str, &str)]) -> (Response<Reply<Vec<u8>>>, Outcome) {
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        let session = Session { fetcher: &self.net, tokens: &self.tokens, now: 1_000, timeout_ms: 1_000 };
+        let incoming = Incoming { method, url: url::Url::parse(url).unwrap(), headers: h };
+        block_on(handle(Ok(&self.config), &session, &incoming))
+    }
+    fn get(&self, path: &str) -> (Response<Reply<Vec<u8>>>, Outcome) {
+        self.request(Method::GET, &format!("http://mirror.test{path}"), &[])
+    }
+}
+
+fn body(r: &Response<Reply<Vec<u8>>>) -> Vec<u8> {
+    match r.body() {
+        Reply::Upstream(b) | Reply::Bytes(b) => b.clone(),
+        Reply::Empty => Vec::new(),
+    }
+}
+
+fn error_code(r: &Response<Reply<Vec<u8>>>) -> String {
+    let v: serde_json::Value = serde_json::from_slice(&body(r)).expect("an OCI error envelope");
+    v["errors"][0]["code"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn manifest_by_tag_with_token_auth_is_passed_through_byte_for_byte() {
+    let w = World::new(FakeNet::new(hub));
+    let (r, outcome) = w.request(Method::GET, "http://mirror.test/v2/alpine/manifests/latest", &[("accept", "application/vnd.oci.image.index.v1+json"), ("accept", "application/vnd.docker.distribution.manifest.v2+json")]);
+    assert_eq!(r.status(), 200);
+    assert_eq!(body(&r), MANIFEST);
+    assert!(matches!(r.body(), Reply::Upstream(_)), "upstream body passed through, not re-encoded");
+    let h = r.headers();
+    assert_eq!(h["docker-content-digest"], SHA);
+    assert_eq!(h["content-type"], "application/vnd.docker.distribution.manifest.v2+json");
+    assert_eq!(h["content-length"], MANIFEST.len().to_string().as_str());
+    assert_eq!(h["etag"], "\"x\"");
+    assert_eq!(h["docker-distribution-api-version"], "registry/2.0");
+    assert!(h.get("x-internal").is_none());
+    assert_eq!(outcome.upstream.as_deref(), Some("docker.io"));
+    assert_eq!(outcome.by, Some("default"));
+    assert_eq!(
+        w.net.urls(),
+        [
+            "GET http://hub.test/v2/library/alpine/manifests/latest",
+            "GET http://auth.test/token?service=hub&scope=repository%3Alibrary%2Falpine%3Apull",
+            "GET http://hub.test/v2/library/alpine/manifests/latest",
+        ]
+    );
+    assert_eq!(w.net.auth_of(0), None);
+    assert_eq!(w.net.auth_of(1), None, "anonymous token request");
+    assert_eq!(w.net.auth_of(2).as_deref(), Some("Bearer tok-1"));
+    let accept = w.net.seen.borrow()[2].headers["accept"].to_str().unwrap().to_string();
+    assert_eq!(accept, "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json");
+
+    // The token is kept: the next request for the same scope goes straight through.
+    let (r, _) = w.request(Method::HEAD, "http://mirror.test/v2/library/alpine/manifests/latest", &[]);
+    assert_eq!(r.status(), 200);
+    assert!(matches!(r.body(), Reply::Empty));
+    assert_eq!(r.headers()["docker-content-digest"], SHA);
+    assert_eq!(w.net.urls().len(), 4);
+    assert_eq!(w.net.auth_of(3).as_deref(), Some("Bearer tok-1"));
+}
+
+#[test]
+fn blob_redirect_to_another_host_drops_authorization() {
+    let w = World::new(FakeNet::new(hub));
+    let (r, _) = w.get(&format!("/v2/library/alpine/blobs/{SHA}"));
+    assert_eq!(r.status(), 200);
+    assert_eq!(body(&r), b"LAYERBYTES");
+    let urls = w.net.urls();
+    assert_eq!(urls.last().unwrap(), &format!("GET http://cdn.test/data/{SHA}"));
+    let n = urls.len();
+    assert_eq!(w.net.auth_of(n - 2).as_deref(), Some("Bearer tok-1"), "the registry gets the token");
+    assert_eq!(w.net.auth_of(n - 1), None, "the CDN never does");
+}
+
+#[test]
+fn range_requests_reach_the_blob_host_and_come_back_206() {
+    let w = World::new(FakeNet::new(hub));
+    let (r, _) = w.request(Method::GET, &format!("http://mirror.test/v2/alpine/blobs/{SHA}"), &[("range", "bytes=0-3")]);
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-range"], "bytes 0-3/10");
+    assert_eq!(body(&r), b"LAYE");
+}
+
+#[test]
+fn same_origin_redirect_keeps_authorization_and_loops_are_bounded() {
+    let w = World::new(FakeNet::new(|req| {
+        let n: u32 = req.url.query().and_then(|q| q.strip_prefix("hop=")).map_or(0, |n| n.parse().unwrap());
+        resp(302, &[("location", &format!("/v2/x/blobs/{SHA}?hop={}", n + 1))], b"")
+    }));
+    let (r, _) = w.get(&format!("/v2/plain/x/blobs/{SHA}"));
+    assert_eq!(r.status(), 502);
+    assert_eq!(error_code(&r), "UNAVAILABLE");
+    assert_eq!(w.net.urls().len(), 6, "the first request and five redirects");
+}
+
+#[rstest]
+#[case(Err(FetchError::Timeout), 504, "UNAVAILABLE")]
+#[case(Err(FetchError::Unreachable("refused".into())), 502, "UNAVAILABLE")]
+#[case(resp(500, &[], b"boom"), 502, "UNAVAILABLE")]
+#[case(resp(503, &[("retry-after", "7")], b""), 503, "UNAVAILABLE")]
+#[case(resp(429, &[("retry-after", "30")], b""), 429, "TOOMANYREQUESTS")]
+#[case(resp(403, &[], b"no"), 403, "DENIED")]
+#[case(resp(404, &[], b"<Error>NoSuchKey</Error>"), 404, "MANIFEST_UNKNOWN")]
+#[case(resp(404, &[], br#"{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known"}]}"#), 404, "NAME_UNKNOWN")]
+#[case(resp(401, &[], b""), 401, "UNAUTHORIZED")]
+#[case(resp(302, &[("location", "ftp://x/y")], b""), 502, "UNAVAILABLE")]
+fn upstream_failures_become_oci_errors(
+    #[case] answer: Result<Response<Vec<u8>>, FetchError>,
+    #[case] status: u16,
+    #[case] code: &str,
+) {
+    let answer = RefCell::new(Some(answer));
+    let w = World::new(FakeNet::new(move |_| answer.borrow_mut().take().unwrap_or(resp(599, &[], b""))));
+    let (r, outcome) = w.get("/v2/plain/x/manifests/latest");
+    assert_eq!(r.status(), status);
+    assert_eq!(error_code(&r), code);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert!(outcome.upstream.is_some());
+    if status == 429 || status == 503 {
+        assert!(r.headers().contains_key("retry-after"));
+    }
+}
+
+#[test]
+fn upstream_404_envelope_is_forwarded() {
+    let w = World::new(FakeNet::new(hub));
+    let (r, _) = w.get("/v2/alpine/manifests/missing");
+    assert_eq!(r.status(), 404);
+    assert!(String::from_utf8(body(&r)).unwrap().contains("upstream says no"));
+}
+
+#[rstest]
+#[case(resp(401, &[], b""), 401, "UNAUTHORIZED")]
+#[case(resp(200, &[], b"not json"), 502, "UNAVAILABLE")]
+#[case(resp(200, &[], br#"{"token":"tok-1","expires_in":0}"#), 200, "")]
+#[case(resp(500, &[], b""), 502, "UNAVAILABLE")]
+fn token_endpoint_answers(#[case] token: Result<Response<Vec<u8>>, FetchError>, #[case] status: u16, #[case] code: &str) {
+    let token = RefCell::new(Some(token));
+    let w = World::new(FakeNet::new(move |req| {
+        if req.url.host_str() == Some("auth.test") {
+            return token.borrow_mut().take().unwrap();
+        }
+        hub(req)
+    }));
+    let (r, _) = w.get("/v2/alpine/manifests/latest");
+    assert_eq!(r.status(), status);
+    if !code.is_empty() {
+        assert_eq!(error_code(&r), code);
+    }
+    // An expired or refused token is never kept.
+    assert!(w.tokens.borrow().is_empty());
+}
+
+#[test]
+fn tags_list_pagination_goes_upstream_and_links_come_back_to_the_mirror() {
+    let w = World::new(FakeNet::new(|req| {
+        assert_eq!(req.url.as_str(), "http://plain.test/v2/x/tags/list?n=2&last=a");
+        resp(200, &[("content-type", "application/json"), ("link", "</v2/x/tags/list?last=b&n=2>; rel=\"next\"")], br#"{"name":"x","tags":["b"]}"#)
+    }));
+    let (r, _) = w.get("/v2/x/tags/list?n=2&last=a&ns=plain.test");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["link"], "</v2/x/tags/list?last=b&n=2&ns=plain.test>; rel=\"next\"");
+}
+
+/// Bad input: a clear 4xx, and no upstream ever hears of it.
+#[rstest]
+#[case(Method::GET, "/v2/Alpine/manifests/latest", 400, "NAME_INVALID")]
+#[case(Method::GET, "/v2/alpine/manifests/-x", 400, "TAG_INVALID")]
+#[case(Method::GET, "/v2/alpine/blobs/sha256:zz", 400, "DIGEST_INVALID")]
+// URL parsing (WHATWG, as in workerd) resolves %2e%2e as "..": the path becomes /manifests/latest.
+#[case(Method::GET, "/v2/%2e%2e/manifests/latest", 404, "NAME_UNKNOWN")]
+#[case(Method::GET, "/v2/a%2fb/manifests/latest", 400, "NAME_INVALID")]
+#[case(Method::PUT, "/v2/alpine/manifests/latest", 405, "UNSUPPORTED")]
+#[case(Method::POST, "/v2/alpine/blobs/uploads/", 405, "UNSUPPORTED")]
+#[case(Method::DELETE, "/v2/alpine/manifests/latest", 405, "UNSUPPORTED")]
+#[case(Method::GET, "/v2/_catalog", 405, "UNSUPPORTED")]
+#[case(Method::GET, "/v2/quay.io/x/y/manifests/latest", 404, "NAME_UNKNOWN")]
+#[case(Method::GET, "/v2/x/manifests/latest?ns=evil.example.com", 404, "NAME_UNKNOWN")]
+#[case(Method::GET, "/v2/x/tags/list?n=many", 400, "PAGINATION_NUMBER_INVALID")]
+#[case(Method::GET, "/v2/x/tags/list?last=..%2F", 400, "TAG_INVALID")]
+#[case(Method::GET, "/nope", 404, "NAME_UNKNOWN")]
+fn bad_input_never_reaches_an_upstream(#[case] method: Method, #[case] path: &str, #[case] status: u16, #[case] code: &str) {
+    let w = World::new(FakeNet::new(|req| panic!("no request expected, got {}", req.url)));
+    let (r, _) = w.request(method.clone(), &format!("http://mirror.test{path}"), &[]);
+    assert_eq!(r.status(), status, "{path}");
+    if method != Method::HEAD {
+        assert_eq!(error_code(&r), code, "{path}");
+    }
+    assert!(w.net.urls().is_empty());
+}
+
+#[test]
+fn invalid_configuration_answers_every_request_with_the_field() {
+    let net = FakeNet::new(|req| panic!("no request expected, got {}", req.url));
+    let tokens = RefCell::new(TokenCache::default());
+    let bad = Config::from_vars(&Vars { upstreams: Some(r#"{"x":{"registry":"ftp://h"}}"#), ..Default::default() }).unwrap_err();
+    let session = Session { fetcher: &net, tokens: &tokens, now: 0, timeout_ms: 1_000 };
+    let incoming = |path: &str| Incoming { method: Method::GET, url: url::Url::parse(&format!("http://m.test{path}")).unwrap(), headers: HeaderMap::new() };
+    let (r, _) = block_on(handle(Err(&bad), &session, &incoming("/v2/alpine/manifests/latest")));
+    assert_eq!(r.status(), 503);
+    assert!(String::from_utf8(body(&r)).unwrap().contains("UPSTREAMS.x.registry"));
+    let (r, _) = block_on(handle(Err(&bad), &session, &incoming("/healthz")));
+    assert_eq!(r.status(), 503);
+    assert!(String::from_utf8(body(&r)).unwrap().contains("UPSTREAMS.x.registry"));
+}
+
+#[test]
+fn api_base_answers_like_a_registry() {
+    let w = World::new(FakeNet::new(|req| panic!("no request expected, got {}", req.url)));
+    let (r, _) = w.get("/v2/");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["docker-distribution-api-version"], "registry/2.0");
+}
