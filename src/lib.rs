@@ -12,3 +12,6 @@ pub mod challenge;
 pub mod token;
 pub mod mirror;
 pub mod ports;
+
+#[cfg(target_arch = "wasm32")]
+mod platform;

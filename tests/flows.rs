@@ -166,6 +166,7 @@ fn blob_redirect_to_another_host_drops_authorization() {
     let (r, _) = w.get(&format!("/v2/library/alpine/blobs/{SHA}"));
     assert_eq!(r.status(), 200);
     assert_eq!(body(&r), b"LAYERBYTES");
+    assert_eq!(r.headers()["docker-content-digest"], SHA, "named by the digest asked for");
     let urls = w.net.urls();
     assert_eq!(urls.last().unwrap(), &format!("GET http://cdn.test/data/{SHA}"));
     let n = urls.len();

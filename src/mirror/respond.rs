@@ -12,6 +12,7 @@ use crate::route::Resource;
 
 pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";
 pub const API_VERSION: &str = "registry/2.0";
+pub const DIGEST_HEADER: &str = "docker-content-digest";
 
 /// Upstream headers a client gets on success.
 const PASSED_HEADERS: &[&str] = &[
@@ -93,6 +94,12 @@ pub async fn to_client<F: Fetcher>(
         if let Some(v) = parts.headers.get(LINK).and_then(|v| v.to_str().ok()).and_then(|v| rewrite_link(v, link)) {
             if let Ok(v) = HeaderValue::from_str(&v) {
                 headers.insert(LINK, v);
+            }
+        }
+        if let (Resource::Blob(digest), false) = (resource, headers.contains_key(DIGEST_HEADER)) {
+            // Blob hosts (S3, CDNs) do not send it; the content is addressed by it.
+            if let Ok(v) = HeaderValue::from_str(digest.as_str()) {
+                headers.insert(DIGEST_HEADER, v);
             }
         }
         headers.insert(API_VERSION_HEADER, HeaderValue::from_static(API_VERSION));

@@ -1,0 +1,76 @@
+// The fast local mirror: the built worker in workerd through the Miniflare API (wrangler dev's own
+// proxy streams large bodies ~100x slower). Used by `npm start` and by the end-to-end tests.
+//
+//   node scripts/serve.mjs [--port 8787] [--state .state]     vars come from wrangler.toml [vars];
+//   EDGEMIRROR_UPSTREAMS='{"docker.io":{...}}' overrides UPSTREAMS (likewise DEFAULT_UPSTREAM, UPSTREAM_TIMEOUT_MS).
+import { Miniflare } from 'miniflare';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const SCRIPT = path.join(ROOT, 'build/worker/shim.mjs');
+const VAR_NAMES = ['UPSTREAMS', 'DEFAULT_UPSTREAM', 'UPSTREAM_TIMEOUT_MS'];
+
+/** Starts the worker on 127.0.0.1:port. `vars` are the Worker's variables; `onLog(line)` gets
+ *  every line the worker prints. Returns { url, mf, stop }. */
+export async function startMirror({ port = 8787, vars = {}, state, onLog } = {}) {
+  if (!existsSync(SCRIPT)) throw new Error(`${SCRIPT} is missing: run npm run build`);
+  const persist = state ? { kvPersist: path.join(state, 'kv'), r2Persist: path.join(state, 'r2'), cachePersist: path.join(state, 'cache') } : {};
+  const mf = new Miniflare({
+    scriptPath: SCRIPT,
+    modules: true,
+    modulesRules: [
+      { type: 'ESModule', include: ['**/*.js', '**/*.mjs'] },
+      { type: 'CompiledWasm', include: ['**/*.wasm'] },
+    ],
+    compatibilityDate: '2026-04-01',
+    bindings: vars,
+    cache: true,
+    ...persist,
+    host: '127.0.0.1',
+    port,
+    handleRuntimeStdio(stdout, stderr) {
+      for (const stream of [stdout, stderr]) {
+        let buf = '';
+        stream.on('data', (chunk) => {
+          buf += chunk;
+          let i;
+          while ((i = buf.indexOf('\n')) >= 0) {
+            const line = buf.slice(0, i);
+            buf = buf.slice(i + 1);
+            if (onLog) onLog(line); else console.log(line);
+          }
+        });
+      }
+    },
+  });
+  const url = (await mf.ready).toString().replace(/\/$/, '');
+  return { url, mf, stop: () => mf.dispose() };
+}
+
+/** wrangler.toml's [vars], with EDGEMIRROR_* environment overrides. */
+async function varsFromConfig() {
+  const { unstable_readConfig } = await import('wrangler');
+  const config = unstable_readConfig({ config: path.join(ROOT, 'wrangler.toml') });
+  const vars = { ...(config.vars ?? {}) };
+  for (const name of VAR_NAMES) {
+    const v = process.env[`EDGEMIRROR_${name}`];
+    if (v !== undefined) vars[name] = v;
+  }
+  return vars;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const arg = (name, dflt) => {
+    const i = process.argv.indexOf(name);
+    return i > 0 ? process.argv[i + 1] : dflt;
+  };
+  const port = Number(arg('--port', process.env.PORT ?? 8787));
+  const state = path.resolve(arg('--state', path.join(ROOT, '.state')));
+  const mirror = await startMirror({ port, vars: await varsFromConfig(), state });
+  console.log(`edgemirror listening on ${mirror.url} (state in ${state}); Ctrl-C stops it`);
+  const stop = async () => { await mirror.stop(); process.exit(0); };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}

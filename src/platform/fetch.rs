@@ -1,0 +1,74 @@
+//! The upstream client: the runtime's `fetch` with `redirect: "manual"` and a bound on the wait
+//! for response headers (the body, once started, is not cut off).
+
+use futures::future::{select, Either};
+use futures::pin_mut;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+
+use super::convert::{headers_from_runtime, headers_to_runtime, Body};
+use crate::ports::{FetchError, Fetcher, UpstreamRequest};
+
+pub struct RuntimeFetcher;
+
+fn unreachable(e: JsValue) -> FetchError {
+    FetchError::Unreachable(e.as_string().or_else(|| js_sys::Error::from(e).message().as_string()).unwrap_or_default())
+}
+
+impl Fetcher for RuntimeFetcher {
+    type Body = Body;
+
+    async fn fetch(&self, req: &UpstreamRequest, timeout_ms: u32) -> Result<http::Response<Body>, FetchError> {
+        let controller = web_sys::AbortController::new().map_err(unreachable)?;
+        let init = web_sys::RequestInit::new();
+        init.set_method(req.method.as_str());
+        init.set_redirect(web_sys::RequestRedirect::Manual);
+        init.set_signal(Some(&controller.signal()));
+        init.set_headers(&JsValue::from(headers_to_runtime(&req.headers).map_err(|e| FetchError::Unreachable(e.to_string()))?));
+        let request = web_sys::Request::new_with_str_and_init(req.url.as_str(), &init).map_err(unreachable)?;
+        let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+        let response = JsFuture::from(global.fetch_with_request(&request));
+        let timer = worker::Delay::from(std::time::Duration::from_millis(timeout_ms.into()));
+        pin_mut!(response);
+        pin_mut!(timer);
+        let resp = match select(response, timer).await {
+            Either::Left((result, _)) => result.map_err(unreachable)?,
+            Either::Right(_) => {
+                controller.abort();
+                return Err(FetchError::Timeout);
+            }
+        };
+        let resp: web_sys::Response = resp.dyn_into().map_err(unreachable)?;
+        let mut out = http::Response::new(resp.body());
+        *out.status_mut() = http::StatusCode::from_u16(resp.status()).unwrap_or(http::StatusCode::BAD_GATEWAY);
+        *out.headers_mut() = headers_from_runtime(&resp.headers());
+        Ok(out)
+    }
+
+    async fn read_small(&self, body: Body, limit: usize) -> Option<Vec<u8>> {
+        let Some(stream) = body else { return Some(Vec::new()) };
+        let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
+        let mut out = Vec::new();
+        loop {
+            let chunk = JsFuture::from(reader.read()).await.ok()?;
+            let done = js_sys::Reflect::get(&chunk, &JsValue::from_str("done")).ok()?.as_bool().unwrap_or(true);
+            if done {
+                return Some(out);
+            }
+            let value = js_sys::Reflect::get(&chunk, &JsValue::from_str("value")).ok()?;
+            let bytes = js_sys::Uint8Array::new(&value);
+            if out.len() + bytes.length() as usize > limit {
+                let _ = reader.cancel();
+                return None;
+            }
+            out.extend_from_slice(&bytes.to_vec());
+        }
+    }
+
+    fn discard(&self, body: Body) {
+        if let Some(stream) = body {
+            // The promise only reports the cancellation; nothing waits for it.
+            let _ = stream.cancel();
+        }
+    }
+}

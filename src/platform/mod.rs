@@ -1,0 +1,48 @@
+//! The only code that touches the Workers runtime: the fetch entry point, the upstream client,
+//! configuration from the environment, and conversions between runtime and `http` types.
+
+mod convert;
+mod env;
+mod fetch;
+
+use std::cell::RefCell;
+
+use worker::{event, Context, Env, Request};
+
+use crate::mirror::{handle, Session};
+use crate::token::TokenCache;
+
+thread_local! {
+    /// Upstream tokens live as long as the isolate; wasm is single-threaded and no borrow is held
+    /// across an await.
+    static TOKENS: &'static RefCell<TokenCache> = Box::leak(Box::new(RefCell::new(TokenCache::default())));
+}
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<web_sys::Response> {
+    console_error_panic_hook::set_once();
+    let started = worker::Date::now().as_millis();
+    let config = env::config(&env);
+    let incoming = match convert::incoming(&req) {
+        Ok(incoming) => incoming,
+        Err(e) => return convert::outgoing(crate::mirror::respond::oci_error(&req.inner().method().parse().unwrap_or_default(), &e)),
+    };
+    let tokens = TOKENS.with(|t| *t);
+    let timeout_ms = config.as_ref().map_or(crate::config::DEFAULT_TIMEOUT_MS, |c| c.upstream_timeout_ms);
+    let fetcher = fetch::RuntimeFetcher;
+    let session = Session { fetcher: &fetcher, tokens, now: started / 1000, timeout_ms };
+    let (resp, outcome) = handle(config.as_ref().map(|c| c.as_ref()), &session, &incoming).await;
+    let line = serde_json::json!({
+        "msg": "request",
+        "method": incoming.method.as_str(),
+        "path": incoming.url.path(),
+        "route": outcome.route,
+        "upstream": outcome.upstream,
+        "by": outcome.by,
+        "status": resp.status().as_u16(),
+        "ms": worker::Date::now().as_millis().saturating_sub(started),
+        "error": outcome.error,
+    });
+    worker::console_log!("{line}");
+    convert::outgoing(resp)
+}
