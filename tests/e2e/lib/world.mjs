@@ -1,0 +1,75 @@
+// One end-to-end world: the loopback upstreams with real images, and the built worker in workerd
+// (Miniflare) configured to mirror them. The mirror's log lines are kept for assertions.
+import fs from 'node:fs';
+import path from 'node:path';
+import http from 'node:http';
+import { startUpstreams, makeImages, logOffset, readRequests, readJsonLines } from './upstreams.mjs';
+import { startMirror } from '../../../scripts/serve.mjs';
+
+export const ROOT = process.env.EDGEMIRROR_E2E_ROOT ?? '/tmp/em-e2e';
+export const MIRROR_PORT = 18787;
+export const BIG_MB = Number(process.env.EDGEMIRROR_BIG_MB ?? 110);
+
+/** The upstream table the tests run with: a Docker-Hub-like default and a plain registry. */
+export function upstreamTable(up) {
+  return {
+    'docker.io': { registry: up.hub, prefixes: ['docker.io'], ns: ['docker.io'], library: true },
+    plain: { registry: up.plain, hosts: ['plain.localhost'], prefixes: ['plain'], ns: ['plain.test'] },
+  };
+}
+
+/** A mirror on `port` whose log lines land in `lines` (parsed when JSON). */
+export async function mirrorWith({ port, vars }) {
+  const lines = [];
+  const m = await startMirror({ port, vars, onLog: (l) => lines.push(l) });
+  const entries = (from = 0) => lines.slice(from).flatMap((l) => { try { return [JSON.parse(l)]; } catch { return []; } });
+  return { ...m, lines, entries, mark: () => lines.length };
+}
+
+export async function startWorld() {
+  fs.mkdirSync(ROOT, { recursive: true });
+  const up = await startUpstreams({ root: ROOT });
+  try {
+    const images = await makeImages({ root: ROOT, bigMb: BIG_MB });
+    const mirror = await mirrorWith({ port: MIRROR_PORT, vars: { UPSTREAMS: upstreamTable(up) } });
+    /** Byte offsets of every upstream log, to read what happened after a point. */
+    const mark = () => ({ mirror: mirror.mark(), ...Object.fromEntries(Object.entries(up.logs).map(([k, f]) => [k, logOffset(f)])) });
+    const since = (m) => ({
+      mirror: mirror.entries(m.mirror),
+      plain: readRequests(up.logs.plain, m.plain),
+      hub: readRequests(up.logs.hub, m.hub),
+      token: readJsonLines(up.logs.token, m.token),
+      blobs: readJsonLines(up.logs.blobs, m.blobs),
+    });
+    const stop = async () => { await mirror.stop(); await up.stop(); };
+    return { up, images, mirror, mark, since, stop };
+  } catch (e) {
+    await up.stop();
+    throw e;
+  }
+}
+
+/** A raw HTTP request (path sent exactly as given, Host settable). */
+export function raw({ port = MIRROR_PORT, method = 'GET', path: p, headers = {}, timeout = 15000 }) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, method, path: p, headers, timeout }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`timeout: ${method} ${p}`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+export function ociCode(res) {
+  try { return JSON.parse(res.body.toString()).errors[0].code; } catch { return `not an OCI error: ${res.body.toString().slice(0, 200)}`; }
+}
+
+/** Where tests write what a person should look at (throughput tables…). */
+export function outputFile(name) {
+  const dir = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../../test-output');
+  fs.mkdirSync(dir, { recursive: true });
+  return path.join(dir, name);
+}
