@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what building (and with --test, testing) needs; each step is skipped when already done.
+#   build: Rust's wasm32 target, worker-build and wasm-bindgen-cli at pinned versions, npm packages.
+#   test:  Debian packages for the real upstream registry and clients, python3's cryptography.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORKER_BUILD_VERSION=0.8.7
+# The CLI must equal the wasm-bindgen library in Cargo.lock.
+WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/"/, "", $3); print $3}' Cargo.lock)
+export PATH="$HOME/.cargo/bin:$PATH"
+say() { echo "[setup] $*"; }
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  say "adding the wasm32-unknown-unknown target"; rustup target add wasm32-unknown-unknown
+fi
+if [ "$(worker-build --version 2>/dev/null | awk '{print $NF}')" != "$WORKER_BUILD_VERSION" ]; then
+  say "installing worker-build $WORKER_BUILD_VERSION (a few minutes)"
+  cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked
+fi
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $NF}')" != "$WASM_BINDGEN_VERSION" ]; then
+  say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (a few minutes)"
+  # Not --locked: one of its locked dependencies is not on every registry mirror.
+  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+fi
+if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm packages"; npm ci --no-audit --no-fund
+fi
+
+if [ "${1:-}" = "--test" ]; then
+  need=()
+  for cmd_pkg in docker-registry:docker-registry skopeo:skopeo containerd:containerd runc:runc dockerd:docker.io curl:curl; do
+    command -v "${cmd_pkg%%:*}" >/dev/null || need+=("${cmd_pkg#*:}")
+  done
+  dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "install ok installed" || need+=(busybox-static)
+  if [ ${#need[@]} -gt 0 ]; then
+    say "installing Debian packages: ${need[*]}"
+    SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
+  fi
+  python3 -c 'import cryptography' 2>/dev/null || { say "installing python3 cryptography"; pip install -q cryptography; }
+fi
+say "ready"

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# `npm test`: every test. Installs what it needs, runs the native tests of the pure core, builds the
+# worker, then the end-to-end suites (real workerd, real registries, real clients, all on 127.0.0.1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+bash scripts/setup.sh --test
+echo "== cargo test (pure core)"
+cargo test --quiet 2>&1 | grep -v '^$'
+echo "== build the worker"
+bash scripts/build.sh >/dev/null
+ls -l build/index_bg.wasm | awk '{print "wasm: " $5 " bytes"}'
+echo "== end to end (node:test, Miniflare/workerd, CNCF distribution, skopeo, ctr, dockerd)"
+# One file at a time: the upstreams listen on fixed loopback ports.
+exec node --test --test-concurrency=1 --test-timeout=900000 tests/e2e/
