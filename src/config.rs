@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::policy::Ttls;
 use crate::reference::{is_path_component, DOCKER_HUB};
 
 /// Default bound on waiting for an upstream's response headers.
@@ -27,6 +28,8 @@ pub struct Upstream {
     pub ns: Vec<String>,
     /// Single-component names get Docker Hub's `library/`.
     pub library: bool,
+    /// Cache lifetimes.
+    pub ttls: Ttls,
 }
 
 /// The validated mirror configuration.
@@ -76,6 +79,40 @@ struct RawUpstream {
     ns: Vec<String>,
     #[serde(default)]
     library: bool,
+    tag_ttl: Option<serde_json::Value>,
+    manifest_ttl: Option<serde_json::Value>,
+    blob_ttl: Option<serde_json::Value>,
+    stale_if_error: Option<serde_json::Value>,
+}
+
+/// Longest lifetime accepted (ten years), so arithmetic on `now + ttl` stays far from overflow.
+const MAX_DURATION: u64 = 10 * 365 * 24 * 3600;
+
+/// Seconds as a number, or a string with a unit: `"90s"`, `"10m"`, `"1h"`, `"365d"`.
+pub fn parse_duration(value: &serde_json::Value) -> Result<u64, String> {
+    let bad = || format!("{value} is not a duration (seconds, or a string like \"10m\", \"1h\", \"365d\")");
+    let secs = match value {
+        serde_json::Value::Number(n) => n.as_u64().ok_or_else(bad)?,
+        serde_json::Value::String(s) => {
+            let s = s.trim();
+            let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+            let (digits, unit) = s.split_at(split);
+            let n: u64 = digits.parse().map_err(|_| bad())?;
+            let mult = match unit.trim() {
+                "" | "s" => 1,
+                "m" => 60,
+                "h" => 3600,
+                "d" => 86_400,
+                _ => return Err(bad()),
+            };
+            n.checked_mul(mult).ok_or_else(bad)?
+        }
+        _ => return Err(bad()),
+    };
+    if secs > MAX_DURATION {
+        return Err(format!("{value} is longer than ten years"));
+    }
+    Ok(secs)
 }
 
 /// Public registries the mirror knows out of the box: (name, registry, library/).
@@ -101,6 +138,7 @@ impl Config {
                 prefixes: vec![name.to_string()],
                 ns: vec![name.to_string()],
                 library: *library,
+                ttls: Ttls::default(),
             })
             .collect();
         Config { upstreams, default: Some(0), upstream_timeout_ms: DEFAULT_TIMEOUT_MS }
@@ -168,7 +206,18 @@ fn parse_table(text: &str) -> Result<Vec<Upstream>, ConfigError> {
         if let Some(n) = raw.ns.iter().find(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_graphic())) {
             return Err(err(field("ns"), format!("{n:?} is not a registry name")));
         }
-        upstreams.push(Upstream { name, registry, hosts, prefixes, ns: raw.ns, library: raw.library });
+        let mut ttls = Ttls::default();
+        for (key, value, slot) in [
+            ("tag_ttl", &raw.tag_ttl, &mut ttls.tag),
+            ("manifest_ttl", &raw.manifest_ttl, &mut ttls.manifest),
+            ("blob_ttl", &raw.blob_ttl, &mut ttls.blob),
+            ("stale_if_error", &raw.stale_if_error, &mut ttls.stale_if_error),
+        ] {
+            if let Some(v) = value {
+                *slot = parse_duration(v).map_err(|p| err(field(key), p))?;
+            }
+        }
+        upstreams.push(Upstream { name, registry, hosts, prefixes, ns: raw.ns, library: raw.library, ttls });
     }
     check_unique(&upstreams, "hosts", |u| &u.hosts)?;
     check_unique(&upstreams, "prefixes", |u| &u.prefixes)?;
@@ -303,6 +352,36 @@ mod tests {
         let e = Config::from_vars(&v).unwrap_err();
         assert!(e.field.starts_with(field), "{e} should name {field}");
         assert!(!e.problem.is_empty());
+    }
+
+    #[rstest]
+    #[case(serde_json::json!(600), Ok(600))]
+    #[case(serde_json::json!(0), Ok(0))]
+    #[case(serde_json::json!("90s"), Ok(90))]
+    #[case(serde_json::json!("90"), Ok(90))]
+    #[case(serde_json::json!("10m"), Ok(600))]
+    #[case(serde_json::json!("1h"), Ok(3600))]
+    #[case(serde_json::json!("24h"), Ok(86_400))]
+    #[case(serde_json::json!("365d"), Ok(365 * 86_400))]
+    #[case(serde_json::json!("1w"), Err(()))]
+    #[case(serde_json::json!("h"), Err(()))]
+    #[case(serde_json::json!(-1), Err(()))]
+    #[case(serde_json::json!(1.5), Err(()))]
+    #[case(serde_json::json!("99999999999999999999d"), Err(()))]
+    #[case(serde_json::json!("4000d"), Err(()))]
+    #[case(serde_json::json!(true), Err(()))]
+    fn durations(#[case] v: serde_json::Value, #[case] want: Result<u64, ()>) {
+        assert_eq!(parse_duration(&v).map_err(|_| ()), want);
+    }
+
+    #[test]
+    fn ttls_per_upstream_with_defaults() {
+        let table = r#"{"a": {"registry": "https://a", "tag_ttl": "1h", "blob_ttl": "24h"}, "b": {"registry": "https://b"}}"#;
+        let c = Config::from_vars(&vars(table)).unwrap();
+        assert_eq!(c.upstreams[0].ttls, Ttls { tag: 3600, blob: 86_400, ..Ttls::default() });
+        assert_eq!(c.upstreams[1].ttls, Ttls::default());
+        let bad = r#"{"a": {"registry": "https://a", "stale_if_error": "soon"}}"#;
+        assert_eq!(Config::from_vars(&vars(bad)).unwrap_err().field, "UPSTREAMS.a.stale_if_error");
     }
 
     #[test]

@@ -8,9 +8,11 @@ pub mod reference;
 pub mod config;
 pub mod route;
 pub mod select;
+pub mod cache_key;
 pub mod challenge;
 pub mod token;
 pub mod mirror;
+pub mod policy;
 pub mod ports;
 
 #[cfg(target_arch = "wasm32")]

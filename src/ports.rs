@@ -29,4 +29,126 @@ pub trait Fetcher {
     async fn read_small(&self, body: Self::Body, limit: usize) -> Option<Vec<u8>>;
     /// Lets go of a body that will not be read.
     fn discard(&self, body: Self::Body);
+    /// Splits a body into two that each yield every byte (one for the client, one for a store).
+    fn tee(&self, body: Self::Body) -> (Self::Body, Self::Body);
+}
+
+/// A tag's resolution as last seen upstream: enough to answer a HEAD and find the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TagRecord {
+    pub digest: String,
+    pub media_type: String,
+    pub size: u64,
+    /// Seconds since the epoch.
+    pub stored_at: u64,
+}
+
+/// A manifest's bytes as the upstream sent them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredManifest {
+    pub body: Vec<u8>,
+    pub media_type: String,
+}
+
+/// A single byte range a client asked for (`Range: bytes=…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeSpec {
+    /// `bytes=a-`
+    From(u64),
+    /// `bytes=a-b` (inclusive)
+    FromTo(u64, u64),
+    /// `bytes=-n`
+    Suffix(u64),
+}
+
+impl RangeSpec {
+    /// Parses one `bytes=` range; anything else (several ranges, other units) is `None`.
+    pub fn parse(header: &str) -> Option<RangeSpec> {
+        let spec = header.trim().strip_prefix("bytes=")?.trim();
+        if spec.contains(',') {
+            return None;
+        }
+        let (a, b) = spec.split_once('-')?;
+        let num = |s: &str| if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) { None } else { s.parse::<u64>().ok() };
+        match (a.trim(), b.trim()) {
+            ("", n) => num(n).filter(|n| *n > 0).map(RangeSpec::Suffix),
+            (a, "") => num(a).map(RangeSpec::From),
+            (a, b) => match (num(a), num(b)) {
+                (Some(a), Some(b)) if a <= b => Some(RangeSpec::FromTo(a, b)),
+                _ => None,
+            },
+        }
+    }
+
+    /// The inclusive byte span this range covers in an object of `size` bytes, if satisfiable.
+    pub fn resolve(self, size: u64) -> Option<(u64, u64)> {
+        if size == 0 {
+            return None;
+        }
+        match self {
+            RangeSpec::From(a) if a < size => Some((a, size - 1)),
+            RangeSpec::FromTo(a, b) if a < size => Some((a, b.min(size - 1))),
+            RangeSpec::Suffix(n) => Some((size.saturating_sub(n), size - 1)),
+            _ => None,
+        }
+    }
+}
+
+/// A blob looked up in a store.
+#[derive(Debug)]
+pub enum BlobLookup<B> {
+    /// `body` is `None` for a HEAD; `span` is the inclusive byte span served when a range was asked.
+    Found { body: Option<B>, size: u64, span: Option<(u64, u64)> },
+    /// Stored, but the range asked for lies outside it.
+    Unsatisfiable { size: u64 },
+    Missing,
+}
+
+/// Where the mirror keeps what it fetched. Writes happen after the response (the platform defers
+/// them); a blob is committed only if its bytes hash to its digest and its length is as announced.
+#[allow(async_fn_in_trait)]
+pub trait Store {
+    type Body;
+    async fn tag(&self, key: &str) -> Option<TagRecord>;
+    fn put_tag(&self, key: &str, record: &TagRecord, keep_secs: u64);
+    fn delete_tag(&self, key: &str);
+    async fn manifest(&self, key: &str) -> Option<StoredManifest>;
+    fn put_manifest(&self, key: &str, manifest: StoredManifest, keep_secs: u64);
+    async fn blob(&self, key: &str, range: Option<RangeSpec>, head: bool) -> BlobLookup<Self::Body>;
+    fn put_blob(&self, key: &str, digest: &str, size: u64, body: Self::Body, keep_secs: u64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("bytes=0-99", Some(RangeSpec::FromTo(0, 99)))]
+    #[case("bytes=100-", Some(RangeSpec::From(100)))]
+    #[case("bytes=-10", Some(RangeSpec::Suffix(10)))]
+    #[case(" bytes= 5 - 6 ", Some(RangeSpec::FromTo(5, 6)))]
+    #[case("bytes=-0", None)]
+    #[case("bytes=9-1", None)]
+    #[case("bytes=0-1,3-4", None)]
+    #[case("items=0-1", None)]
+    #[case("bytes=a-b", None)]
+    #[case("bytes=+1-2", None)]
+    #[case("bytes=-", None)]
+    #[case("bytes=99999999999999999999999-", None)]
+    fn ranges_parse(#[case] h: &str, #[case] want: Option<RangeSpec>) {
+        assert_eq!(RangeSpec::parse(h), want);
+    }
+
+    #[rstest]
+    #[case(RangeSpec::FromTo(0, 9), 100, Some((0, 9)))]
+    #[case(RangeSpec::FromTo(90, 200), 100, Some((90, 99)))]
+    #[case(RangeSpec::From(99), 100, Some((99, 99)))]
+    #[case(RangeSpec::From(100), 100, None)]
+    #[case(RangeSpec::Suffix(10), 100, Some((90, 99)))]
+    #[case(RangeSpec::Suffix(1000), 100, Some((0, 99)))]
+    #[case(RangeSpec::From(0), 0, None)]
+    fn ranges_resolve(#[case] r: RangeSpec, #[case] size: u64, #[case] want: Option<(u64, u64)>) {
+        assert_eq!(r.resolve(size), want);
+    }
 }

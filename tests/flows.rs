@@ -1,125 +1,18 @@
 //! The mirror's flows on an in-memory network: token auth with one retry, redirects that drop
 //! credentials, error mapping, and bad input that never reaches an upstream.
 
+mod common;
+
 use std::cell::RefCell;
 
+use common::*;
 use edgemirror::config::{Config, Vars};
-use edgemirror::mirror::{handle, Incoming, Outcome, Reply, Session};
-use edgemirror::ports::{FetchError, Fetcher, UpstreamRequest};
+use edgemirror::mirror::{handle, Incoming, Reply, Session};
+use edgemirror::ports::FetchError;
 use edgemirror::token::TokenCache;
 use futures::executor::block_on;
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http::{HeaderMap, Method, Response};
 use rstest::rstest;
-
-const SHA: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-const MANIFEST: &[u8] = br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#;
-const TABLE: &str = r#"{
-    "docker.io": {"registry": "http://hub.test", "prefixes": ["docker.io"], "ns": ["docker.io"], "library": true},
-    "plain": {"registry": "http://plain.test", "prefixes": ["plain"], "ns": ["plain.test"]}
-}"#;
-
-type Handler = Box<dyn Fn(&UpstreamRequest) -> Result<Response<Vec<u8>>, FetchError>>;
-
-/// A scripted network that records every request.
-struct FakeNet {
-    handler: Handler,
-    seen: RefCell<Vec<UpstreamRequest>>,
-}
-
-impl FakeNet {
-    fn new(handler: impl Fn(&UpstreamRequest) -> Result<Response<Vec<u8>>, FetchError> + 'static) -> Self {
-        FakeNet { handler: Box::new(handler), seen: RefCell::new(Vec::new()) }
-    }
-    fn urls(&self) -> Vec<String> {
-        self.seen.borrow().iter().map(|r| format!("{} {}", r.method, r.url)).collect()
-    }
-    fn auth_of(&self, i: usize) -> Option<String> {
-        self.seen.borrow()[i].headers.get("authorization").map(|v| v.to_str().unwrap().to_string())
-    }
-}
-
-impl Fetcher for FakeNet {
-    type Body = Vec<u8>;
-    async fn fetch(&self, req: &UpstreamRequest, _timeout_ms: u32) -> Result<Response<Vec<u8>>, FetchError> {
-        self.seen.borrow_mut().push(req.clone());
-        (self.handler)(req)
-    }
-    async fn read_small(&self, body: Vec<u8>, limit: usize) -> Option<Vec<u8>> {
-        (body.len() <= limit).then_some(body)
-    }
-    fn discard(&self, _body: Vec<u8>) {}
-}
-
-fn resp(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<Response<Vec<u8>>, FetchError> {
-    let mut r = Response::new(body.to_vec());
-    *r.status_mut() = StatusCode::from_u16(status).unwrap();
-    for (k, v) in headers {
-        r.headers_mut().append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
-    }
-    Ok(r)
-}
-
-/// A Docker-Hub-like registry at hub.test: bearer tokens from auth.test, blobs 307 to cdn.test.
-fn hub(req: &UpstreamRequest) -> Result<Response<Vec<u8>>, FetchError> {
-    let authed = req.headers.get("authorization").map(|v| v.to_str().unwrap()) == Some("Bearer tok-1");
-    match (req.url.host_str().unwrap(), req.url.path()) {
-        ("auth.test", "/token") => resp(200, &[], br#"{"token":"tok-1","expires_in":300}"#),
-        ("hub.test", _) if !authed => resp(
-            401,
-            &[("www-authenticate", r#"Bearer realm="http://auth.test/token",service="hub",scope="repository:library/alpine:pull""#)],
-            br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
-        ),
-        ("hub.test", "/v2/library/alpine/manifests/latest") => resp(
-            200,
-            &[("content-type", "application/vnd.docker.distribution.manifest.v2+json"), ("docker-content-digest", SHA), ("content-length", &MANIFEST.len().to_string()), ("etag", "\"x\""), ("x-internal", "secret")],
-            MANIFEST,
-        ),
-        ("hub.test", "/v2/library/alpine/manifests/missing") => resp(404, &[], br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"upstream says no"}]}"#),
-        ("hub.test", p) if p.starts_with("/v2/library/alpine/blobs/") => resp(307, &[("location", &format!("http://cdn.test/data/{SHA}"))], b""),
-        ("cdn.test", _) => match req.headers.get("range") {
-            Some(_) => resp(206, &[("content-range", "bytes 0-3/10"), ("content-length", "4")], b"LAYE"),
-            None => resp(200, &[("content-length", "10")], b"LAYERBYTES"),
-        },
-        _ => resp(404, &[], b"<Error>NoSuchKey</Error>"),
-    }
-}
-
-struct World {
-    net: FakeNet,
-    tokens: RefCell<TokenCache>,
-    config: Config,
-}
-
-impl World {
-    fn new(net: FakeNet) -> World {
-        let config = Config::from_vars(&Vars { upstreams: Some(TABLE), ..Default::default() }).unwrap();
-        World { net, tokens: RefCell::new(TokenCache::default()), config }
-    }
-    fn request(&self, method: Method, url: &str, headers: &[(&str, &str)]) -> (Response<Reply<Vec<u8>>>, Outcome) {
-        let mut h = HeaderMap::new();
-        for (k, v) in headers {
-            h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
-        }
-        let session = Session { fetcher: &self.net, tokens: &self.tokens, now: 1_000, timeout_ms: 1_000 };
-        let incoming = Incoming { method, url: url::Url::parse(url).unwrap(), headers: h };
-        block_on(handle(Ok(&self.config), &session, &incoming))
-    }
-    fn get(&self, path: &str) -> (Response<Reply<Vec<u8>>>, Outcome) {
-        self.request(Method::GET, &format!("http://mirror.test{path}"), &[])
-    }
-}
-
-fn body(r: &Response<Reply<Vec<u8>>>) -> Vec<u8> {
-    match r.body() {
-        Reply::Upstream(b) | Reply::Bytes(b) => b.clone(),
-        Reply::Empty => Vec::new(),
-    }
-}
-
-fn error_code(r: &Response<Reply<Vec<u8>>>) -> String {
-    let v: serde_json::Value = serde_json::from_slice(&body(r)).expect("an OCI error envelope");
-    v["errors"][0]["code"].as_str().unwrap().to_string()
-}
 
 #[test]
 fn manifest_by_tag_with_token_auth_is_passed_through_byte_for_byte() {
@@ -127,9 +20,9 @@ fn manifest_by_tag_with_token_auth_is_passed_through_byte_for_byte() {
     let (r, outcome) = w.request(Method::GET, "http://mirror.test/v2/alpine/manifests/latest", &[("accept", "application/vnd.oci.image.index.v1+json"), ("accept", "application/vnd.docker.distribution.manifest.v2+json")]);
     assert_eq!(r.status(), 200);
     assert_eq!(body(&r), MANIFEST);
-    assert!(matches!(r.body(), Reply::Upstream(_)), "upstream body passed through, not re-encoded");
+    assert_eq!(h_cache(&r), "edgemirror; fwd=miss; stored");
     let h = r.headers();
-    assert_eq!(h["docker-content-digest"], SHA);
+    assert_eq!(h["docker-content-digest"], sha(MANIFEST).as_str());
     assert_eq!(h["content-type"], "application/vnd.docker.distribution.manifest.v2+json");
     assert_eq!(h["content-length"], MANIFEST.len().to_string().as_str());
     assert_eq!(h["etag"], "\"x\"");
@@ -151,11 +44,10 @@ fn manifest_by_tag_with_token_auth_is_passed_through_byte_for_byte() {
     let accept = w.net.seen.borrow()[2].headers["accept"].to_str().unwrap().to_string();
     assert_eq!(accept, "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json");
 
-    // The token is kept: the next request for the same scope goes straight through.
-    let (r, _) = w.request(Method::HEAD, "http://mirror.test/v2/library/alpine/manifests/latest", &[]);
-    assert_eq!(r.status(), 200);
+    // The token is kept: the next request for the same scope goes straight through with it.
+    let (r, _) = w.request(Method::HEAD, "http://mirror.test/v2/library/alpine/manifests/missing", &[]);
+    assert_eq!(r.status(), 404);
     assert!(matches!(r.body(), Reply::Empty));
-    assert_eq!(r.headers()["docker-content-digest"], SHA);
     assert_eq!(w.net.urls().len(), 4);
     assert_eq!(w.net.auth_of(3).as_deref(), Some("Bearer tok-1"));
 }
@@ -298,10 +190,11 @@ fn invalid_configuration_answers_every_request_with_the_field() {
     let bad = Config::from_vars(&Vars { upstreams: Some(r#"{"x":{"registry":"ftp://h"}}"#), ..Default::default() }).unwrap_err();
     let session = Session { fetcher: &net, tokens: &tokens, now: 0, timeout_ms: 1_000 };
     let incoming = |path: &str| Incoming { method: Method::GET, url: url::Url::parse(&format!("http://m.test{path}")).unwrap(), headers: HeaderMap::new() };
-    let (r, _) = block_on(handle(Err(&bad), &session, &incoming("/v2/alpine/manifests/latest")));
+    let store = FakeStore::default();
+    let (r, _) = block_on(handle(Err(&bad), &session, &store, &incoming("/v2/alpine/manifests/latest")));
     assert_eq!(r.status(), 503);
     assert!(String::from_utf8(body(&r)).unwrap().contains("UPSTREAMS.x.registry"));
-    let (r, _) = block_on(handle(Err(&bad), &session, &incoming("/healthz")));
+    let (r, _) = block_on(handle(Err(&bad), &session, &store, &incoming("/healthz")));
     assert_eq!(r.status(), 503);
     assert!(String::from_utf8(body(&r)).unwrap().contains("UPSTREAMS.x.registry"));
 }

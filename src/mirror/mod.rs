@@ -1,17 +1,20 @@
 //! The mirror's request flow: route → upstream selection → upstream request → client response.
 //! Generic over the platform's body type; never reads a blob.
 
+pub mod blobs;
+pub mod manifests;
 pub mod respond;
 pub mod upstream;
 
-use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, IF_NONE_MATCH, RANGE};
+use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, RANGE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use crate::challenge::pull_scope;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Upstream};
 use crate::error::{ErrorCode, OciError};
-use crate::ports::Fetcher;
-use crate::reference::{clip, Tag};
+use crate::policy::{normalise_accept, CacheStatus};
+use crate::ports::{Fetcher, Store};
+use crate::reference::{clip, RepoName, Tag};
 use crate::route::{self, Resource, Route};
 use crate::select::select;
 use respond::{oci_error, to_client, LinkRewrite, API_VERSION, API_VERSION_HEADER};
@@ -41,6 +44,34 @@ pub struct Outcome {
     /// How the upstream was chosen: host, prefix, ns or default.
     pub by: Option<&'static str>,
     pub error: Option<String>,
+    /// The cache's part: hit, miss, revalidated, stale or bypass.
+    pub cache: &'static str,
+}
+
+/// One registry request on its way to an upstream: what the flows need to answer it.
+pub struct Request<'a, F: Fetcher, S> {
+    pub session: &'a Session<'a, F>,
+    pub store: &'a S,
+    pub method: &'a Method,
+    pub upstream: &'a Upstream,
+    /// The repository name at the upstream.
+    pub name: &'a RepoName,
+    pub resource: Resource,
+    pub url: url::Url,
+    /// Headers for the upstream (Accept, Range, If-None-Match).
+    pub headers: HeaderMap,
+    pub scope: String,
+    /// The client's Accept list, normalised.
+    pub accept: Vec<String>,
+    /// The client's Range header.
+    pub range: Option<String>,
+    pub link: LinkRewrite<'a>,
+}
+
+impl<F: Fetcher, S> Request<'_, F, S> {
+    pub async fn send(&self, method: Method) -> Result<http::Response<F::Body>, OciError> {
+        self.session.send(&self.upstream.name, &self.scope, method, self.url.clone(), self.headers.clone()).await
+    }
 }
 
 /// Query parameters the mirror understands.
@@ -69,41 +100,52 @@ fn query(url: &url::Url) -> Query {
 }
 
 /// Handles one request. `config` is the parsed configuration or why it is invalid.
-pub async fn handle<F: Fetcher>(
+pub async fn handle<F: Fetcher, S: Store<Body = F::Body>>(
     config: Result<&Config, &ConfigError>,
     session: &Session<'_, F>,
+    store: &S,
     req: &Incoming,
 ) -> (http::Response<Reply<F::Body>>, Outcome) {
-    let mut outcome = Outcome::default();
-    let resp = match serve(config, session, req, &mut outcome).await {
-        Ok(resp) => resp,
+    let mut outcome = Outcome { cache: CacheStatus::Bypass.short(), ..Default::default() };
+    let (mut resp, cache) = match serve(config, session, store, req, &mut outcome).await {
+        Ok(answer) => answer,
         Err(e) => {
             outcome.error = Some(e.to_string());
-            oci_error(&req.method, &e)
+            let cache = if outcome.upstream.is_some() { CacheStatus::Miss { stored: Err("error") } } else { CacheStatus::Bypass };
+            (oci_error(&req.method, &e), cache)
         }
     };
+    if req.url.path().starts_with("/v2") {
+        if let Ok(v) = HeaderValue::from_str(&cache.header()) {
+            resp.headers_mut().insert("cache-status", v);
+        }
+    }
+    outcome.cache = cache.short();
     (resp, outcome)
 }
 
-async fn serve<F: Fetcher>(
+type Answer<B> = Result<(http::Response<Reply<B>>, CacheStatus), OciError>;
+
+async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
     config: Result<&Config, &ConfigError>,
     session: &Session<'_, F>,
+    store: &S,
     req: &Incoming,
     outcome: &mut Outcome,
-) -> Result<http::Response<Reply<F::Body>>, OciError> {
+) -> Answer<F::Body> {
     let route = route::parse(&req.method, req.url.path())?;
     outcome.route = route.kind();
     let config = match (config, &route) {
-        (Err(e), Route::Health) => return Ok(health(Err(e))),
+        (Err(e), Route::Health) => return Ok((health(Err(e)), CacheStatus::Bypass)),
         (Err(e), _) => {
             return Err(OciError::new(ErrorCode::Unavailable, format!("mirror configuration is invalid: {e}")));
         }
         (Ok(c), _) => c,
     };
     let (name, resource) = match route {
-        Route::Landing => return Ok(small(StatusCode::OK, "text/plain; charset=utf-8", LANDING.as_bytes().to_vec())),
-        Route::Health => return Ok(health(Ok(config))),
-        Route::ApiBase => return Ok(small(StatusCode::OK, "application/json", b"{}".to_vec())),
+        Route::Landing => return Ok((small(StatusCode::OK, "text/plain; charset=utf-8", LANDING.as_bytes().to_vec()), CacheStatus::Bypass)),
+        Route::Health => return Ok((health(Ok(config)), CacheStatus::Bypass)),
+        Route::ApiBase => return Ok((small(StatusCode::OK, "application/json", b"{}".to_vec()), CacheStatus::Bypass)),
         Route::Registry { name, resource } => (name, resource),
     };
     let q = query(&req.url);
@@ -138,16 +180,33 @@ async fn serve<F: Fetcher>(
             headers.insert(name, v.clone());
         }
     };
-    match resource {
-        Resource::Blob(_) => pass(RANGE, &mut headers),
-        Resource::Manifest(_) => pass(IF_NONE_MATCH, &mut headers),
-        _ => {}
+    if let Resource::Blob(_) = resource {
+        pass(RANGE, &mut headers);
     }
 
-    let scope = pull_scope(sel.name.as_str());
-    let resp = session.send(&sel.upstream.name, &scope, req.method.clone(), url, headers).await?;
-    let link = LinkRewrite { upstream_name: sel.name.as_str(), client_name: name.as_str(), ns: q.ns.as_deref() };
-    Ok(to_client(session.fetcher, &req.method, &resource, &sel.upstream.name, resp, &link).await)
+    let r = Request {
+        session,
+        store,
+        method: &req.method,
+        upstream: sel.upstream,
+        name: &sel.name,
+        resource: resource.clone(),
+        url,
+        headers,
+        scope: pull_scope(sel.name.as_str()),
+        accept: normalise_accept(&accept),
+        range: req.headers.get(RANGE).and_then(|v| v.to_str().ok()).map(str::to_string),
+        link: LinkRewrite { upstream_name: sel.name.as_str(), client_name: name.as_str(), ns: q.ns.as_deref() },
+    };
+    match &resource {
+        Resource::Manifest(reference) => manifests::serve(&r, reference).await,
+        Resource::Blob(digest) => blobs::serve(&r, digest).await,
+        Resource::TagsList | Resource::Referrers(_) => {
+            let resp = r.send(req.method.clone()).await?;
+            let out = to_client(session.fetcher, &req.method, &resource, &sel.upstream.name, resp, &r.link).await;
+            Ok((out, CacheStatus::Miss { stored: Err("not cached") }))
+        }
+    }
 }
 
 /// Copies the query parameters an upstream may see, after checking them.

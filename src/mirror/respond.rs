@@ -37,6 +37,18 @@ pub fn oci_error<B>(method: &Method, e: &OciError) -> http::Response<Reply<B>> {
     resp
 }
 
+/// The upstream headers a client gets on success, plus the API version.
+pub fn passed_headers(upstream: &HeaderMap) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for name in PASSED_HEADERS {
+        if let Some(v) = upstream.get(*name) {
+            headers.insert(HeaderName::from_static(name), v.clone());
+        }
+    }
+    headers.insert(API_VERSION_HEADER, HeaderValue::from_static(API_VERSION));
+    headers
+}
+
 /// Where a `tags/list` `Link` points: the client's name and query, not the upstream's.
 pub struct LinkRewrite<'a> {
     pub upstream_name: &'a str,
@@ -85,12 +97,7 @@ pub async fn to_client<F: Fetcher>(
     let (parts, body) = resp.into_parts();
     let status = parts.status;
     if status.is_success() || status == StatusCode::NOT_MODIFIED {
-        let mut headers = HeaderMap::new();
-        for name in PASSED_HEADERS {
-            if let Some(v) = parts.headers.get(*name) {
-                headers.insert(HeaderName::from_static(name), v.clone());
-            }
-        }
+        let mut headers = passed_headers(&parts.headers);
         if let Some(v) = parts.headers.get(LINK).and_then(|v| v.to_str().ok()).and_then(|v| rewrite_link(v, link)) {
             if let Ok(v) = HeaderValue::from_str(&v) {
                 headers.insert(LINK, v);
@@ -102,7 +109,6 @@ pub async fn to_client<F: Fetcher>(
                 headers.insert(DIGEST_HEADER, v);
             }
         }
-        headers.insert(API_VERSION_HEADER, HeaderValue::from_static(API_VERSION));
         let reply = if *method == Method::HEAD || status == StatusCode::NOT_MODIFIED {
             fetcher.discard(body);
             Reply::Empty

@@ -1,0 +1,83 @@
+//! Blobs through the store: a hit (whole or a single range) is served from the store without the
+//! upstream; a miss streams from the upstream to the client and, split by the runtime, to the
+//! store, which commits it only if its bytes hash to the digest.
+
+use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+
+use super::respond::{to_client, API_VERSION, API_VERSION_HEADER, DIGEST_HEADER};
+use super::{Reply, Request};
+use crate::cache_key;
+use crate::error::{ErrorCode, OciError};
+use crate::policy::{decide, CacheStatus, Decision, Facts, Kind};
+use crate::ports::{BlobLookup, Fetcher, RangeSpec, Store};
+use crate::reference::Digest;
+
+type Answer<B> = Result<(http::Response<Reply<B>>, CacheStatus), OciError>;
+
+pub async fn serve<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>, digest: &Digest) -> Answer<F::Body> {
+    let key = cache_key::blob(&r.upstream.name, r.name, digest);
+    let range = r.range.as_deref().map(RangeSpec::parse);
+    // A Range the mirror does not understand (several ranges…) goes to the upstream as it is.
+    if let Some(None) = range {
+        return miss(r, &key, digest, true).await;
+    }
+    let range = range.flatten();
+    match r.store.blob(&key, range, *r.method == Method::HEAD).await {
+        BlobLookup::Found { body, size, span } => Ok((hit(digest, body, size, span), CacheStatus::Hit { ttl: r.upstream.ttls.blob })),
+        BlobLookup::Unsatisfiable { size } => {
+            let e = OciError::new(ErrorCode::RangeInvalid, format!("range outside the blob's {size} bytes"));
+            let mut resp = super::respond::oci_error(r.method, &e);
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                resp.headers_mut().insert(CONTENT_RANGE, v);
+            }
+            Ok((resp, CacheStatus::Hit { ttl: r.upstream.ttls.blob }))
+        }
+        BlobLookup::Missing => miss(r, &key, digest, range.is_some()).await,
+    }
+}
+
+fn hit<B>(digest: &Digest, body: Option<B>, size: u64, span: Option<(u64, u64)>) -> http::Response<Reply<B>> {
+    let mut h = HeaderMap::new();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(digest.as_str()) {
+        h.insert(DIGEST_HEADER, v);
+    }
+    h.insert(API_VERSION_HEADER, HeaderValue::from_static(API_VERSION));
+    let status = match span {
+        Some((a, b)) => {
+            h.insert(CONTENT_LENGTH, HeaderValue::from(b - a + 1));
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {a}-{b}/{size}")) {
+                h.insert(CONTENT_RANGE, v);
+            }
+            StatusCode::PARTIAL_CONTENT
+        }
+        None => {
+            h.insert(CONTENT_LENGTH, HeaderValue::from(size));
+            StatusCode::OK
+        }
+    };
+    let mut resp = http::Response::new(body.map_or(Reply::Empty, Reply::Upstream));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = h;
+    resp
+}
+
+async fn miss<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>, key: &str, digest: &Digest, ranged: bool) -> Answer<F::Body> {
+    let resp = r.send(r.method.clone()).await?;
+    let content_length = resp.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let facts = Facts { status: resp.status().as_u16(), head: *r.method == Method::HEAD, content_length, ..Default::default() };
+    let decision = if ranged { Decision::Uncacheable("range request") } else { decide(Kind::Blob, &facts, &r.upstream.ttls) };
+    let (resp, stored) = match (decision, content_length) {
+        (Decision::Cacheable { ttl, .. }, Some(size)) => {
+            let (parts, body) = resp.into_parts();
+            let (to_client, to_store) = r.session.fetcher.tee(body);
+            r.store.put_blob(key, digest.as_str(), size, to_store, ttl);
+            (http::Response::from_parts(parts, to_client), Ok(()))
+        }
+        (d, _) => (resp, Err(d.reason())),
+    };
+    let out = to_client(r.session.fetcher, r.method, &r.resource, &r.upstream.name, resp, &r.link).await;
+    Ok((out, CacheStatus::Miss { stored }))
+}
