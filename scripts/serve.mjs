@@ -1,7 +1,8 @@
 // The fast local mirror: the built worker in workerd through the Miniflare API (wrangler dev's own
 // proxy streams large bodies ~100x slower). Used by `npm start` and by the end-to-end tests.
 //
-//   node scripts/serve.mjs [--port 8787] [--state .state]     vars come from wrangler.toml [vars];
+//   node scripts/serve.mjs [--port 8787] [--state .state] [--no-r2]   vars come from wrangler.toml [vars];
+//   blobs persist in a local R2 bucket (BLOBS) unless --no-r2;
 //   EDGEMIRROR_UPSTREAMS='{"docker.io":{...}}' overrides UPSTREAMS (likewise DEFAULT_UPSTREAM, UPSTREAM_TIMEOUT_MS).
 import { Miniflare } from 'miniflare';
 import { existsSync } from 'node:fs';
@@ -12,9 +13,10 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const SCRIPT = path.join(ROOT, 'build/worker/shim.mjs');
 const VAR_NAMES = ['UPSTREAMS', 'DEFAULT_UPSTREAM', 'UPSTREAM_TIMEOUT_MS'];
 
-/** Starts the worker on 127.0.0.1:port. `vars` are the Worker's variables; `onLog(line)` gets
+/** Starts the worker on 127.0.0.1:port. `vars` are the Worker's variables; `r2` binds an R2 bucket
+ *  as BLOBS; `state` persists KV/R2/cache under that directory (else in memory); `onLog(line)` gets
  *  every line the worker prints. Returns { url, mf, stop }. */
-export async function startMirror({ port = 8787, vars = {}, state, onLog } = {}) {
+export async function startMirror({ port = 8787, vars = {}, state, r2 = false, onLog } = {}) {
   if (!existsSync(SCRIPT)) throw new Error(`${SCRIPT} is missing: run npm run build`);
   const persist = state ? { kvPersist: path.join(state, 'kv'), r2Persist: path.join(state, 'r2'), cachePersist: path.join(state, 'cache') } : {};
   const mf = new Miniflare({
@@ -27,6 +29,7 @@ export async function startMirror({ port = 8787, vars = {}, state, onLog } = {})
     compatibilityDate: '2026-04-01',
     bindings: vars,
     cache: true,
+    r2Buckets: r2 ? ['BLOBS'] : [],
     ...persist,
     host: '127.0.0.1',
     port,
@@ -68,7 +71,8 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   };
   const port = Number(arg('--port', process.env.PORT ?? 8787));
   const state = path.resolve(arg('--state', path.join(ROOT, '.state')));
-  const mirror = await startMirror({ port, vars: await varsFromConfig(), state });
+  const r2 = !process.argv.includes('--no-r2');
+  const mirror = await startMirror({ port, vars: await varsFromConfig(), state, r2 });
   console.log(`edgemirror listening on ${mirror.url} (state in ${state}); Ctrl-C stops it`);
   const stop = async () => { await mirror.stop(); process.exit(0); };
   process.on('SIGINT', stop);

@@ -65,6 +65,16 @@ impl Fetcher for RuntimeFetcher {
         }
     }
 
+    fn tee(&self, body: Body) -> (Body, Body) {
+        match body {
+            None => (None, None),
+            Some(stream) => {
+                let pair = stream.tee();
+                (pair.get(0).dyn_into().ok(), pair.get(1).dyn_into().ok())
+            }
+        }
+    }
+
     fn discard(&self, body: Body) {
         if let Some(stream) = body {
             // The promise only reports the cancellation; nothing waits for it.

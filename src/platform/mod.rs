@@ -4,6 +4,8 @@
 mod convert;
 mod env;
 mod fetch;
+mod store;
+mod verify;
 
 use std::cell::RefCell;
 
@@ -19,7 +21,7 @@ thread_local! {
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<web_sys::Response> {
+async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     console_error_panic_hook::set_once();
     let started = worker::Date::now().as_millis();
     let config = env::config(&env);
@@ -31,7 +33,8 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<web_sys:
     let timeout_ms = config.as_ref().map_or(crate::config::DEFAULT_TIMEOUT_MS, |c| c.upstream_timeout_ms);
     let fetcher = fetch::RuntimeFetcher;
     let session = Session { fetcher: &fetcher, tokens, now: started / 1000, timeout_ms };
-    let (resp, outcome) = handle(config.as_ref().map(|c| c.as_ref()), &session, &incoming).await;
+    let store = store::RuntimeStore { ctx: &ctx, bucket: env.bucket("BLOBS").ok() };
+    let (resp, outcome) = handle(config.as_ref().map(|c| c.as_ref()), &session, &store, &incoming).await;
     let line = serde_json::json!({
         "msg": "request",
         "method": incoming.method.as_str(),
@@ -40,6 +43,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<web_sys:
         "upstream": outcome.upstream,
         "by": outcome.by,
         "status": resp.status().as_u16(),
+        "cache": outcome.cache,
         "ms": worker::Date::now().as_millis().saturating_sub(started),
         "error": outcome.error,
     });

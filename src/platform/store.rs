@@ -1,0 +1,215 @@
+//! The `Store` on the platform: the Cache API (per data centre, always there) for tag records,
+//! manifests and blobs, and R2 (when the `BLOBS` bucket is bound) as the persistent store for blobs
+//! and digest manifests. Writes run after the response, in `wait_until`.
+
+use worker::{Bucket, Cache, Context, Headers, Response, ResponseBody};
+
+use super::convert::Body;
+use super::verify;
+use crate::cache_key::object_name;
+use crate::ports::{BlobLookup, RangeSpec, Store, StoredManifest, TagRecord};
+use crate::reference::clip;
+
+pub struct RuntimeStore<'a> {
+    pub ctx: &'a Context,
+    pub bucket: Option<Bucket>,
+}
+
+fn log_failure(what: &str, key: &str, e: impl std::fmt::Display) {
+    worker::console_warn!("{}", serde_json::json!({"msg": "store write failed", "what": what, "key": object_name(key), "error": clip(&e.to_string())}));
+}
+
+fn response(body: ResponseBody, headers: &[(&str, String)], keep_secs: u64) -> worker::Result<Response> {
+    let h = Headers::new();
+    for (k, v) in headers {
+        h.set(k, v)?;
+    }
+    h.set("cache-control", &format!("public, max-age={keep_secs}"))?;
+    Ok(Response::from_body(body)?.with_headers(h))
+}
+
+async fn cache_put(key: String, resp: worker::Result<Response>, what: &'static str) {
+    let result = match resp {
+        Ok(resp) => Cache::default().put(key.as_str(), resp).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Err(e) => log_failure(what, &key, e),
+        Ok(()) => worker::console_log!("{}", serde_json::json!({"msg": "stored", "what": what, "key": object_name(&key)})),
+    }
+}
+
+impl Store for RuntimeStore<'_> {
+    type Body = Body;
+
+    async fn tag(&self, key: &str) -> Option<TagRecord> {
+        let mut resp = Cache::default().get(key, false).await.ok()??;
+        serde_json::from_str(&resp.text().await.ok()?).ok()
+    }
+
+    fn put_tag(&self, key: &str, record: &TagRecord, keep_secs: u64) {
+        let Ok(json) = serde_json::to_vec(record) else { return };
+        let resp = response(ResponseBody::Body(json), &[("content-type", "application/json".into())], keep_secs);
+        self.ctx.wait_until(cache_put(key.to_string(), resp, "tag"));
+    }
+
+    fn delete_tag(&self, key: &str) {
+        let key = key.to_string();
+        self.ctx.wait_until(async move {
+            let _ = Cache::default().delete(key.as_str(), false).await;
+        });
+    }
+
+    async fn manifest(&self, key: &str) -> Option<StoredManifest> {
+        if let Ok(Some(mut resp)) = Cache::default().get(key, false).await {
+            let media_type = resp.headers().get("content-type").ok()??;
+            return Some(StoredManifest { body: resp.bytes().await.ok()?, media_type });
+        }
+        let object = self.bucket.as_ref()?.get(object_name(key)).execute().await.ok()??;
+        let media_type = object.http_metadata().content_type?;
+        let body = object.body()?.bytes().await.ok()?;
+        Some(StoredManifest { body, media_type })
+    }
+
+    fn put_manifest(&self, key: &str, m: StoredManifest, keep_secs: u64) {
+        if let Some(bucket) = self.bucket.clone() {
+            let (name, body, media_type) = (object_name(key).to_string(), m.body.clone(), m.media_type.clone());
+            self.ctx.wait_until(async move {
+                let meta = worker::HttpMetadata { content_type: Some(media_type), ..Default::default() };
+                if let Err(e) = bucket.put(name.as_str(), body).http_metadata(meta).execute().await {
+                    log_failure("manifest", &name, e);
+                }
+            });
+        }
+        let resp = response(ResponseBody::Body(m.body), &[("content-type", m.media_type)], keep_secs);
+        self.ctx.wait_until(cache_put(key.to_string(), resp, "manifest"));
+    }
+
+    async fn blob(&self, key: &str, range: Option<RangeSpec>, head: bool) -> BlobLookup<Body> {
+        if let Some(bucket) = &self.bucket {
+            match r2_blob(bucket, key, range, head).await {
+                BlobLookup::Missing => {}
+                found => return found,
+            }
+        }
+        cache_blob(key, range, head).await
+    }
+
+    fn put_blob(&self, key: &str, digest: &str, size: u64, body: Body, keep_secs: u64) {
+        let Some(body) = body else { return };
+        let Some((alg, hex)) = verify::algorithm(digest) else {
+            let _ = body.cancel();
+            return;
+        };
+        let (key, digest, expected) = (key.to_string(), digest.to_string(), verify::hex_bytes(hex));
+        match (self.bucket.clone(), expected) {
+            (Some(bucket), Some(expected)) => {
+                let name = object_name(&key).to_string();
+                self.ctx.wait_until(async move {
+                    let put = bucket.put(name.as_str(), verify::with_length(&body, size));
+                    let put = if alg == "SHA-512" { put.sha512(expected) } else { put.sha256(expected) };
+                    match put.execute().await {
+                        Ok(_) => worker::console_log!("{}", serde_json::json!({"msg": "stored", "what": "blob", "store": "r2", "key": name})),
+                        Err(e) => log_failure("blob", &name, e),
+                    }
+                });
+            }
+            _ => {
+                self.ctx.wait_until(async move {
+                    let headers = match blob_headers(&digest, size, keep_secs) {
+                        Ok(h) => h,
+                        Err(e) => return log_failure("blob", &key, e),
+                    };
+                    match verify::cache_put(&body, &key, &digest, size, &headers).await {
+                        Ok(()) => worker::console_log!("{}", serde_json::json!({"msg": "stored", "what": "blob", "store": "cache", "key": object_name(&key)})),
+                        Err(e) => log_failure("blob", &key, e),
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Headers of a blob entry in the Cache API. The size is kept in a header of our own: a cached
+/// streamed response need not carry Content-Length.
+fn blob_headers(digest: &str, size: u64, keep_secs: u64) -> worker::Result<web_sys::Headers> {
+    let h = web_sys::Headers::new()?;
+    h.set("content-type", "application/octet-stream")?;
+    h.set("content-length", &size.to_string())?;
+    h.set(SIZE_HEADER, &size.to_string())?;
+    h.set("docker-content-digest", digest)?;
+    h.set("cache-control", &format!("public, max-age={keep_secs}"))?;
+    Ok(h)
+}
+
+const SIZE_HEADER: &str = "x-edgemirror-size";
+
+fn stream_of(resp: &Response) -> Body {
+    match resp.body() {
+        ResponseBody::Stream(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+async fn r2_blob(bucket: &Bucket, key: &str, range: Option<RangeSpec>, head: bool) -> BlobLookup<Body> {
+    let name = object_name(key);
+    let Ok(Some(meta)) = bucket.head(name).await else { return BlobLookup::Missing };
+    let size = meta.size();
+    let span = match range.map(|r| r.resolve(size)) {
+        Some(None) => return BlobLookup::Unsatisfiable { size },
+        Some(Some(span)) => Some(span),
+        None => None,
+    };
+    if head {
+        return BlobLookup::Found { body: None, size, span };
+    }
+    let mut get = bucket.get(name);
+    if let Some((a, b)) = span {
+        get = get.range(worker::Range::OffsetWithLength { offset: a, length: b - a + 1 });
+    }
+    let Ok(Some(object)) = get.execute().await else { return BlobLookup::Missing };
+    match object.body().map(|b| b.response_body()) {
+        Some(Ok(ResponseBody::Stream(s))) => BlobLookup::Found { body: Some(Some(s)), size, span },
+        _ => BlobLookup::Missing,
+    }
+}
+
+async fn cache_blob(key: &str, range: Option<RangeSpec>, head: bool) -> BlobLookup<Body> {
+    let Ok(Some(resp)) = Cache::default().get(key, false).await else { return BlobLookup::Missing };
+    let size = resp.headers().get(SIZE_HEADER).ok().flatten().and_then(|v| v.parse::<u64>().ok());
+    let Some(size) = size else {
+        return BlobLookup::Missing;
+    };
+    let span = match range.map(|r| r.resolve(size)) {
+        Some(None) => return BlobLookup::Unsatisfiable { size },
+        Some(Some(span)) => Some(span),
+        None => None,
+    };
+    let Some((a, b)) = span.filter(|_| !head) else {
+        let body = stream_of(&resp);
+        if head {
+            if let Some(s) = body {
+                let _ = s.cancel();
+            }
+            return BlobLookup::Found { body: None, size, span };
+        }
+        return BlobLookup::Found { body: Some(body), size, span };
+    };
+    if let Some(s) = stream_of(&resp) {
+        let _ = s.cancel();
+    }
+    // The Cache API answers a Range request itself (206); ask again with the range.
+    let Ok(req) = ranged_request(key, a, b) else { return BlobLookup::Missing };
+    match Cache::default().get(&req, false).await {
+        Ok(Some(part)) if part.status_code() == 206 => BlobLookup::Found { body: Some(stream_of(&part)), size, span },
+        _ => BlobLookup::Missing,
+    }
+}
+
+fn ranged_request(key: &str, a: u64, b: u64) -> worker::Result<worker::Request> {
+    let h = Headers::new();
+    h.set("range", &format!("bytes={a}-{b}"))?;
+    let mut init = worker::RequestInit::new();
+    init.with_headers(h);
+    worker::Request::new_with_init(key, &init)
+}

@@ -1,0 +1,79 @@
+//! Committing a blob only when its bytes are right, with every byte moved by the runtime's native
+//! streams (no JavaScript or wasm in the data path):
+//! - R2: a `FixedLengthStream` of the announced size and R2's own SHA-256/512 check on `put`.
+//! - Cache API: the body is split; one branch is hashed by the runtime's `DigestStream`, the other
+//!   stored under a pending key through a `FixedLengthStream`. Only when the digest matches is the
+//!   entry copied to its real key; the pending one is always removed.
+
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(inline_js = r#"
+const hex = (buf) => Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, '0')).join('');
+
+export function fixed_length(body, size) {
+  const fixed = new FixedLengthStream(size);
+  body.pipeTo(fixed.writable).catch(() => {});
+  return fixed.readable;
+}
+
+export async function cache_put_verified(body, key, algorithm, expectedHex, size, headers) {
+  const [toStore, toHash] = body.tee();
+  const digest = new crypto.DigestStream(algorithm);
+  const hashed = toHash.pipeTo(digest).then(() => digest.digest);
+  const cache = caches.default;
+  const pending = `${key}${key.includes('?') ? '&' : '?'}pending=${crypto.randomUUID()}`;
+  try {
+    await cache.put(pending, new Response(fixed_length(toStore, size), { headers }));
+    const actual = hex(await hashed);
+    if (actual !== expectedHex) throw new Error('digest mismatch');
+    const stored = await cache.match(pending);
+    if (!stored) throw new Error('pending entry vanished');
+    await cache.put(key, stored);
+  } finally {
+    await cache.delete(pending);
+  }
+}
+"#)]
+extern "C" {
+    fn fixed_length(body: &web_sys::ReadableStream, size: f64) -> web_sys::ReadableStream;
+    #[wasm_bindgen(catch)]
+    async fn cache_put_verified(
+        body: &web_sys::ReadableStream,
+        key: &str,
+        algorithm: &str,
+        expected_hex: &str,
+        size: f64,
+        headers: &JsValue,
+    ) -> Result<JsValue, JsValue>;
+}
+
+/// The runtime's name for a digest's algorithm, and its hex part.
+pub fn algorithm(digest: &str) -> Option<(&'static str, &str)> {
+    match digest.split_once(':')? {
+        ("sha256", hex) => Some(("SHA-256", hex)),
+        ("sha512", hex) => Some(("SHA-512", hex)),
+        _ => None,
+    }
+}
+
+/// A stream of announced length: it errors if the body is longer or shorter.
+pub fn with_length(body: &web_sys::ReadableStream, size: u64) -> web_sys::ReadableStream {
+    fixed_length(body, size as f64)
+}
+
+/// Stores `body` in the Cache API under `key` if it is `size` bytes hashing to `digest`.
+pub async fn cache_put(body: &web_sys::ReadableStream, key: &str, digest: &str, size: u64, headers: &web_sys::Headers) -> Result<(), String> {
+    let (alg, hex) = algorithm(digest).ok_or("unsupported digest algorithm")?;
+    cache_put_verified(body, key, alg, hex, size as f64, headers.as_ref())
+        .await
+        .map(|_| ())
+        .map_err(|e| e.as_string().or_else(|| js_sys::Error::from(e).message().as_string()).unwrap_or_default())
+}
+
+/// Bytes of a hex string (a digest's encoded part).
+pub fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect()
+}
