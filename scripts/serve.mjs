@@ -14,11 +14,12 @@ export const SCRIPT = path.join(ROOT, 'build/worker/shim.mjs');
 const VAR_NAMES = ['UPSTREAMS', 'DEFAULT_UPSTREAM', 'UPSTREAM_TIMEOUT_MS'];
 
 /** Starts the worker on 127.0.0.1:port. `vars` are the Worker's variables; `r2` binds an R2 bucket
- *  as BLOBS; `state` persists KV/R2/cache under that directory (else in memory); `onLog(line)` gets
+ *  as BLOBS; `state` persists KV/R2/cache under that directory (else in memory), except the Cache API
+ *  with `freshCache`; `onLog(line)` gets
  *  every line the worker prints. Returns { url, mf, stop }. */
-export async function startMirror({ port = 8787, vars = {}, state, r2 = false, onLog } = {}) {
+export async function startMirror({ port = 8787, vars = {}, state, r2 = false, freshCache = false, onLog } = {}) {
   if (!existsSync(SCRIPT)) throw new Error(`${SCRIPT} is missing: run npm run build`);
-  const persist = state ? { kvPersist: path.join(state, 'kv'), r2Persist: path.join(state, 'r2'), cachePersist: path.join(state, 'cache') } : {};
+  const persist = state ? { kvPersist: path.join(state, 'kv'), r2Persist: path.join(state, 'r2'), ...(freshCache ? {} : { cachePersist: path.join(state, 'cache') }) } : {};
   const mf = new Miniflare({
     scriptPath: SCRIPT,
     modules: true,

@@ -1,5 +1,6 @@
-//! Which upstream serves a request, and under what name: host name first, then path prefix, then
-//! containerd's `?ns=`, then the default. Only configured upstreams are ever chosen.
+//! Which upstream serves a request, and under what name: host name first, then containerd's `?ns=`
+//! (the client named the registry), then path prefix, then the default. Only configured upstreams
+//! are ever chosen.
 
 use crate::config::{Config, Upstream};
 use crate::error::{ErrorCode, OciError};
@@ -29,6 +30,12 @@ pub fn select<'a>(config: &'a Config, host: &str, name: &RepoName, ns: Option<&s
     if let Some(up) = config.upstreams.iter().find(|u| u.hosts.iter().any(|h| *h == host || h == bare_host)) {
         return finish(up, name.clone(), "host");
     }
+    if let Some(ns) = ns.filter(|ns| !ns.is_empty()) {
+        return match config.upstreams.iter().find(|u| u.ns.iter().any(|n| n == ns)) {
+            Some(up) => finish(up, name.clone(), "ns"),
+            None => Err(unknown_registry("registry (ns)", ns)),
+        };
+    }
     let first = name.first_component();
     if let Some(up) = config.upstreams.iter().find(|u| u.prefixes.iter().any(|p| p == first)) {
         let rest = name.as_str().split_once('/').map(|(_, rest)| rest).ok_or_else(|| {
@@ -39,12 +46,6 @@ pub fn select<'a>(config: &'a Config, host: &str, name: &RepoName, ns: Option<&s
     if looks_like_registry_host(first) && name.as_str().contains('/') {
         // `/v2/evil.example.com/x/...`: never guess, never forward to the default.
         return Err(unknown_registry("registry", first));
-    }
-    if let Some(ns) = ns.filter(|ns| !ns.is_empty()) {
-        return match config.upstreams.iter().find(|u| u.ns.iter().any(|n| n == ns)) {
-            Some(up) => finish(up, name.clone(), "ns"),
-            None => Err(unknown_registry("registry (ns)", ns)),
-        };
     }
     match config.default.and_then(|i| config.get(i)) {
         Some(up) => finish(up, name.clone(), "default"),
@@ -89,8 +90,9 @@ mod tests {
     #[case("GHCR.mirror.test:8443", "owner/img", Some("docker.io"), "ghcr.io", "owner/img", "host")]
     // Host beats prefix: on ghcr's host the whole name is ghcr's.
     #[case("ghcr.mirror.test", "docker.io/x", None, "ghcr.io", "docker.io/x", "host")]
-    // Prefix beats ns.
-    #[case("mirror.test", "ghcr.io/o/i", Some("docker.io"), "ghcr.io", "o/i", "prefix")]
+    // ns beats prefix: containerd named the registry, and the name is that registry's own.
+    #[case("mirror.test", "ghcr/foo", Some("docker.io"), "docker.io", "ghcr/foo", "ns")]
+    #[case("mirror.test", "google.com/project/img", Some("ghcr.io"), "ghcr.io", "google.com/project/img", "ns")]
     fn selects(
         #[case] host: &str,
         #[case] name: &str,

@@ -171,7 +171,8 @@ fn tags_list_pagination_goes_upstream_and_links_come_back_to_the_mirror() {
 #[case(Method::GET, "/v2/quay.io/x/y/manifests/latest", 404, "NAME_UNKNOWN")]
 #[case(Method::GET, "/v2/x/manifests/latest?ns=evil.example.com", 404, "NAME_UNKNOWN")]
 #[case(Method::GET, "/v2/x/tags/list?n=many", 400, "PAGINATION_NUMBER_INVALID")]
-#[case(Method::GET, "/v2/x/tags/list?last=..%2F", 400, "TAG_INVALID")]
+#[case(Method::GET, "/v2/x/tags/list?last=..%2F", 400, "PAGINATION_NUMBER_INVALID")]
+#[case(Method::GET, "/v2/x/tags/list?next_page=a%20b", 400, "PAGINATION_NUMBER_INVALID")]
 #[case(Method::GET, "/nope", 404, "NAME_UNKNOWN")]
 fn bad_input_never_reaches_an_upstream(#[case] method: Method, #[case] path: &str, #[case] status: u16, #[case] code: &str) {
     let w = World::new(FakeNet::new(|req| panic!("no request expected, got {}", req.url)));
@@ -205,4 +206,34 @@ fn api_base_answers_like_a_registry() {
     let (r, _) = w.get("/v2/");
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["docker-distribution-api-version"], "registry/2.0");
+}
+
+#[test]
+fn a_401_from_a_redirect_target_is_not_answered_with_a_token() {
+    let w = World::new(FakeNet::new(|req| match req.url.host_str().unwrap() {
+        "plain.test" => resp(307, &[("location", "http://cdn.test/blob")], b""),
+        "cdn.test" => resp(401, &[("www-authenticate", r#"Bearer realm="http://other-realm.test/t""#)], b""),
+        other => panic!("the mirror contacted {other}"),
+    }));
+    let (r, _) = w.get(&format!("/v2/plain/x/blobs/{SHA}"));
+    assert_eq!(r.status(), 401);
+    assert_eq!(w.net.urls(), [format!("GET http://plain.test/v2/x/blobs/{SHA}"), "GET http://cdn.test/blob".to_string()]);
+    assert!(w.tokens.borrow().is_empty());
+}
+
+#[test]
+fn upstreams_are_asked_for_identity_encoding() {
+    let w = World::new(FakeNet::new(hub));
+    w.get("/v2/alpine/manifests/latest");
+    assert!(w.net.seen.borrow().iter().filter(|r| r.url.host_str() == Some("hub.test")).all(|r| r.headers["accept-encoding"] == "identity"));
+}
+
+#[test]
+fn quay_style_page_tokens_go_upstream() {
+    let w = World::new(FakeNet::new(|req| {
+        assert_eq!(req.url.query(), Some("n=100&next_page=gAAAA-x_y%3D"));
+        resp(200, &[("content-type", "application/json")], br#"{"name":"x","tags":[]}"#)
+    }));
+    let (r, _) = w.get("/v2/plain/x/tags/list?n=100&next_page=gAAAA-x_y%3D");
+    assert_eq!(r.status(), 200);
 }

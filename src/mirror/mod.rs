@@ -14,7 +14,7 @@ use crate::config::{Config, ConfigError, Upstream};
 use crate::error::{ErrorCode, OciError};
 use crate::policy::{normalise_accept, CacheStatus};
 use crate::ports::{Fetcher, Store};
-use crate::reference::{clip, RepoName, Tag};
+use crate::reference::{clip, RepoName};
 use crate::route::{self, Resource, Route};
 use crate::select::select;
 use respond::{oci_error, to_client, LinkRewrite, API_VERSION, API_VERSION_HEADER};
@@ -70,7 +70,8 @@ pub struct Request<'a, F: Fetcher, S> {
 
 impl<F: Fetcher, S> Request<'_, F, S> {
     pub async fn send(&self, method: Method) -> Result<http::Response<F::Body>, OciError> {
-        self.session.send(&self.upstream.name, &self.scope, method, self.url.clone(), self.headers.clone()).await
+        // Tokens belong to a registry origin, not to a name in the table.
+        self.session.send(&self.upstream.registry, &self.scope, method, self.url.clone(), self.headers.clone()).await
     }
 }
 
@@ -80,6 +81,7 @@ struct Query {
     ns: Option<String>,
     n: Option<String>,
     last: Option<String>,
+    next_page: Option<String>,
     artifact_type: Option<String>,
 }
 
@@ -90,6 +92,7 @@ fn query(url: &url::Url) -> Query {
             "ns" => &mut q.ns,
             "n" => &mut q.n,
             "last" => &mut q.last,
+            "next_page" => &mut q.next_page,
             "artifactType" => &mut q.artifact_type,
             _ => continue,
         };
@@ -221,8 +224,14 @@ fn upstream_query(url: &mut url::Url, resource: &Resource, q: &Query) -> Result<
                 }
                 pairs.push(("n", n.clone()));
             }
-            if let Some(last) = &q.last {
-                pairs.push(("last", Tag::parse(last)?.as_str().to_string()));
+            // `last` is a tag on most registries but an opaque token on some; `next_page` is Quay's.
+            for (key, value) in [("last", &q.last), ("next_page", &q.next_page)] {
+                if let Some(v) = value {
+                    if !is_page_token(v) {
+                        return Err(OciError::new(ErrorCode::PaginationNumberInvalid, format!("{key}={:?} is not a page token", clip(v))).with_status(400));
+                    }
+                    pairs.push((key, v.clone()));
+                }
             }
         }
         Resource::Referrers(_) => {
@@ -243,6 +252,11 @@ fn upstream_query(url: &mut url::Url, resource: &Resource, q: &Query) -> Result<
         }
     }
     Ok(())
+}
+
+/// Opaque pagination tokens: URL-safe characters, bounded length.
+fn is_page_token(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 1024 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-~=".contains(&b))
 }
 
 const LANDING: &str = "edgemirror: a Docker/OCI registry pull-through mirror. Registry API at /v2/.\n";

@@ -49,6 +49,9 @@ pub fn passed_headers(upstream: &HeaderMap) -> HeaderMap {
     headers
 }
 
+/// Pagination parameters passed between client and upstream (`next_page` is Quay's).
+pub const PAGINATION_PARAMS: &[&str] = &["n", "last", "next_page"];
+
 /// Where a `tags/list` `Link` points: the client's name and query, not the upstream's.
 pub struct LinkRewrite<'a> {
     pub upstream_name: &'a str,
@@ -70,7 +73,7 @@ pub fn rewrite_link(value: &str, rw: &LinkRewrite) -> Option<String> {
     {
         let mut q = out.query_pairs_mut();
         for (k, v) in target.query_pairs() {
-            if k == "n" || k == "last" {
+            if PAGINATION_PARAMS.contains(&k.as_ref()) {
                 q.append_pair(&k, &v);
             }
         }
@@ -82,7 +85,9 @@ pub fn rewrite_link(value: &str, rw: &LinkRewrite) -> Option<String> {
         Some(q) if !q.is_empty() => format!("{}?{q}", out.path()),
         _ => out.path().to_string(),
     };
-    Some(format!("<{path_and_query}>{}", &value[end + 1..]))
+    // Only this link-value: any further ones (`, <…>; rel="prev"`) would point at the upstream.
+    let params = value[end + 1..].split(", <").next().unwrap_or("");
+    Some(format!("<{path_and_query}>{params}"))
 }
 
 /// Maps the upstream's final response for `resource` to the client's.
@@ -121,13 +126,15 @@ pub async fn to_client<F: Fetcher>(
         return out;
     }
     let retry_after = parts.headers.get(RETRY_AFTER).cloned();
-    let upstream_body = if *method == Method::HEAD {
+    let mapped = error_for(status, resource, upstream);
+    // Only a body that may be passed on is read.
+    let upstream_body = if *method == Method::HEAD || matches!(mapped, Mapped::Own(_)) {
         fetcher.discard(body);
         None
     } else {
         fetcher.read_small(body, SMALL_BODY_LIMIT).await
     };
-    let mut out = match error_for(status, resource, upstream) {
+    let mut out = match mapped {
         // A 4xx the upstream explained in OCI terms is passed on as it said it.
         Mapped::Forward(e) => match upstream_body.filter(|b| is_oci_envelope(b)) {
             Some(b) => {
@@ -185,6 +192,8 @@ mod tests {
     #[rstest]
     #[case(r#"</v2/library/alpine/tags/list?last=b&n=2>; rel="next""#, None, r#"</v2/alpine/tags/list?last=b&n=2>; rel="next""#)]
     #[case(r#"<http://127.0.0.1:15100/v2/library/alpine/tags/list?n=2&last=b>; rel="next""#, Some("docker.io"), r#"</v2/alpine/tags/list?n=2&last=b&ns=docker.io>; rel="next""#)]
+    #[case(r#"</v2/library/alpine/tags/list?n=100&next_page=gAAAA-x_y%3D>; rel="next""#, None, r#"</v2/alpine/tags/list?n=100&next_page=gAAAA-x_y%3D>; rel="next""#)]
+    #[case(r#"</v2/library/alpine/tags/list?n=2&last=a>; rel="next", <https://up.internal/v2/x>; rel="prev""#, None, r#"</v2/alpine/tags/list?n=2&last=a>; rel="next""#)]
     fn links_point_at_the_mirror(#[case] value: &str, #[case] ns: Option<&str>, #[case] want: &str) {
         let rw = LinkRewrite { upstream_name: "library/alpine", client_name: "alpine", ns };
         assert_eq!(rewrite_link(value, &rw).as_deref(), Some(want));

@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 
-use http::header::{ACCEPT, AUTHORIZATION, LOCATION, USER_AGENT, WWW_AUTHENTICATE};
+use http::header::{ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, LOCATION, USER_AGENT, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use crate::challenge::{self, BearerChallenge};
@@ -57,12 +57,16 @@ impl<F: Fetcher> Session<'_, F> {
         mut headers: HeaderMap,
     ) -> Result<http::Response<F::Body>, OciError> {
         headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+        // Bytes as stored: a compressed answer would make HEAD and GET lengths disagree.
+        headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
         let cached = self.tokens.borrow().get(upstream, scope, self.now).map(Token::header_value);
         let mut used_cached = cached.is_some();
         let mut auth = cached;
         for attempt in 0..2 {
-            let resp = self.follow(&method, url.clone(), headers.clone(), auth.as_deref()).await?;
-            if resp.status() != StatusCode::UNAUTHORIZED || attempt == 1 {
+            let (resp, from_registry) = self.follow(&method, url.clone(), headers.clone(), auth.as_deref()).await?;
+            // A 401 from a host the registry redirected to is that host's answer, not a challenge
+            // the mirror may answer with a token (it would fetch one from a realm nobody configured).
+            if resp.status() != StatusCode::UNAUTHORIZED || attempt == 1 || !from_registry {
                 return Ok(resp);
             }
             let challenge = resp
@@ -82,14 +86,16 @@ impl<F: Fetcher> Session<'_, F> {
         Err(unavailable(502, format!("upstream {upstream} kept refusing its own token")))
     }
 
-    /// One request and its redirects. `Authorization` goes to the first origin only.
+    /// One request and its redirects. `Authorization` goes to the first origin only. Also says
+    /// whether the final answer came from that first origin.
     async fn follow(
         &self,
         method: &Method,
         mut url: url::Url,
         mut headers: HeaderMap,
         auth: Option<&str>,
-    ) -> Result<http::Response<F::Body>, OciError> {
+    ) -> Result<(http::Response<F::Body>, bool), OciError> {
+        let first_origin = url.origin();
         if let Some(value) = auth.and_then(|a| HeaderValue::from_str(a).ok()) {
             headers.insert(AUTHORIZATION, value);
         }
@@ -98,7 +104,7 @@ impl<F: Fetcher> Session<'_, F> {
             let resp = self.fetcher.fetch(&req, self.timeout_ms).await.map_err(|e| fetch_error(&host_of(&url), e))?;
             let location = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()).map(str::to_string);
             let (true, Some(location)) = (resp.status().is_redirection(), location) else {
-                return Ok(resp);
+                return Ok((resp, url.origin() == first_origin));
             };
             self.fetcher.discard(resp.into_body());
             if hop == MAX_REDIRECTS {
@@ -129,7 +135,7 @@ impl<F: Fetcher> Session<'_, F> {
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
-        let resp = self.follow(&Method::GET, url, headers, None).await?;
+        let (resp, _) = self.follow(&Method::GET, url, headers, None).await?;
         let status = resp.status();
         let body = self.fetcher.read_small(resp.into_body(), SMALL_BODY_LIMIT).await;
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {

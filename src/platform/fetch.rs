@@ -11,6 +11,27 @@ use crate::ports::{FetchError, Fetcher, UpstreamRequest};
 
 pub struct RuntimeFetcher;
 
+/// Bound on reading a small body (token JSON, an error envelope, a manifest) once headers came.
+const SMALL_BODY_TIMEOUT_MS: u64 = 30_000;
+
+async fn read_all(reader: &web_sys::ReadableStreamDefaultReader, limit: usize) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let chunk = JsFuture::from(reader.read()).await.ok()?;
+        let done = js_sys::Reflect::get(&chunk, &JsValue::from_str("done")).ok()?.as_bool().unwrap_or(true);
+        if done {
+            return Some(out);
+        }
+        let value = js_sys::Reflect::get(&chunk, &JsValue::from_str("value")).ok()?;
+        let bytes = js_sys::Uint8Array::new(&value);
+        if out.len().saturating_add(bytes.length() as usize) > limit {
+            let _ = reader.cancel();
+            return None;
+        }
+        out.extend_from_slice(&bytes.to_vec());
+    }
+}
+
 fn unreachable(e: JsValue) -> FetchError {
     FetchError::Unreachable(e.as_string().or_else(|| js_sys::Error::from(e).message().as_string()).unwrap_or_default())
 }
@@ -48,20 +69,16 @@ impl Fetcher for RuntimeFetcher {
     async fn read_small(&self, body: Body, limit: usize) -> Option<Vec<u8>> {
         let Some(stream) = body else { return Some(Vec::new()) };
         let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
-        let mut out = Vec::new();
-        loop {
-            let chunk = JsFuture::from(reader.read()).await.ok()?;
-            let done = js_sys::Reflect::get(&chunk, &JsValue::from_str("done")).ok()?.as_bool().unwrap_or(true);
-            if done {
-                return Some(out);
-            }
-            let value = js_sys::Reflect::get(&chunk, &JsValue::from_str("value")).ok()?;
-            let bytes = js_sys::Uint8Array::new(&value);
-            if out.len() + bytes.length() as usize > limit {
+        let read = read_all(&reader, limit);
+        let timer = worker::Delay::from(std::time::Duration::from_millis(SMALL_BODY_TIMEOUT_MS));
+        pin_mut!(read);
+        pin_mut!(timer);
+        match select(read, timer).await {
+            Either::Left((out, _)) => out,
+            Either::Right(_) => {
                 let _ = reader.cancel();
-                return None;
+                None
             }
-            out.extend_from_slice(&bytes.to_vec());
         }
     }
 

@@ -11,38 +11,42 @@ export const MIRROR_PORT = 18787;
 export const BIG_MB = Number(process.env.EDGEMIRROR_BIG_MB ?? 110);
 
 /** The upstream table the tests run with: a Docker-Hub-like default and a plain registry. */
-export function upstreamTable(up) {
+export function upstreamTable(up, extra = {}) {
   return {
-    'docker.io': { registry: up.hub, prefixes: ['docker.io'], ns: ['docker.io'], library: true },
-    plain: { registry: up.plain, hosts: ['plain.localhost'], prefixes: ['plain'], ns: ['plain.test'] },
+    'docker.io': { registry: up.hub, prefixes: ['docker.io'], ns: ['docker.io'], library: true, ...extra },
+    plain: { registry: up.plain, hosts: ['plain.localhost'], prefixes: ['plain'], ns: ['plain.test'], ...extra },
   };
 }
 
 /** A mirror on `port` whose log lines land in `lines` (parsed when JSON). */
-export async function mirrorWith({ port, vars }) {
+export async function mirrorWith({ port, vars, ...options }) {
   const lines = [];
-  const m = await startMirror({ port, vars, onLog: (l) => lines.push(l) });
+  const m = await startMirror({ port, vars, ...options, onLog: (l) => lines.push(l) });
   const entries = (from = 0) => lines.slice(from).flatMap((l) => { try { return [JSON.parse(l)]; } catch { return []; } });
   return { ...m, lines, entries, mark: () => lines.length };
 }
 
-export async function startWorld() {
+/** Upstreams with images, and a mirror on `port` (options: `ttls` merged into every upstream,
+ *  `r2`, `state`, `freshCache`, as for startMirror). */
+export async function startWorld({ port = MIRROR_PORT, ttls = {}, ...mirrorOptions } = {}) {
   fs.mkdirSync(ROOT, { recursive: true });
   const up = await startUpstreams({ root: ROOT });
   try {
     const images = await makeImages({ root: ROOT, bigMb: BIG_MB });
-    const mirror = await mirrorWith({ port: MIRROR_PORT, vars: { UPSTREAMS: upstreamTable(up) } });
+    const mirror = await mirrorWith({ port, vars: { UPSTREAMS: upstreamTable(up, ttls) }, ...mirrorOptions });
     /** Byte offsets of every upstream log, to read what happened after a point. */
-    const mark = () => ({ mirror: mirror.mark(), ...Object.fromEntries(Object.entries(up.logs).map(([k, f]) => [k, logOffset(f)])) });
+    const mark = () => ({ mirror: world.mirror.mark(), ...Object.fromEntries(Object.entries(up.logs).map(([k, f]) => [k, logOffset(f)])) });
     const since = (m) => ({
-      mirror: mirror.entries(m.mirror),
+      mirror: world.mirror.entries(m.mirror),
       plain: readRequests(up.logs.plain, m.plain),
       hub: readRequests(up.logs.hub, m.hub),
       token: readJsonLines(up.logs.token, m.token),
       blobs: readJsonLines(up.logs.blobs, m.blobs),
     });
-    const stop = async () => { await mirror.stop(); await up.stop(); };
-    return { up, images, mirror, mark, since, stop };
+    const world = { up, images, mirror, mark, since };
+    // The mirror may be replaced by a test (a restart): stop whichever runs now.
+    world.stop = async () => { await world.mirror.stop(); await up.stop(); };
+    return world;
   } catch (e) {
     await up.stop();
     throw e;
@@ -56,6 +60,7 @@ export function raw({ port = MIRROR_PORT, method = 'GET', path: p, headers = {},
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject); // a body cut short
     });
     req.on('timeout', () => req.destroy(new Error(`timeout: ${method} ${p}`)));
     req.on('error', reject);
