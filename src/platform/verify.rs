@@ -1,9 +1,10 @@
 //! Committing a blob only when its bytes are right, with every byte moved by the runtime's native
 //! streams (no JavaScript or wasm in the data path):
 //! - R2: a `FixedLengthStream` of the announced size and R2's own SHA-256/512 check on `put`.
-//! - Cache API: the body is split; one branch is hashed by the runtime's `DigestStream`, the other
-//!   stored under a pending key through a `FixedLengthStream`. Only when the digest matches is the
-//!   entry copied to its real key; the pending one is always removed.
+//! - Cache API: the body is stored under a pending key through a `FixedLengthStream`, then read
+//!   back and hashed by the runtime's `DigestStream` (after the client's response, so hashing never
+//!   slows the client). Only when the digest matches is the entry copied to its real key; the
+//!   pending one is always removed.
 
 use wasm_bindgen::prelude::*;
 
@@ -17,18 +18,19 @@ export function fixed_length(body, size) {
 }
 
 export async function cache_put_verified(body, key, algorithm, expectedHex, size, headers) {
-  const [toStore, toHash] = body.tee();
-  const digest = new crypto.DigestStream(algorithm);
-  const hashed = toHash.pipeTo(digest).then(() => digest.digest);
   const cache = caches.default;
   const pending = `${key}${key.includes('?') ? '&' : '?'}pending=${crypto.randomUUID()}`;
   try {
-    await cache.put(pending, new Response(fixed_length(toStore, size), { headers }));
-    const actual = hex(await hashed);
-    if (actual !== expectedHex) throw new Error('digest mismatch');
+    // The client's branch runs at the speed of this put only; hashing happens afterwards.
+    await cache.put(pending, new Response(fixed_length(body, size), { headers }));
     const stored = await cache.match(pending);
     if (!stored) throw new Error('pending entry vanished');
-    await cache.put(key, stored);
+    const digest = new crypto.DigestStream(algorithm);
+    await stored.body.pipeTo(digest);
+    if (hex(await digest.digest) !== expectedHex) throw new Error('digest mismatch');
+    const verified = await cache.match(pending);
+    if (!verified) throw new Error('pending entry vanished');
+    await cache.put(key, verified);
   } finally {
     await cache.delete(pending);
   }
