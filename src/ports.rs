@@ -80,6 +80,15 @@ impl RangeSpec {
         }
     }
 
+    /// The span an optional range asks of an object of `size` bytes: `Ok(None)` for the whole
+    /// object, `Err(())` when the range lies outside it.
+    pub fn span(range: Option<RangeSpec>, size: u64) -> Result<Option<(u64, u64)>, ()> {
+        match range {
+            None => Ok(None),
+            Some(r) => r.resolve(size).map(Some).ok_or(()),
+        }
+    }
+
     /// The inclusive byte span this range covers in an object of `size` bytes, if satisfiable.
     pub fn resolve(self, size: u64) -> Option<(u64, u64)> {
         if size == 0 {

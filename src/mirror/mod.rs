@@ -46,6 +46,8 @@ pub struct Outcome {
     pub error: Option<String>,
     /// The cache's part: hit, miss, revalidated, stale or bypass.
     pub cache: &'static str,
+    /// The full `Cache-Status` value, with the reason a response was not stored.
+    pub cache_status: String,
 }
 
 /// One registry request on its way to an upstream: what the flows need to answer it.
@@ -124,6 +126,7 @@ pub async fn handle<F: Fetcher, S: Store<Body = F::Body>>(
         }
     }
     outcome.cache = cache.short();
+    outcome.cache_status = cache.header();
     (resp, outcome)
 }
 

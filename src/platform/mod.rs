@@ -44,6 +44,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<web_sys::
         "by": outcome.by,
         "status": resp.status().as_u16(),
         "cache": outcome.cache,
+        "cache_status": outcome.cache_status,
         "ms": worker::Date::now().as_millis().saturating_sub(started),
         "error": outcome.error,
     });

@@ -155,11 +155,7 @@ async fn r2_blob(bucket: &Bucket, key: &str, range: Option<RangeSpec>, head: boo
     let name = object_name(key);
     let Ok(Some(meta)) = bucket.head(name).await else { return BlobLookup::Missing };
     let size = meta.size();
-    let span = match range.map(|r| r.resolve(size)) {
-        Some(None) => return BlobLookup::Unsatisfiable { size },
-        Some(Some(span)) => Some(span),
-        None => None,
-    };
+    let Ok(span) = RangeSpec::span(range, size) else { return BlobLookup::Unsatisfiable { size } };
     if head {
         return BlobLookup::Found { body: None, size, span };
     }
@@ -180,11 +176,7 @@ async fn cache_blob(key: &str, range: Option<RangeSpec>, head: bool) -> BlobLook
     let Some(size) = size else {
         return BlobLookup::Missing;
     };
-    let span = match range.map(|r| r.resolve(size)) {
-        Some(None) => return BlobLookup::Unsatisfiable { size },
-        Some(Some(span)) => Some(span),
-        None => None,
-    };
+    let Ok(span) = RangeSpec::span(range, size) else { return BlobLookup::Unsatisfiable { size } };
     let Some((a, b)) = span.filter(|_| !head) else {
         let body = stream_of(&resp);
         if head {

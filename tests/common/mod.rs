@@ -90,11 +90,7 @@ impl Store for FakeStore {
         let blobs = self.blobs.borrow();
         let Some(b) = blobs.get(key) else { return BlobLookup::Missing };
         let size = b.len() as u64;
-        let span = match range.map(|r| r.resolve(size)) {
-            Some(None) => return BlobLookup::Unsatisfiable { size },
-            Some(Some(span)) => Some(span),
-            None => None,
-        };
+        let Ok(span) = RangeSpec::span(range, size) else { return BlobLookup::Unsatisfiable { size } };
         let body = span.map_or(b.clone(), |(a, z)| b[a as usize..=z as usize].to_vec());
         BlobLookup::Found { body: (!head).then_some(body), size, span }
     }
