@@ -4,6 +4,7 @@
 //! only `platform` (compiled for wasm32) touches the `worker` crate.
 
 pub mod error;
+pub mod landing;
 pub mod reference;
 pub mod config;
 pub mod route;

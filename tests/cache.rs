@@ -150,7 +150,22 @@ fn a_tag_deleted_upstream_is_not_served_from_cache() {
     assert_eq!(error_code(&r), "MANIFEST_UNKNOWN");
     assert!(w.store.tags.borrow().is_empty(), "record forgotten");
     up.mode.set(Mode::Up);
-    assert!(h_cache(&tag(&w)).contains("miss"));
+    assert!(h_cache(&tag(&w)).contains("fwd="), "asked upstream again");
+}
+
+#[test]
+fn a_tag_whose_manifest_is_held_resolves_with_one_head_and_no_get() {
+    let (w, up) = world();
+    // Held by digest only (as prewarm or another tag leaves it).
+    let digest = sha(&up.manifest.borrow());
+    get(&w, Method::GET, &format!("/v2/plain/x/manifests/{digest}"), &[]);
+    let n = methods(&w).len();
+    let r = tag(&w);
+    assert_eq!(r.status(), 200);
+    assert_eq!(body(&r), *up.manifest.borrow());
+    assert_eq!(methods(&w)[n..], ["HEAD"]);
+    assert!(h_cache(&tag(&w)).contains("hit"), "and the record is kept");
+    assert_eq!(methods(&w).len(), n + 1);
 }
 
 #[test]
@@ -160,9 +175,9 @@ fn a_client_never_gets_a_media_type_it_did_not_accept() {
     assert_eq!(index.headers()["content-type"], INDEX);
     let n = w.net.urls().len();
     let old_client = tag(&w);
-    assert_eq!(old_client.headers()["content-type"], V2);
-    assert!(h_cache(&old_client).contains("miss"), "a different Accept list is a different key");
-    assert_eq!(w.net.urls().len(), n + 1);
+    assert_eq!(old_client.headers()["content-type"], V2, "the media type the upstream names for this Accept list");
+    assert!(!h_cache(&old_client).contains("hit"), "a different Accept list is a different key");
+    assert_eq!(methods(&w)[n..], ["HEAD"], "the bytes were held: a HEAD resolves the tag, no GET");
     // Both are now cached, each under its own list.
     assert_eq!(get(&w, Method::GET, "/v2/plain/x/manifests/latest", &[("accept", INDEX)]).headers()["content-type"], INDEX);
     assert_eq!(tag(&w).headers()["content-type"], V2);

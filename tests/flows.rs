@@ -33,23 +33,26 @@ fn manifest_by_tag_with_token_auth_is_passed_through_byte_for_byte() {
     assert_eq!(
         w.net.urls(),
         [
-            "GET http://hub.test/v2/library/alpine/manifests/latest",
+            // A tag is resolved with a HEAD first (not a pull on Docker Hub); the bytes were not held.
+            "HEAD http://hub.test/v2/library/alpine/manifests/latest",
             "GET http://auth.test/token?service=hub&scope=repository%3Alibrary%2Falpine%3Apull",
+            "HEAD http://hub.test/v2/library/alpine/manifests/latest",
             "GET http://hub.test/v2/library/alpine/manifests/latest",
         ]
     );
     assert_eq!(w.net.auth_of(0), None);
     assert_eq!(w.net.auth_of(1), None, "anonymous token request");
     assert_eq!(w.net.auth_of(2).as_deref(), Some("Bearer tok-1"));
-    let accept = w.net.seen.borrow()[2].headers["accept"].to_str().unwrap().to_string();
+    assert_eq!(w.net.auth_of(3).as_deref(), Some("Bearer tok-1"), "the token is kept for the GET");
+    let accept = w.net.seen.borrow()[3].headers["accept"].to_str().unwrap().to_string();
     assert_eq!(accept, "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json");
 
     // The token is kept: the next request for the same scope goes straight through with it.
     let (r, _) = w.request(Method::HEAD, "http://mirror.test/v2/library/alpine/manifests/missing", &[]);
     assert_eq!(r.status(), 404);
     assert!(matches!(r.body(), Reply::Empty));
-    assert_eq!(w.net.urls().len(), 4);
-    assert_eq!(w.net.auth_of(3).as_deref(), Some("Bearer tok-1"));
+    assert_eq!(w.net.urls().len(), 5);
+    assert_eq!(w.net.auth_of(4).as_deref(), Some("Bearer tok-1"));
 }
 
 #[test]
@@ -129,10 +132,14 @@ fn upstream_404_envelope_is_forwarded() {
 #[case(resp(200, &[], br#"{"token":"tok-1","expires_in":0}"#), 200, "")]
 #[case(resp(500, &[], b""), 502, "UNAVAILABLE")]
 fn token_endpoint_answers(#[case] token: Result<Response<Vec<u8>>, FetchError>, #[case] status: u16, #[case] code: &str) {
-    let token = RefCell::new(Some(token));
+    // The same answer every time it is asked (a token that is not kept is asked for again).
+    let token = token.unwrap();
+    let (parts, body) = token.into_parts();
     let w = World::new(FakeNet::new(move |req| {
         if req.url.host_str() == Some("auth.test") {
-            return token.borrow_mut().take().unwrap();
+            let mut r = Response::new(body.clone());
+            *r.status_mut() = parts.status;
+            return Ok(r);
         }
         hub(req)
     }));

@@ -76,30 +76,71 @@ async fn by_tag<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>, tag
     let tag_key = cache_key::tag(&r.upstream.name, r.name, tag, &r.accept);
     let ttls = r.upstream.ttls;
     let Some(record) = r.store.tag(&tag_key).await else {
-        return fetch(r, None, Some(&tag_key)).await;
+        return resolve(r, &tag_key).await;
     };
     match freshness(record.stored_at, ttls.tag, ttls.stale_if_error, r.session.now) {
         Freshness::Fresh { remaining } => match from_record(r, &record).await {
             Some(resp) => Ok((resp, CacheStatus::Hit { ttl: remaining })),
             None => fetch(r, None, Some(&tag_key)).await,
         },
-        Freshness::Expired => fetch(r, None, Some(&tag_key)).await,
+        Freshness::Expired => resolve(r, &tag_key).await,
         Freshness::Stale => revalidate(r, &tag_key, record).await,
     }
 }
 
-/// A tag response from a record: a HEAD needs only the record, a GET the stored manifest too.
-async fn from_record<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>, rec: &TagRecord) -> Option<http::Response<Reply<F::Body>>> {
+/// No usable record for this Accept list: for a GET, a HEAD first (not a pull on Docker Hub). When
+/// the digest it names is already held (stored for another client's Accept list, or prewarmed),
+/// that is served and no GET is made.
+async fn resolve<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>, tag_key: &str) -> Answer<F::Body> {
+    if *r.method == Method::HEAD {
+        return fetch(r, None, Some(tag_key)).await;
+    }
+    let resp = r.send(Method::HEAD).await?;
+    let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let found = match (resp.status(), header(DIGEST_HEADER), header(CONTENT_TYPE.as_str())) {
+        (StatusCode::OK, Some(digest), Some(media_type)) => Some((digest, media_type)),
+        _ => None,
+    };
+    if let Some((digest, media_type)) = found {
+        r.session.fetcher.discard(resp.into_body());
+        let rec = TagRecord { digest, media_type, size: 0, stored_at: r.session.now };
+        if let Some(held) = held_manifest(r, &rec).await {
+            let rec = TagRecord { size: held.len() as u64, ..rec };
+            let facts = Facts { status: 200, head: true, has_digest_header: true, ..Default::default() };
+            // Storing the record is best effort; the answer is the same either way.
+            let _ = store_record(r, tag_key, facts, rec.clone());
+            return Ok((cached_response(r.method, &rec.media_type, &rec.digest, held.len() as u64, Some(held)), CacheStatus::Revalidated));
+        }
+        return fetch(r, None, Some(tag_key)).await;
+    }
+    if resp.status().is_success() {
+        r.session.fetcher.discard(resp.into_body());
+        return fetch(r, None, Some(tag_key)).await;
+    }
+    let out = to_client(r.session.fetcher, &Method::GET, &r.resource, &r.upstream.name, resp, &r.link).await;
+    Ok((out, CacheStatus::Miss { stored: Err("not a 200") }))
+}
+
+/// The stored bytes of the manifest a record points at, if held, accepted, and intact.
+async fn held_manifest<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>, rec: &TagRecord) -> Option<Vec<u8>> {
     if !r.accept.is_empty() && !crate::policy::accepts(&r.accept, &rec.media_type) {
         return None;
     }
-    if *r.method == Method::HEAD {
-        return Some(cached_response(r.method, &rec.media_type, &rec.digest, rec.size, None));
-    }
     let digest = Digest::parse(&rec.digest).ok()?;
     let m = r.store.manifest(&cache_key::manifest(&r.upstream.name, r.name, &digest)).await?;
-    (digest_of(&m.body, &rec.digest) == rec.digest)
-        .then(|| cached_response(r.method, &rec.media_type, &rec.digest, m.body.len() as u64, Some(m.body)))
+    (digest_of(&m.body, &rec.digest) == rec.digest).then_some(m.body)
+}
+
+/// A tag response from a record: a HEAD needs only the record, a GET the stored manifest too.
+async fn from_record<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>, rec: &TagRecord) -> Option<http::Response<Reply<F::Body>>> {
+    if *r.method == Method::HEAD {
+        if !r.accept.is_empty() && !crate::policy::accepts(&r.accept, &rec.media_type) {
+            return None;
+        }
+        return Some(cached_response(r.method, &rec.media_type, &rec.digest, rec.size, None));
+    }
+    let body = held_manifest(r, rec).await?;
+    Some(cached_response(r.method, &rec.media_type, &rec.digest, body.len() as u64, Some(body)))
 }
 
 /// A stale record: one HEAD upstream decides. Same digest: serve what is held and restart the TTL.

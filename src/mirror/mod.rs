@@ -149,7 +149,12 @@ async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
         (Ok(c), _) => c,
     };
     let (name, resource) = match route {
-        Route::Landing => return Ok((small(StatusCode::OK, "text/plain; charset=utf-8", LANDING.as_bytes().to_vec()), CacheStatus::Bypass)),
+        Route::Landing => {
+            let origin = req.url.origin().ascii_serialization();
+            let host = origin.split_once("://").map_or(origin.as_str(), |(_, h)| h).to_string();
+            let html = crate::landing::page(&origin, &host, config);
+            return Ok((small(StatusCode::OK, "text/html; charset=utf-8", html.into_bytes()), CacheStatus::Bypass));
+        }
         Route::Health => return Ok((health(Ok(config)), CacheStatus::Bypass)),
         Route::ApiBase => return Ok((small(StatusCode::OK, "application/json", b"{}".to_vec()), CacheStatus::Bypass)),
         Route::Registry { name, resource } => (name, resource),
@@ -261,8 +266,6 @@ fn upstream_query(url: &mut url::Url, resource: &Resource, q: &Query) -> Result<
 fn is_page_token(v: &str) -> bool {
     !v.is_empty() && v.len() <= 1024 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-~=".contains(&b))
 }
-
-const LANDING: &str = "edgemirror: a Docker/OCI registry pull-through mirror. Registry API at /v2/.\n";
 
 fn small<B>(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> http::Response<Reply<B>> {
     let mut resp = http::Response::new(Reply::Empty);

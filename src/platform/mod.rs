@@ -20,6 +20,14 @@ thread_local! {
     static TOKENS: &'static RefCell<TokenCache> = Box::leak(Box::new(RefCell::new(TokenCache::default())));
 }
 
+/// Cloudflare's ray id when there is one (it ties the line to Cloudflare's own logs), else random.
+fn request_id(req: &Request) -> String {
+    match req.headers().get("cf-ray") {
+        Ok(Some(ray)) if !ray.is_empty() && ray.len() <= 64 && ray.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') => ray,
+        _ => format!("{:016x}", (js_sys::Math::random() * 2f64.powi(53)) as u64),
+    }
+}
+
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     console_error_panic_hook::set_once();
@@ -34,9 +42,16 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<web_sys::
     let fetcher = fetch::RuntimeFetcher;
     let session = Session { fetcher: &fetcher, tokens, now: started / 1000, timeout_ms };
     let store = store::RuntimeStore { ctx: &ctx, bucket: env.bucket("BLOBS").ok() };
-    let (resp, outcome) = handle(config.as_ref().map(|c| c.as_ref()), &session, &store, &incoming).await;
+    let (mut resp, outcome) = handle(config.as_ref().map(|c| c.as_ref()), &session, &store, &incoming).await;
+    let id = request_id(&req);
+    if let Ok(v) = http::HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    let bytes = resp.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let line = serde_json::json!({
         "msg": "request",
+        "id": id,
+        "bytes": bytes,
         "method": incoming.method.as_str(),
         "path": incoming.url.path(),
         "route": outcome.route,
