@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building (and with --test, testing) needs; each step is skipped when already done.
 #   build: Rust's wasm32 target, worker-build and wasm-bindgen-cli at pinned versions, npm packages.
-#   test:  Debian packages for the real upstream registry and clients, python3's cryptography.
+#   test:  Debian packages for the real upstream registry and clients and the browser test (Chromium),
+#          python3's cryptography.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORKER_BUILD_VERSION=0.8.7
@@ -28,7 +29,7 @@ fi
 
 if [ "${1:-}" = "--test" ]; then
   need=()
-  for cmd_pkg in docker-registry:docker-registry skopeo:skopeo containerd:containerd runc:runc dockerd:docker.io curl:curl; do
+  for cmd_pkg in docker-registry:docker-registry skopeo:skopeo containerd:containerd runc:runc dockerd:docker.io curl:curl chromium:chromium; do
     command -v "${cmd_pkg%%:*}" >/dev/null || need+=("${cmd_pkg#*:}")
   done
   dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "install ok installed" || need+=(busybox-static)
