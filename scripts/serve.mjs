@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const SCRIPT = path.join(ROOT, 'build/worker/shim.mjs');
-const VAR_NAMES = ['UPSTREAMS', 'DEFAULT_UPSTREAM', 'UPSTREAM_TIMEOUT_MS'];
+const VAR_NAMES = ['UPSTREAMS', 'DEFAULT_UPSTREAM', 'UPSTREAM_TIMEOUT_MS', 'PREWARM', 'PREWARM_BUDGET'];
 
 /** Starts the worker on 127.0.0.1:port. `vars` are the Worker's variables; `r2` binds an R2 bucket
  *  as BLOBS; `state` persists KV/R2/cache under that directory (else in memory), except the Cache API

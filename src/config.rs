@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::policy::Ttls;
-use crate::reference::{is_path_component, DOCKER_HUB};
+use crate::reference::{is_path_component, RepoName, Tag, DOCKER_HUB};
 
 /// Default bound on waiting for an upstream's response headers.
 pub const DEFAULT_TIMEOUT_MS: u32 = 30_000;
@@ -39,7 +39,14 @@ pub struct Config {
     /// Index into `upstreams` of the upstream for requests nothing else matches.
     pub default: Option<usize>,
     pub upstream_timeout_ms: u32,
+    /// Images the scheduled handler keeps warm, as pulled through the mirror (`ghcr.io/o/i:tag`).
+    pub prewarm: Vec<(RepoName, Tag)>,
+    /// Upstream requests one scheduled run may make.
+    pub prewarm_budget: u32,
 }
+
+/// Upstream requests a scheduled run makes at most by default: under the free plan's 50 subrequests.
+pub const DEFAULT_PREWARM_BUDGET: u32 = 40;
 
 /// A configuration error that names the field at fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +72,9 @@ pub struct Vars<'a> {
     pub upstreams: Option<&'a str>,
     pub default_upstream: Option<&'a str>,
     pub upstream_timeout_ms: Option<&'a str>,
+    /// `PREWARM` as JSON text: a list of image references.
+    pub prewarm: Option<&'a str>,
+    pub prewarm_budget: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -141,13 +151,13 @@ impl Config {
                 ttls: Ttls::default(),
             })
             .collect();
-        Config { upstreams, default: Some(0), upstream_timeout_ms: DEFAULT_TIMEOUT_MS }
+        Config { upstreams, default: Some(0), upstream_timeout_ms: DEFAULT_TIMEOUT_MS, prewarm: vec![], prewarm_budget: DEFAULT_PREWARM_BUDGET }
     }
 
     pub fn from_vars(vars: &Vars) -> Result<Config, ConfigError> {
         let mut config = match vars.upstreams.map(str::trim).filter(|s| !s.is_empty()) {
             None => Config::built_in(),
-            Some(text) => Config { upstreams: parse_table(text)?, default: None, upstream_timeout_ms: 0 },
+            Some(text) => Config { upstreams: parse_table(text)?, default: None, upstream_timeout_ms: 0, prewarm: vec![], prewarm_budget: 0 },
         };
         config.default = match vars.default_upstream.map(str::trim) {
             Some("") => None,
@@ -170,12 +180,37 @@ impl Config {
                     .ok_or_else(|| err("UPSTREAM_TIMEOUT_MS", format!("must be a whole number of milliseconds from {lo} to {hi}")))?
             }
         };
+        config.prewarm = parse_prewarm(vars.prewarm)?;
+        config.prewarm_budget = match vars.prewarm_budget.map(str::trim) {
+            None | Some("") => DEFAULT_PREWARM_BUDGET,
+            Some(text) => text
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| err("PREWARM_BUDGET", "must be a whole number of upstream requests from 1 to 1000"))?,
+        };
         Ok(config)
     }
 
     pub fn get(&self, index: usize) -> Option<&Upstream> {
         self.upstreams.get(index)
     }
+}
+
+/// `["docker.io/library/alpine:latest", "ghcr.io/owner/img:v1", "alpine:3.19"]`: names as a client
+/// pulls them through the mirror, each with a tag.
+fn parse_prewarm(text: Option<&str>) -> Result<Vec<(RepoName, Tag)>, ConfigError> {
+    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else { return Ok(vec![]) };
+    let list: Vec<String> = serde_json::from_str(text).map_err(|e| err("PREWARM", format!("must be a list of image references ({e})")))?;
+    list.iter()
+        .enumerate()
+        .map(|(i, image)| {
+            let (name, tag) = image.rsplit_once(':').ok_or_else(|| err(format!("PREWARM[{i}]"), format!("{image:?} needs a tag (name:tag)")))?;
+            let name = RepoName::parse(name).map_err(|e| err(format!("PREWARM[{i}]"), e.message))?;
+            let tag = Tag::parse(tag).map_err(|e| err(format!("PREWARM[{i}]"), e.message))?;
+            Ok((name, tag))
+        })
+        .collect()
 }
 
 fn parse_table(text: &str) -> Result<Vec<Upstream>, ConfigError> {
@@ -348,7 +383,7 @@ mod tests {
         #[case] timeout: Option<&str>,
         #[case] field: &str,
     ) {
-        let v = Vars { upstreams: Some(table), default_upstream, upstream_timeout_ms: timeout };
+        let v = Vars { upstreams: Some(table), default_upstream, upstream_timeout_ms: timeout, ..Default::default() };
         let e = Config::from_vars(&v).unwrap_err();
         assert!(e.field.starts_with(field), "{e} should name {field}");
         assert!(!e.problem.is_empty());
@@ -382,6 +417,26 @@ mod tests {
         assert_eq!(c.upstreams[1].ttls, Ttls::default());
         let bad = r#"{"a": {"registry": "https://a", "stale_if_error": "soon"}}"#;
         assert_eq!(Config::from_vars(&vars(bad)).unwrap_err().field, "UPSTREAMS.a.stale_if_error");
+    }
+
+    #[test]
+    fn prewarm_lists() {
+        let v = Vars { prewarm: Some(r#"["docker.io/library/alpine:latest", "alpine:3.19"]"#), prewarm_budget: Some("25"), ..Default::default() };
+        let c = Config::from_vars(&v).unwrap();
+        assert_eq!(c.prewarm.iter().map(|(n, t)| format!("{}:{}", n, t.as_str())).collect::<Vec<_>>(), ["docker.io/library/alpine:latest", "alpine:3.19"]);
+        assert_eq!(c.prewarm_budget, 25);
+        assert_eq!(Config::from_vars(&Vars::default()).unwrap().prewarm_budget, DEFAULT_PREWARM_BUDGET);
+        for (list, budget, field) in [
+            (r#"["alpine"]"#, None, "PREWARM[0]"),
+            (r#"["alpine:latest", "Bad:1"]"#, None, "PREWARM[1]"),
+            (r#"["alpine:-x"]"#, None, "PREWARM[0]"),
+            (r#"{"a": 1}"#, None, "PREWARM"),
+            ("[]", Some("0"), "PREWARM_BUDGET"),
+            ("[]", Some("lots"), "PREWARM_BUDGET"),
+        ] {
+            let v = Vars { prewarm: Some(list), prewarm_budget: budget, ..Default::default() };
+            assert_eq!(Config::from_vars(&v).unwrap_err().field, field, "{list}");
+        }
     }
 
     #[test]

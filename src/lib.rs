@@ -15,6 +15,7 @@ pub mod token;
 pub mod mirror;
 pub mod policy;
 pub mod ports;
+pub mod prewarm;
 
 #[cfg(target_arch = "wasm32")]
 mod platform;

@@ -28,7 +28,7 @@ fn var(env: &Env, name: &str) -> Option<String> {
 }
 
 pub fn config(env: &Env) -> Parsed {
-    let raw = vec![var(env, "UPSTREAMS"), var(env, "DEFAULT_UPSTREAM"), var(env, "UPSTREAM_TIMEOUT_MS")];
+    let raw = ["UPSTREAMS", "DEFAULT_UPSTREAM", "UPSTREAM_TIMEOUT_MS", "PREWARM", "PREWARM_BUDGET"].map(|name| var(env, name)).to_vec();
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
         if let Some((seen, parsed)) = cache.as_ref() {
@@ -36,7 +36,13 @@ pub fn config(env: &Env) -> Parsed {
                 return parsed.clone();
             }
         }
-        let vars = Vars { upstreams: raw[0].as_deref(), default_upstream: raw[1].as_deref(), upstream_timeout_ms: raw[2].as_deref() };
+        let vars = Vars {
+            upstreams: raw[0].as_deref(),
+            default_upstream: raw[1].as_deref(),
+            upstream_timeout_ms: raw[2].as_deref(),
+            prewarm: raw[3].as_deref(),
+            prewarm_budget: raw[4].as_deref(),
+        };
         let parsed = Config::from_vars(&vars).map(Rc::new);
         if let Err(e) = &parsed {
             worker::console_error!("{}", serde_json::json!({"msg": "invalid configuration", "field": e.field, "problem": e.problem}));

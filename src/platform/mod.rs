@@ -9,7 +9,9 @@ mod verify;
 
 use std::cell::RefCell;
 
-use worker::{event, Context, Env, Request};
+use std::cell::Cell;
+
+use worker::{event, Context, Env, Request, ScheduleContext, ScheduledEvent};
 
 use crate::mirror::{handle, Session};
 use crate::token::TokenCache;
@@ -41,7 +43,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<web_sys::
     let timeout_ms = config.as_ref().map_or(crate::config::DEFAULT_TIMEOUT_MS, |c| c.upstream_timeout_ms);
     let fetcher = fetch::RuntimeFetcher;
     let session = Session { fetcher: &fetcher, tokens, now: started / 1000, timeout_ms };
-    let store = store::RuntimeStore { ctx: &ctx, bucket: env.bucket("BLOBS").ok() };
+    let store = store::RuntimeStore { ctx: store::Deferred::Request(&ctx), bucket: env.bucket("BLOBS").ok() };
     let (mut resp, outcome) = handle(config.as_ref().map(|c| c.as_ref()), &session, &store, &incoming).await;
     let id = request_id(&req);
     if let Ok(v) = http::HeaderValue::from_str(&id) {
@@ -65,4 +67,32 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<web_sys::
     });
     worker::console_log!("{line}");
     convert::outgoing(resp)
+}
+
+/// The cron trigger: warm the configured images (see `prewarm`), one log line per image.
+#[event(scheduled)]
+async fn scheduled(event: ScheduledEvent, env: Env, ctx: ScheduleContext) {
+    console_error_panic_hook::set_once();
+    let config = match env::config(&env) {
+        Ok(c) => c,
+        Err(_) => return, // already logged as an invalid configuration
+    };
+    let bucket = env.bucket("BLOBS").ok();
+    let blobs = bucket.is_some();
+    let store = store::RuntimeStore { ctx: store::Deferred::Schedule(&ctx), bucket };
+    let fetcher = fetch::RuntimeFetcher;
+    let budgeted = crate::prewarm::Budgeted { inner: &fetcher, limit: config.prewarm_budget, used: Cell::new(0) };
+    let tokens = TOKENS.with(|t| *t);
+    let now = worker::Date::now().as_millis() / 1000;
+    let session = Session { fetcher: &budgeted, tokens, now, timeout_ms: config.upstream_timeout_ms };
+    for r in crate::prewarm::run(&config, &session, &store, blobs).await {
+        worker::console_log!(
+            "{}",
+            serde_json::json!({
+                "msg": "prewarm", "cron": event.cron(), "image": r.image, "result": r.result,
+                "manifests": r.manifests, "blobs_fetched": r.blobs_fetched, "blobs_held": r.blobs_held, "error": r.error,
+            })
+        );
+    }
+    worker::console_log!("{}", serde_json::json!({"msg": "prewarm done", "upstream_requests": budgeted.used.get(), "budget": config.prewarm_budget}));
 }

@@ -2,7 +2,9 @@
 //! manifests and blobs, and R2 (when the `BLOBS` bucket is bound) as the persistent store for blobs
 //! and digest manifests. Writes run after the response, in `wait_until`.
 
-use worker::{Bucket, Cache, Context, Headers, Response, ResponseBody};
+use std::future::Future;
+
+use worker::{Bucket, Cache, Context, Headers, Response, ResponseBody, ScheduleContext};
 
 use super::convert::Body;
 use super::verify;
@@ -10,8 +12,23 @@ use crate::cache_key::object_name;
 use crate::ports::{BlobLookup, RangeSpec, Store, StoredManifest, TagRecord};
 use crate::reference::clip;
 
+/// Where deferred work goes: a request's or a scheduled event's `wait_until`.
+pub enum Deferred<'a> {
+    Request(&'a Context),
+    Schedule(&'a ScheduleContext),
+}
+
+impl Deferred<'_> {
+    fn wait_until(&self, f: impl Future<Output = ()> + 'static) {
+        match self {
+            Deferred::Request(ctx) => ctx.wait_until(f),
+            Deferred::Schedule(ctx) => ctx.wait_until(f),
+        }
+    }
+}
+
 pub struct RuntimeStore<'a> {
-    pub ctx: &'a Context,
+    pub ctx: Deferred<'a>,
     pub bucket: Option<Bucket>,
 }
 
@@ -93,6 +110,15 @@ impl Store for RuntimeStore<'_> {
             }
         }
         cache_blob(key, range, head).await
+    }
+
+    async fn note(&self, key: &str) -> Option<String> {
+        Cache::default().get(key, false).await.ok()??.text().await.ok()
+    }
+
+    fn put_note(&self, key: &str, value: &str, keep_secs: u64) {
+        let resp = response(ResponseBody::Body(value.as_bytes().to_vec()), &[("content-type", "text/plain".into())], keep_secs);
+        self.ctx.wait_until(cache_put(key.to_string(), resp, "note"));
     }
 
     fn put_blob(&self, key: &str, digest: &str, size: u64, body: Body, keep_secs: u64) {

@@ -63,6 +63,7 @@ pub struct FakeStore {
     pub manifests: RefCell<HashMap<String, StoredManifest>>,
     pub blobs: RefCell<HashMap<String, Vec<u8>>>,
     pub refused: Cell<usize>,
+    pub notes: RefCell<HashMap<String, String>>,
 }
 
 pub fn sha(bytes: &[u8]) -> String {
@@ -100,6 +101,12 @@ impl Store for FakeStore {
             return;
         }
         self.blobs.borrow_mut().insert(key.to_string(), body);
+    }
+    async fn note(&self, key: &str) -> Option<String> {
+        self.notes.borrow().get(key).cloned()
+    }
+    fn put_note(&self, key: &str, value: &str, _keep: u64) {
+        self.notes.borrow_mut().insert(key.to_string(), value.to_string());
     }
 }
 

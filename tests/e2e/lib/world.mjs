@@ -28,12 +28,12 @@ export async function mirrorWith({ port, vars, ...options }) {
 
 /** Upstreams with images, and a mirror on `port` (options: `ttls` merged into every upstream,
  *  `r2`, `state`, `freshCache`, as for startMirror). */
-export async function startWorld({ port = MIRROR_PORT, ttls = {}, ...mirrorOptions } = {}) {
+export async function startWorld({ port = MIRROR_PORT, ttls = {}, vars = {}, ...mirrorOptions } = {}) {
   fs.mkdirSync(ROOT, { recursive: true });
   const up = await startUpstreams({ root: ROOT });
   try {
     const images = await makeImages({ root: ROOT, bigMb: BIG_MB });
-    const mirror = await mirrorWith({ port, vars: { UPSTREAMS: upstreamTable(up, ttls) }, ...mirrorOptions });
+    const mirror = await mirrorWith({ port, vars: { UPSTREAMS: upstreamTable(up, ttls), ...vars }, ...mirrorOptions });
     /** Byte offsets of every upstream log, to read what happened after a point. */
     const mark = () => ({ mirror: world.mirror.mark(), ...Object.fromEntries(Object.entries(up.logs).map(([k, f]) => [k, logOffset(f)])) });
     const since = (m) => ({
