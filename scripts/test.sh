@@ -11,5 +11,6 @@ echo "== build the worker"
 bash scripts/build.sh >/dev/null
 ls -l build/index_bg.wasm | awk '{print "wasm: " $5 " bytes"}'
 echo "== end to end (node:test, Miniflare/workerd, CNCF distribution, skopeo, ctr, dockerd)"
+rm -rf test-output/mirror-logs
 # One file at a time: the upstreams listen on fixed loopback ports.
 exec node --test --test-concurrency=1 --test-timeout=900000 tests/e2e/

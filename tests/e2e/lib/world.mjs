@@ -18,10 +18,16 @@ export function upstreamTable(up, extra = {}) {
   };
 }
 
-/** A mirror on `port` whose log lines land in `lines` (parsed when JSON). */
+/** Every mirror's log lines of the whole end-to-end run, one file per test process, so a last
+ *  check can read them all (tests/e2e/zz-logs.test.mjs). */
+export const LOG_DIR = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../../test-output/mirror-logs');
+
+/** A mirror on `port` whose log lines land in `lines` (parsed when JSON) and in LOG_DIR. */
 export async function mirrorWith({ port, vars, ...options }) {
   const lines = [];
-  const m = await startMirror({ port, vars, ...options, onLog: (l) => lines.push(l) });
+  fs.mkdirSync(LOG_DIR, { recursive: true });
+  const file = path.join(LOG_DIR, `${path.basename(process.argv[1] ?? 'run')}-${port}.log`);
+  const m = await startMirror({ port, vars, ...options, onLog: (l) => { lines.push(l); fs.appendFileSync(file, l + '\n'); } });
   const entries = (from = 0) => lines.slice(from).flatMap((l) => { try { return [JSON.parse(l)]; } catch { return []; } });
   return { ...m, lines, entries, mark: () => lines.length };
 }
