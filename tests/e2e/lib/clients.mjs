@@ -8,9 +8,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import net from 'node:net';
 import { daemon, run, sleep, tail } from './proc.mjs';
+import { PORTS } from './upstreams.mjs';
 
 const DEAD = 'http://127.0.0.1:9';
-const UPSTREAM_REGISTRIES = ['127.0.0.1:15000', '127.0.0.1:15100'];
+const UPSTREAM_REGISTRIES = [`127.0.0.1:${PORTS.plain}`, `127.0.0.1:${PORTS.hub}`];
 
 function checkSockPath(p) { // sun_path is 108 bytes; containerd also appends ".ttrpc"
   if (Buffer.byteLength(p) > 100) throw new Error(`socket path too long for a unix socket (${p}); use a shorter root`);

@@ -14,7 +14,9 @@ import { assertPortFree, daemon, run, waitPort, waitUntil } from './proc.mjs';
 export { waitUntil };
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
-export const PORTS = { plain: 15000, hub: 15100, token: 15101, blobs: 15300 };
+/** EDGEMIRROR_PORT_OFFSET moves every upstream port (e.g. 1000: a benchmark beside a test run). */
+const OFFSET = Number(process.env.EDGEMIRROR_PORT_OFFSET ?? 0);
+export const PORTS = { plain: 15000 + OFFSET, hub: 15100 + OFFSET, token: 15101 + OFFSET, blobs: 15300 + OFFSET };
 export const SERVICE = 'testbed-registry';
 export const USER = { username: 'alice', password: 'secret' };
 export const PRIVATE_REPOS = ['library/private'];
