@@ -29,7 +29,7 @@ fi
 
 if [ "${1:-}" = "--test" ]; then
   need=()
-  for cmd_pkg in docker-registry:docker-registry skopeo:skopeo containerd:containerd runc:runc dockerd:docker.io curl:curl chromium:chromium; do
+  for cmd_pkg in docker-registry:docker-registry skopeo:skopeo containerd:containerd runc:runc dockerd:docker.io curl:curl chromium:chromium wrk:wrk; do
     command -v "${cmd_pkg%%:*}" >/dev/null || need+=("${cmd_pkg#*:}")
   done
   dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "install ok installed" || need+=(busybox-static)
