@@ -11,13 +11,13 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const SCRIPT = path.join(ROOT, 'build/worker/shim.mjs');
-const VAR_NAMES = ['UPSTREAMS', 'DEFAULT_UPSTREAM', 'UPSTREAM_TIMEOUT_MS', 'PREWARM', 'PREWARM_BUDGET'];
+const VAR_NAMES = ['UPSTREAMS', 'DEFAULT_UPSTREAM', 'UPSTREAM_TIMEOUT_MS', 'PREWARM', 'PREWARM_BUDGET', 'CONFIG_RELOAD_SECS', 'ADMIN_TOKEN', 'ADMIN_TOKEN_NAME'];
 
 /** Starts the worker on 127.0.0.1:port. `vars` are the Worker's variables; `r2` binds an R2 bucket
- *  as BLOBS; `state` persists KV/R2/cache under that directory (else in memory), except the Cache API
+ *  as BLOBS, `kv` a KV namespace as CONFIG (the admin API's store); `state` persists KV/R2/cache under that directory (else in memory), except the Cache API
  *  with `freshCache`; `onLog(line)` gets
  *  every line the worker prints. Returns { url, mf, stop }. */
-export async function startMirror({ port = 8787, vars = {}, state, r2 = false, freshCache = false, onLog } = {}) {
+export async function startMirror({ port = 8787, vars = {}, state, r2 = false, kv = false, freshCache = false, onLog } = {}) {
   if (!existsSync(SCRIPT)) throw new Error(`${SCRIPT} is missing: run npm run build`);
   const persist = state ? { kvPersist: path.join(state, 'kv'), r2Persist: path.join(state, 'r2'), ...(freshCache ? {} : { cachePersist: path.join(state, 'cache') }) } : {};
   const mf = new Miniflare({
@@ -31,6 +31,7 @@ export async function startMirror({ port = 8787, vars = {}, state, r2 = false, f
     bindings: vars,
     cache: true,
     r2Buckets: r2 ? ['BLOBS'] : [],
+    kvNamespaces: kv ? ['CONFIG'] : [],
     ...persist,
     host: '127.0.0.1',
     port,
@@ -73,7 +74,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const port = Number(arg('--port', process.env.PORT ?? 8787));
   const state = path.resolve(arg('--state', path.join(ROOT, '.state')));
   const r2 = !process.argv.includes('--no-r2');
-  const mirror = await startMirror({ port, vars: await varsFromConfig(), state, r2 });
+  const mirror = await startMirror({ port, vars: await varsFromConfig(), state, r2, kv: true });
   console.log(`edgemirror listening on ${mirror.url} (state in ${state}); Ctrl-C stops it`);
   const stop = async () => { await mirror.stop(); process.exit(0); };
   process.on('SIGINT', stop);

@@ -30,6 +30,9 @@ pub struct Upstream {
     pub library: bool,
     /// Cache lifetimes.
     pub ttls: Ttls,
+    /// Extra request headers for this upstream's own origin: (header name, name of the secret that
+    /// holds its value), e.g. Cloudflare Access service-token headers for a registry behind a tunnel.
+    pub headers: Vec<(String, String)>,
 }
 
 /// The validated mirror configuration.
@@ -93,6 +96,27 @@ struct RawUpstream {
     manifest_ttl: Option<serde_json::Value>,
     blob_ttl: Option<serde_json::Value>,
     stale_if_error: Option<serde_json::Value>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+}
+
+/// Headers the mirror sets itself, or that would carry someone else's credentials.
+const RESERVED_HEADERS: &[&str] = &["authorization", "host", "accept", "accept-encoding", "range", "user-agent", "content-length", "connection", "transfer-encoding", "cookie"];
+
+fn check_headers(headers: BTreeMap<String, String>) -> Result<Vec<(String, String)>, String> {
+    headers
+        .into_iter()
+        .map(|(name, secret)| {
+            let token = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !token || RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                return Err(format!("{name:?} is not a header the mirror can send"));
+            }
+            if secret.is_empty() || !secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(format!("the value of {name:?} must name a secret (letters, digits, _), not hold it"));
+            }
+            Ok((name.to_ascii_lowercase(), secret))
+        })
+        .collect()
 }
 
 /// Longest lifetime accepted (ten years), so arithmetic on `now + ttl` stays far from overflow.
@@ -149,6 +173,7 @@ impl Config {
                 ns: vec![name.to_string()],
                 library: *library,
                 ttls: Ttls::default(),
+                headers: vec![],
             })
             .collect();
         Config { upstreams, default: Some(0), upstream_timeout_ms: DEFAULT_TIMEOUT_MS, prewarm: vec![], prewarm_budget: DEFAULT_PREWARM_BUDGET }
@@ -190,6 +215,41 @@ impl Config {
                 .ok_or_else(|| err("PREWARM_BUDGET", "must be a whole number of upstream requests from 1 to 1000"))?,
         };
         Ok(config)
+    }
+
+    /// This table with stored overrides applied: `{"name": {...upstream...} | null}`, where `null`
+    /// removes an upstream. Overrides apply in name order; one that is invalid, alone or beside the
+    /// others (a prefix already taken), is skipped;
+    /// the reasons come back for the log. The mirror never goes down for a bad stored entry.
+    pub fn with_overrides(&self, overrides: &str) -> (Config, Vec<ConfigError>) {
+        let mut out = self.clone();
+        let mut skipped = Vec::new();
+        let map: BTreeMap<String, serde_json::Value> = match serde_json::from_str(overrides) {
+            Ok(m) => m,
+            Err(e) => return (out, vec![err("CONFIG", format!("stored upstream overrides are not a JSON object ({e})"))]),
+        };
+        let default_name = self.default.and_then(|i| self.get(i)).map(|u| u.name.clone());
+        for (name, value) in map {
+            let before = out.upstreams.clone();
+            out.upstreams.retain(|u| u.name != name);
+            if !value.is_null() {
+                match parse_table(&serde_json::json!({ name.clone(): value }).to_string()) {
+                    Ok(mut one) => out.upstreams.append(&mut one),
+                    Err(e) => {
+                        out.upstreams = before;
+                        skipped.push(e);
+                        continue;
+                    }
+                }
+            }
+            if let Err(e) = check_all_unique(&out.upstreams) {
+                out.upstreams = before;
+                skipped.push(e);
+            }
+        }
+        out.upstreams.sort_by(|a, b| a.name.cmp(&b.name));
+        out.default = default_name.and_then(|n| out.upstreams.iter().position(|u| u.name == n));
+        (out, skipped)
     }
 
     pub fn get(&self, index: usize) -> Option<&Upstream> {
@@ -252,12 +312,17 @@ fn parse_table(text: &str) -> Result<Vec<Upstream>, ConfigError> {
                 *slot = parse_duration(v).map_err(|p| err(field(key), p))?;
             }
         }
-        upstreams.push(Upstream { name, registry, hosts, prefixes, ns: raw.ns, library: raw.library, ttls });
+        let headers = check_headers(raw.headers).map_err(|p| err(field("headers"), p))?;
+        upstreams.push(Upstream { name, registry, hosts, prefixes, ns: raw.ns, library: raw.library, ttls, headers });
     }
-    check_unique(&upstreams, "hosts", |u| &u.hosts)?;
-    check_unique(&upstreams, "prefixes", |u| &u.prefixes)?;
-    check_unique(&upstreams, "ns", |u| &u.ns)?;
+    check_all_unique(&upstreams)?;
     Ok(upstreams)
+}
+
+fn check_all_unique(upstreams: &[Upstream]) -> Result<(), ConfigError> {
+    check_unique(upstreams, "hosts", |u| &u.hosts)?;
+    check_unique(upstreams, "prefixes", |u| &u.prefixes)?;
+    check_unique(upstreams, "ns", |u| &u.ns)
 }
 
 fn lowercase_all(v: Vec<String>) -> Vec<String> {
@@ -437,6 +502,41 @@ mod tests {
             let v = Vars { prewarm: Some(list), prewarm_budget: budget, ..Default::default() };
             assert_eq!(Config::from_vars(&v).unwrap_err().field, field, "{list}");
         }
+    }
+
+    #[test]
+    fn header_secrets_are_named_not_held() {
+        let ok = r#"{"p": {"registry": "https://p", "headers": {"CF-Access-Client-Id": "ACCESS_ID", "CF-Access-Client-Secret": "ACCESS_SECRET"}}}"#;
+        let c = Config::from_vars(&vars(ok)).unwrap();
+        assert_eq!(c.upstreams[0].headers, [("cf-access-client-id".to_string(), "ACCESS_ID".to_string()), ("cf-access-client-secret".to_string(), "ACCESS_SECRET".to_string())]);
+        for bad in [
+            r#"{"p": {"registry": "https://p", "headers": {"Authorization": "X"}}}"#,
+            r#"{"p": {"registry": "https://p", "headers": {"Bad Header": "X"}}}"#,
+            r#"{"p": {"registry": "https://p", "headers": {"X-Id": "the actual value!"}}}"#,
+        ] {
+            assert_eq!(Config::from_vars(&vars(bad)).unwrap_err().field, "UPSTREAMS.p.headers", "{bad}");
+        }
+    }
+
+    #[test]
+    fn overrides_extend_replace_and_remove_and_bad_ones_are_skipped() {
+        let base = Config::from_vars(&vars(GOOD)).unwrap();
+        let (c, skipped) = base.with_overrides(r#"{
+            "extra": {"registry": "http://127.0.0.1:16000", "prefixes": ["extra"]},
+            "plain": {"registry": "http://127.0.0.1:17000", "prefixes": ["plain2"]},
+            "broken": {"registry": "ftp://x"},
+            "z-clash": {"registry": "https://c", "prefixes": ["extra"]}
+        }"#);
+        let names: Vec<_> = c.upstreams.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["docker.io", "extra", "plain"]);
+        assert_eq!(c.upstreams.iter().find(|u| u.name == "plain").unwrap().registry, "http://127.0.0.1:17000");
+        assert_eq!(skipped.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), ["UPSTREAMS.broken.registry", "UPSTREAMS.z-clash.prefixes"]);
+        assert_eq!(c.get(c.default.unwrap()).unwrap().name, "docker.io");
+        let (c, _) = base.with_overrides(r#"{"docker.io": null}"#);
+        assert_eq!(c.default, None, "removing the default leaves none");
+        assert_eq!(c.upstreams.len(), 1);
+        let (same, skipped) = base.with_overrides("not json");
+        assert_eq!((same.upstreams.len(), skipped.len()), (2, 1));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod reference;
 pub mod config;
 pub mod route;
 pub mod select;
+pub mod admin;
 pub mod cache_key;
 pub mod challenge;
 pub mod token;

@@ -196,7 +196,7 @@ fn invalid_configuration_answers_every_request_with_the_field() {
     let net = FakeNet::new(|req| panic!("no request expected, got {}", req.url));
     let tokens = RefCell::new(TokenCache::default());
     let bad = Config::from_vars(&Vars { upstreams: Some(r#"{"x":{"registry":"ftp://h"}}"#), ..Default::default() }).unwrap_err();
-    let session = Session { fetcher: &net, tokens: &tokens, now: 0, timeout_ms: 1_000 };
+    let session = Session { fetcher: &net, tokens: &tokens, now: 0, timeout_ms: 1_000, secret: &|_| None };
     let incoming = |path: &str| Incoming { method: Method::GET, url: url::Url::parse(&format!("http://m.test{path}")).unwrap(), headers: HeaderMap::new() };
     let store = FakeStore::default();
     let (r, _) = block_on(handle(Err(&bad), &session, &store, &incoming("/v2/alpine/manifests/latest")));
@@ -243,4 +243,39 @@ fn quay_style_page_tokens_go_upstream() {
     }));
     let (r, _) = w.get("/v2/plain/x/tags/list?n=100&next_page=gAAAA-x_y%3D");
     assert_eq!(r.status(), 200);
+}
+
+#[test]
+fn an_upstreams_private_headers_reach_its_own_origin_only() {
+    let table = r#"{"private": {"registry": "http://private.test", "prefixes": ["private"], "headers": {"CF-Access-Client-Id": "ACCESS_ID"}}}"#;
+    let net = FakeNet::new(|req| match (req.url.host_str().unwrap(), req.url.path()) {
+        ("private.test", "/token") => resp(200, &[], br#"{"token":"t","expires_in":300}"#),
+        ("private.test", _) if req.headers.get("authorization").is_none() => {
+            resp(401, &[("www-authenticate", r#"Bearer realm="http://private.test/token",service="p""#)], b"")
+        }
+        ("private.test", _) => resp(307, &[("location", "http://cdn.test/blob")], b""),
+        ("cdn.test", _) => resp(200, &[("content-length", "4")], b"blob"),
+        (other, _) => panic!("the mirror contacted {other}"),
+    });
+    let mut w = World::new(net);
+    w.config = Config::from_vars(&Vars { upstreams: Some(table), ..Default::default() }).unwrap();
+    let secret = |name: &str| (name == "ACCESS_ID").then(|| "id-123".to_string());
+    let session = Session { fetcher: &w.net, tokens: &w.tokens, now: 1_000, timeout_ms: 1_000, secret: &secret };
+    let incoming = Incoming { method: Method::GET, url: url::Url::parse(&format!("http://m.test/v2/private/x/blobs/{SHA}")).unwrap(), headers: HeaderMap::new() };
+    let (r, _) = block_on(handle(Ok(&w.config), &session, &w.store, &incoming));
+    assert_eq!(r.status(), 200);
+    for req in w.net.seen.borrow().iter() {
+        let has = req.headers.get("cf-access-client-id").map(|v| v.to_str().unwrap().to_string());
+        let want = (req.url.host_str() == Some("private.test")).then(|| "id-123".to_string());
+        assert_eq!(has, want, "{}", req.url);
+    }
+    // Without the secret, a clear error and no request.
+    let n = w.net.urls().len();
+    let none = |_: &str| None;
+    let session = Session { fetcher: &w.net, tokens: &w.tokens, now: 1_000, timeout_ms: 1_000, secret: &none };
+    let incoming = Incoming { method: Method::GET, url: url::Url::parse("http://m.test/v2/private/y/manifests/latest").unwrap(), headers: HeaderMap::new() };
+    let (r, _) = block_on(handle(Ok(&w.config), &session, &w.store, &incoming));
+    assert_eq!(r.status(), 503);
+    assert!(String::from_utf8(body(&r)).unwrap().contains("secret ACCESS_ID"));
+    assert_eq!(w.net.urls().len(), n);
 }

@@ -62,7 +62,7 @@ fn config(images: &[&str], budget: u32) -> Config {
 fn warm(w: &World, config: &Config, blobs: bool) -> Vec<edgemirror::prewarm::Report> {
     let budgeted = Budgeted { inner: &w.net, limit: config.prewarm_budget, used: Cell::new(0) };
     let tokens = RefCell::new(TokenCache::default());
-    let session = Session { fetcher: &budgeted, tokens: &tokens, now: w.now.get(), timeout_ms: 1000 };
+    let session = Session { fetcher: &budgeted, tokens: &tokens, now: w.now.get(), timeout_ms: 1000, secret: &|_| None };
     block_on(run(config, &session, &w.store, blobs))
 }
 

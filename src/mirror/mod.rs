@@ -72,9 +72,24 @@ pub struct Request<'a, F: Fetcher, S> {
 
 impl<F: Fetcher, S> Request<'_, F, S> {
     pub async fn send(&self, method: Method) -> Result<http::Response<F::Body>, OciError> {
+        let private = private_headers(self.upstream, self.session.secret)?;
         // Tokens belong to a registry origin, not to a name in the table.
-        self.session.send(&self.upstream.registry, &self.scope, method, self.url.clone(), self.headers.clone()).await
+        self.session.send(&self.upstream.registry, &self.scope, method, self.url.clone(), self.headers.clone(), &private).await
     }
+}
+
+/// An upstream's own headers, their values read from the secrets they name.
+fn private_headers(upstream: &Upstream, secret: &dyn Fn(&str) -> Option<String>) -> Result<HeaderMap, OciError> {
+    let mut out = HeaderMap::new();
+    for (name, secret_name) in &upstream.headers {
+        let missing = || OciError::new(ErrorCode::Unavailable, format!("upstream {}: secret {secret_name} for header {name} is not set", upstream.name));
+        let value = secret(secret_name).ok_or_else(missing)?;
+        let (Ok(name), Ok(value)) = (http::header::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value.trim())) else {
+            return Err(missing());
+        };
+        out.insert(name, value);
+    }
+    Ok(out)
 }
 
 /// Query parameters the mirror understands.

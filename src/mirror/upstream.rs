@@ -24,6 +24,8 @@ pub struct Session<'a, F: Fetcher> {
     pub tokens: &'a RefCell<TokenCache>,
     pub now: u64,
     pub timeout_ms: u32,
+    /// A secret's value by name (upstream header values live in secrets, not in the configuration).
+    pub secret: &'a dyn Fn(&str) -> Option<String>,
 }
 
 fn unavailable(status: u16, message: String) -> OciError {
@@ -48,6 +50,8 @@ fn host_of(url: &url::Url) -> String {
 impl<F: Fetcher> Session<'_, F> {
     /// Sends `method url` to upstream `upstream` for repository scope `scope`, authenticating and
     /// following redirects. Returns the final response (any status) for the caller to map.
+    /// `private` headers (an upstream's Access headers) go, like the token, to the registry's own
+    /// origin only.
     pub async fn send(
         &self,
         upstream: &str,
@@ -55,6 +59,7 @@ impl<F: Fetcher> Session<'_, F> {
         method: Method,
         url: url::Url,
         mut headers: HeaderMap,
+        private: &HeaderMap,
     ) -> Result<http::Response<F::Body>, OciError> {
         headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
         // Bytes as stored: a compressed answer would make HEAD and GET lengths disagree.
@@ -63,7 +68,7 @@ impl<F: Fetcher> Session<'_, F> {
         let mut used_cached = cached.is_some();
         let mut auth = cached;
         for attempt in 0..2 {
-            let (resp, from_registry) = self.follow(&method, url.clone(), headers.clone(), auth.as_deref()).await?;
+            let (resp, from_registry) = self.follow(&method, url.clone(), headers.clone(), auth.as_deref(), private).await?;
             // A 401 from a host the registry redirected to is that host's answer, not a challenge
             // the mirror may answer with a token (it would fetch one from a realm nobody configured).
             if resp.status() != StatusCode::UNAUTHORIZED || attempt == 1 || !from_registry {
@@ -80,24 +85,30 @@ impl<F: Fetcher> Session<'_, F> {
                 self.tokens.borrow_mut().forget(upstream, scope);
                 used_cached = false;
             }
-            let token = self.fetch_token(upstream, scope, &challenge).await?;
+            // The realm gets the private headers only if it is on the registry's own origin.
+            let realm_private = if challenge.realm.origin() == url.origin() { private.clone() } else { HeaderMap::new() };
+            let token = self.fetch_token(upstream, scope, &challenge, &realm_private).await?;
             auth = Some(token.header_value());
         }
         Err(unavailable(502, format!("upstream {upstream} kept refusing its own token")))
     }
 
-    /// One request and its redirects. `Authorization` goes to the first origin only. Also says
-    /// whether the final answer came from that first origin.
+    /// One request and its redirects. `Authorization` and the `private` headers go to the first
+    /// origin only. Also says whether the final answer came from that first origin.
     async fn follow(
         &self,
         method: &Method,
         mut url: url::Url,
         mut headers: HeaderMap,
         auth: Option<&str>,
+        private: &HeaderMap,
     ) -> Result<(http::Response<F::Body>, bool), OciError> {
         let first_origin = url.origin();
         if let Some(value) = auth.and_then(|a| HeaderValue::from_str(a).ok()) {
             headers.insert(AUTHORIZATION, value);
+        }
+        for (name, value) in private {
+            headers.insert(name, value.clone());
         }
         for hop in 0..=MAX_REDIRECTS {
             let req = UpstreamRequest { method: method.clone(), url: url.clone(), headers: headers.clone() };
@@ -117,13 +128,16 @@ impl<F: Fetcher> Session<'_, F> {
                 .ok_or_else(|| unavailable(502, format!("upstream {} redirected to an unusable location", host_of(&url))))?;
             if next.origin() != url.origin() {
                 headers.remove(AUTHORIZATION);
+                for name in private.keys() {
+                    headers.remove(name);
+                }
             }
             url = next;
         }
         Err(unavailable(502, format!("more than {MAX_REDIRECTS} redirects from upstream")))
     }
 
-    async fn fetch_token(&self, upstream: &str, scope: &str, challenge: &BearerChallenge) -> Result<Token, OciError> {
+    async fn fetch_token(&self, upstream: &str, scope: &str, challenge: &BearerChallenge, private: &HeaderMap) -> Result<Token, OciError> {
         let mut url = challenge.realm.clone();
         {
             let mut q = url.query_pairs_mut();
@@ -135,7 +149,7 @@ impl<F: Fetcher> Session<'_, F> {
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
-        let (resp, _) = self.follow(&Method::GET, url, headers, None).await?;
+        let (resp, _) = self.follow(&Method::GET, url, headers, None, private).await?;
         let status = resp.status();
         let body = self.fetcher.read_small(resp.into_body(), SMALL_BODY_LIMIT).await;
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {

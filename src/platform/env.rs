@@ -1,11 +1,15 @@
 //! Configuration from the Worker's environment, parsed once per isolate and re-parsed only when
-//! the variables change. An invalid table is logged once and answered on every request.
+//! the variables change. An invalid table is logged once and answered on every request. When the
+//! `CONFIG` KV namespace is bound, stored overrides (the admin API's) are merged in, re-read at most
+//! once per `CONFIG_RELOAD_SECS`.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use wasm_bindgen::JsValue;
 use worker::Env;
+
+use crate::admin::ConfigStore;
 
 use crate::config::{Config, ConfigError, Vars};
 
@@ -16,7 +20,7 @@ thread_local! {
 }
 
 /// A variable as text: strings as they are, objects (wrangler.toml tables) as JSON.
-fn var(env: &Env, name: &str) -> Option<String> {
+pub fn var(env: &Env, name: &str) -> Option<String> {
     let value = js_sys::Reflect::get(env.as_ref(), &JsValue::from_str(name)).ok()?;
     if value.is_undefined() || value.is_null() {
         return None;
@@ -50,4 +54,72 @@ pub fn config(env: &Env) -> Parsed {
         *cache = Some((raw, parsed.clone()));
         parsed
     })
+}
+
+/// The KV key holding the upstream overrides.
+pub const OVERRIDES_KEY: &str = "upstreams";
+const DEFAULT_RELOAD_SECS: u64 = 60;
+
+struct Merged {
+    fetched_at_ms: u64,
+    base: Rc<Config>,
+    merged: Rc<Config>,
+}
+
+thread_local! {
+    static MERGED: RefCell<Option<Merged>> = const { RefCell::new(None) };
+}
+
+/// How often an isolate re-reads the stored overrides (1 to 3600 s; KV itself takes up to ~60 s to
+/// show a write everywhere).
+fn reload_ms(env: &Env) -> u64 {
+    let secs = var(env, "CONFIG_RELOAD_SECS").and_then(|v| v.trim().parse::<u64>().ok()).filter(|s| (1..=3600).contains(s));
+    secs.unwrap_or(DEFAULT_RELOAD_SECS) * 1000
+}
+
+/// The configuration in force: the static table with the stored overrides merged in.
+pub async fn effective(env: &Env, now_ms: u64) -> Parsed {
+    let base = config(env)?;
+    let Some(store) = KvConfig::bound(env) else { return Ok(base) };
+    let fresh = MERGED.with(|m| {
+        m.borrow().as_ref().filter(|m| Rc::ptr_eq(&m.base, &base) && now_ms.saturating_sub(m.fetched_at_ms) < reload_ms(env)).map(|m| m.merged.clone())
+    });
+    if let Some(merged) = fresh {
+        return Ok(merged);
+    }
+    let merged = match store.overrides().await {
+        Ok(None) => base.clone(),
+        Ok(Some(raw)) => {
+            let (merged, skipped) = base.with_overrides(&raw);
+            for e in skipped {
+                worker::console_warn!("{}", serde_json::json!({"msg": "stored upstream skipped", "field": e.field, "problem": e.problem}));
+            }
+            Rc::new(merged)
+        }
+        Err(e) => {
+            // The static table keeps serving while KV is out.
+            worker::console_warn!("{}", serde_json::json!({"msg": "configuration store unreadable", "error": e}));
+            base.clone()
+        }
+    };
+    MERGED.with(|m| *m.borrow_mut() = Some(Merged { fetched_at_ms: now_ms, base, merged: merged.clone() }));
+    Ok(merged)
+}
+
+/// The overrides in the `CONFIG` KV namespace.
+pub struct KvConfig(worker::kv::KvStore);
+
+impl KvConfig {
+    pub fn bound(env: &Env) -> Option<KvConfig> {
+        env.kv("CONFIG").ok().map(KvConfig)
+    }
+}
+
+impl ConfigStore for KvConfig {
+    async fn overrides(&self) -> Result<Option<String>, String> {
+        self.0.get(OVERRIDES_KEY).text().await.map_err(|e| e.to_string())
+    }
+    async fn put_overrides(&self, json: &str) -> Result<(), String> {
+        self.0.put(OVERRIDES_KEY, json).map_err(|e| e.to_string())?.execute().await.map_err(|e| e.to_string())
+    }
 }

@@ -30,11 +30,64 @@ fn request_id(req: &Request) -> String {
     }
 }
 
+/// `/_admin/…`: on only when the `ADMIN_TOKEN` secret is set (and `CONFIG` is bound to keep changes).
+async fn admin_request(mut req: Request, env: &Env) -> worker::Result<web_sys::Response> {
+    let base = match env::config(env) {
+        Ok(c) => c,
+        Err(e) => return convert::outgoing(crate::mirror::respond::oci_error(&http::Method::GET, &crate::error::OciError::new(crate::error::ErrorCode::Unavailable, format!("mirror configuration is invalid: {e}")))),
+    };
+    let token = env::var(env, "ADMIN_TOKEN").filter(|t| !t.is_empty());
+    let name = env::var(env, "ADMIN_TOKEN_NAME").unwrap_or_else(|| "admin".into());
+    let store = env::KvConfig::bound(env);
+    let admin = match (&token, &store) {
+        (Some(t), Some(_)) => Some(crate::admin::Admin { token: t, name: &name }),
+        _ => None,
+    };
+    let method = http::Method::from_bytes(req.inner().method().as_bytes()).unwrap_or(http::Method::GET);
+    let path = req.path();
+    let authorization = req.headers().get("authorization").ok().flatten();
+    let too_big = req.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<usize>().ok()).is_some_and(|n| n > crate::admin::MAX_BODY);
+    let (resp, change) = match (store, admin.is_some() && too_big) {
+        (_, true) => {
+            let e = crate::error::OciError::new(crate::error::ErrorCode::Unsupported, "request body too large").with_status(413);
+            return convert::outgoing(crate::mirror::respond::oci_error(&method, &e));
+        }
+        (Some(store), false) => {
+            let body = if method == http::Method::PUT { req.bytes().await.unwrap_or_default() } else { Vec::new() };
+            let body = if body.len() > crate::admin::MAX_BODY { Vec::new() } else { body };
+            crate::admin::handle(&base, &store, admin.as_ref(), &method, &path, authorization.as_deref(), &body).await
+        }
+        // No store bound: the admin API does not exist.
+        (None, false) => crate::admin::handle(&base, &NoStore, None, &method, &path, None, &[]).await,
+    };
+    if let Some(line) = change {
+        worker::console_log!("{line}");
+    }
+    worker::console_log!("{}", serde_json::json!({"msg": "request", "method": method.as_str(), "path": path, "route": "admin", "status": resp.status().as_u16()}));
+    let (parts, body) = resp.into_parts();
+    convert::outgoing(http::Response::from_parts(parts, crate::mirror::Reply::Bytes(body)))
+}
+
+/// A store for an admin API that is off: never read.
+struct NoStore;
+
+impl crate::admin::ConfigStore for NoStore {
+    async fn overrides(&self) -> Result<Option<String>, String> {
+        Ok(None)
+    }
+    async fn put_overrides(&self, _: &str) -> Result<(), String> {
+        Err("no configuration store".into())
+    }
+}
+
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     console_error_panic_hook::set_once();
+    if crate::admin::is_admin_path(&req.path()) {
+        return admin_request(req, &env).await;
+    }
     let started = worker::Date::now().as_millis();
-    let config = env::config(&env);
+    let config = env::effective(&env, started).await;
     let incoming = match convert::incoming(&req) {
         Ok(incoming) => incoming,
         Err(e) => return convert::outgoing(crate::mirror::respond::oci_error(&req.inner().method().parse().unwrap_or_default(), &e)),
@@ -42,7 +95,8 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<web_sys::
     let tokens = TOKENS.with(|t| *t);
     let timeout_ms = config.as_ref().map_or(crate::config::DEFAULT_TIMEOUT_MS, |c| c.upstream_timeout_ms);
     let fetcher = fetch::RuntimeFetcher;
-    let session = Session { fetcher: &fetcher, tokens, now: started / 1000, timeout_ms };
+    let secret = |name: &str| env::var(&env, name);
+    let session = Session { fetcher: &fetcher, tokens, now: started / 1000, timeout_ms, secret: &secret };
     let store = store::RuntimeStore { ctx: store::Deferred::Request(&ctx), bucket: env.bucket("BLOBS").ok() };
     let (mut resp, outcome) = handle(config.as_ref().map(|c| c.as_ref()), &session, &store, &incoming).await;
     let id = request_id(&req);
@@ -73,7 +127,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<web_sys::
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, ctx: ScheduleContext) {
     console_error_panic_hook::set_once();
-    let config = match env::config(&env) {
+    let config = match env::effective(&env, worker::Date::now().as_millis()).await {
         Ok(c) => c,
         Err(_) => return, // already logged as an invalid configuration
     };
@@ -84,7 +138,8 @@ async fn scheduled(event: ScheduledEvent, env: Env, ctx: ScheduleContext) {
     let budgeted = crate::prewarm::Budgeted { inner: &fetcher, limit: config.prewarm_budget, used: Cell::new(0) };
     let tokens = TOKENS.with(|t| *t);
     let now = worker::Date::now().as_millis() / 1000;
-    let session = Session { fetcher: &budgeted, tokens, now, timeout_ms: config.upstream_timeout_ms };
+    let secret = |name: &str| env::var(&env, name);
+    let session = Session { fetcher: &budgeted, tokens, now, timeout_ms: config.upstream_timeout_ms, secret: &secret };
     for r in crate::prewarm::run(&config, &session, &store, blobs).await {
         worker::console_log!(
             "{}",

@@ -162,7 +162,7 @@ impl World {
         for (k, v) in headers {
             h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
         }
-        let session = Session { fetcher: &self.net, tokens: &self.tokens, now: self.now.get(), timeout_ms: 1_000 };
+        let session = Session { fetcher: &self.net, tokens: &self.tokens, now: self.now.get(), timeout_ms: 1_000, secret: &|_| None };
         let incoming = Incoming { method, url: url::Url::parse(url).unwrap(), headers: h };
         block_on(handle(Ok(&self.config), &session, &self.store, &incoming))
     }

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { LOG_DIR } from './lib/world.mjs';
 import { USER } from './lib/upstreams.mjs';
+import { ADMIN_TOKEN, ACCESS } from './lib/secrets.mjs';
 
 it('no credential or token in any mirror log line of the run', () => {
   const files = fs.existsSync(LOG_DIR) ? fs.readdirSync(LOG_DIR).filter((f) => f.endsWith('.log')) : [];
@@ -19,6 +20,9 @@ it('no credential or token in any mirror log line of the run', () => {
     [/basic\s+[A-Za-z0-9+/=]{8,}/i, 'basic credentials'],
     [new RegExp(`\\b${USER.password}\\b`), "the test user's password"],
     [/authorization/i, 'an Authorization header'],
+    [new RegExp(ADMIN_TOKEN), 'the admin token'],
+    [new RegExp(ACCESS.id), 'the Access client id'],
+    [new RegExp(ACCESS.secret), 'the Access client secret'],
   ];
   for (const [file, line] of lines) {
     for (const [pattern, what] of forbidden) assert.doesNotMatch(line, pattern, `${what} in ${file}: ${line.slice(0, 200)}`);
