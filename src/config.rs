@@ -33,6 +33,8 @@ pub struct Upstream {
     /// Extra request headers for this upstream's own origin: (header name, name of the secret that
     /// holds its value), e.g. Cloudflare Access service-token headers for a registry behind a tunnel.
     pub headers: Vec<(String, String)>,
+    /// Name of the secret holding the operator's `user:password` (or token) for this upstream.
+    pub credentials: Option<String>,
 }
 
 /// The validated mirror configuration.
@@ -98,6 +100,7 @@ struct RawUpstream {
     stale_if_error: Option<serde_json::Value>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    credentials: Option<String>,
 }
 
 /// Headers the mirror sets itself, or that would carry someone else's credentials.
@@ -174,6 +177,7 @@ impl Config {
                 library: *library,
                 ttls: Ttls::default(),
                 headers: vec![],
+                credentials: None,
             })
             .collect();
         Config { upstreams, default: Some(0), upstream_timeout_ms: DEFAULT_TIMEOUT_MS, prewarm: vec![], prewarm_budget: DEFAULT_PREWARM_BUDGET }
@@ -313,7 +317,13 @@ fn parse_table(text: &str) -> Result<Vec<Upstream>, ConfigError> {
             }
         }
         let headers = check_headers(raw.headers).map_err(|p| err(field("headers"), p))?;
-        upstreams.push(Upstream { name, registry, hosts, prefixes, ns: raw.ns, library: raw.library, ttls, headers });
+        if let Some(c) = raw.credentials.as_deref().filter(|c| c.is_empty() || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')) {
+            return Err(err(field("credentials"), format!("{:?} must name a secret (letters, digits, _), not hold it", crate::reference::clip(c))));
+        }
+        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+            return Err(err(format!("UPSTREAMS.{name:?}"), "an upstream name is letters, digits, '.', '_' and '-'"));
+        }
+        upstreams.push(Upstream { name, registry, hosts, prefixes, ns: raw.ns, library: raw.library, ttls, headers, credentials: raw.credentials });
     }
     check_all_unique(&upstreams)?;
     Ok(upstreams)

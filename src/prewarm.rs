@@ -77,7 +77,7 @@ impl<F: Fetcher, S: Store<Body = F::Body>> Walk<'_, F, S> {
             headers.insert(http::header::ACCEPT, HeaderValue::from_static(ACCEPT_ALL_MANIFESTS));
         }
         let url = url::Url::parse(&format!("http://prewarm.invalid{path}")).map_err(|e| e.to_string())?;
-        let (resp, outcome) = handle(Ok(self.config), self.session, self.store, &Incoming { method: Method::GET, url, headers }).await;
+        let (resp, outcome) = handle(Ok(self.config), self.session, self.store, &Incoming { method: Method::GET, url, headers, body: Vec::new() }).await;
         if resp.status() != http::StatusCode::OK {
             let (_, body) = resp.into_parts();
             if let Reply::Upstream(b) = body {

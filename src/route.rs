@@ -32,6 +32,8 @@ pub enum Route {
     Health,
     /// `GET /v2/`: the API version check.
     ApiBase,
+    /// `GET`/`POST /token`: the mirror's own token endpoint (login pass-through).
+    Token,
     /// `/v2/<name>/<resource>`; `name` is as the client sent it (prefix alias included).
     Registry { name: RepoName, resource: Resource },
 }
@@ -42,6 +44,7 @@ impl Route {
             Route::Landing => "landing",
             Route::Health => "health",
             Route::ApiBase => "base",
+            Route::Token => "token",
             Route::Registry { resource, .. } => resource.kind(),
         }
     }
@@ -67,6 +70,8 @@ pub fn parse(method: &http::Method, path: &str) -> Result<Route, OciError> {
         "/" if read => return Ok(Route::Landing),
         "/healthz" if read => return Ok(Route::Health),
         "/v2" | "/v2/" if read => return Ok(Route::ApiBase),
+        "/token" if *method == http::Method::GET || *method == http::Method::POST => return Ok(Route::Token),
+        "/token" => return Err(unsupported(method.as_str())),
         "/v2" | "/v2/" => return Err(unsupported(method.as_str())),
         _ => {}
     }

@@ -197,7 +197,7 @@ fn invalid_configuration_answers_every_request_with_the_field() {
     let tokens = RefCell::new(TokenCache::default());
     let bad = Config::from_vars(&Vars { upstreams: Some(r#"{"x":{"registry":"ftp://h"}}"#), ..Default::default() }).unwrap_err();
     let session = Session { fetcher: &net, tokens: &tokens, now: 0, timeout_ms: 1_000, secret: &|_| None };
-    let incoming = |path: &str| Incoming { method: Method::GET, url: url::Url::parse(&format!("http://m.test{path}")).unwrap(), headers: HeaderMap::new() };
+    let incoming = |path: &str| Incoming { method: Method::GET, url: url::Url::parse(&format!("http://m.test{path}")).unwrap(), headers: HeaderMap::new(), body: Vec::new() };
     let store = FakeStore::default();
     let (r, _) = block_on(handle(Err(&bad), &session, &store, &incoming("/v2/alpine/manifests/latest")));
     assert_eq!(r.status(), 503);
@@ -261,7 +261,7 @@ fn an_upstreams_private_headers_reach_its_own_origin_only() {
     w.config = Config::from_vars(&Vars { upstreams: Some(table), ..Default::default() }).unwrap();
     let secret = |name: &str| (name == "ACCESS_ID").then(|| "id-123".to_string());
     let session = Session { fetcher: &w.net, tokens: &w.tokens, now: 1_000, timeout_ms: 1_000, secret: &secret };
-    let incoming = Incoming { method: Method::GET, url: url::Url::parse(&format!("http://m.test/v2/private/x/blobs/{SHA}")).unwrap(), headers: HeaderMap::new() };
+    let incoming = Incoming { method: Method::GET, url: url::Url::parse(&format!("http://m.test/v2/private/x/blobs/{SHA}")).unwrap(), headers: HeaderMap::new(), body: Vec::new() };
     let (r, _) = block_on(handle(Ok(&w.config), &session, &w.store, &incoming));
     assert_eq!(r.status(), 200);
     for req in w.net.seen.borrow().iter() {
@@ -273,7 +273,7 @@ fn an_upstreams_private_headers_reach_its_own_origin_only() {
     let n = w.net.urls().len();
     let none = |_: &str| None;
     let session = Session { fetcher: &w.net, tokens: &w.tokens, now: 1_000, timeout_ms: 1_000, secret: &none };
-    let incoming = Incoming { method: Method::GET, url: url::Url::parse("http://m.test/v2/private/y/manifests/latest").unwrap(), headers: HeaderMap::new() };
+    let incoming = Incoming { method: Method::GET, url: url::Url::parse("http://m.test/v2/private/y/manifests/latest").unwrap(), headers: HeaderMap::new(), body: Vec::new() };
     let (r, _) = block_on(handle(Ok(&w.config), &session, &w.store, &incoming));
     assert_eq!(r.status(), 503);
     assert!(String::from_utf8(body(&r)).unwrap().contains("secret ACCESS_ID"));

@@ -4,6 +4,7 @@
 pub mod blobs;
 pub mod manifests;
 pub mod respond;
+pub mod token_endpoint;
 pub mod upstream;
 
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, RANGE};
@@ -18,7 +19,7 @@ use crate::reference::{clip, RepoName};
 use crate::route::{self, Resource, Route};
 use crate::select::select;
 use respond::{oci_error, to_client, LinkRewrite, API_VERSION, API_VERSION_HEADER};
-pub use upstream::Session;
+pub use upstream::{Identity, Session};
 
 /// A response body: the upstream's stream untouched, a few bytes of our own, or nothing.
 #[derive(Debug)]
@@ -34,7 +35,13 @@ pub struct Incoming {
     pub method: Method,
     pub url: url::Url,
     pub headers: HeaderMap,
+    /// The request body, read only where the mirror needs one (`POST /token`).
+    pub body: Vec<u8>,
 }
+
+/// Tokens the mirror's own token endpoint hands out when an upstream has no token auth: they stand
+/// for "no credentials".
+pub const ANONYMOUS_TOKEN: &str = "edgemirror-anonymous";
 
 /// What happened, for the request's log line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -48,6 +55,8 @@ pub struct Outcome {
     pub cache: &'static str,
     /// The full `Cache-Status` value, with the reason a response was not stored.
     pub cache_status: String,
+    /// The mirror's own Bearer challenge for this request, sent with a 401.
+    pub challenge: Option<String>,
 }
 
 /// One registry request on its way to an upstream: what the flows need to answer it.
@@ -68,18 +77,35 @@ pub struct Request<'a, F: Fetcher, S> {
     /// The client's Range header.
     pub range: Option<String>,
     pub link: LinkRewrite<'a>,
+    /// The client's own `Authorization` (login pass-through), if it sent one.
+    pub client_auth: Option<&'a str>,
 }
 
 impl<F: Fetcher, S> Request<'_, F, S> {
     pub async fn send(&self, method: Method) -> Result<http::Response<F::Body>, OciError> {
         let private = private_headers(self.upstream, self.session.secret)?;
+        let operator = operator_credentials(self.upstream, self.session.secret)?;
+        let identity = match self.client_auth {
+            Some(value) => Identity::Client(value),
+            None => Identity::Mirror { credentials: operator.as_deref() },
+        };
         // Tokens belong to a registry origin, not to a name in the table.
-        self.session.send(&self.upstream.registry, &self.scope, method, self.url.clone(), self.headers.clone(), &private).await
+        self.session.send(&self.upstream.registry, &self.scope, method, self.url.clone(), self.headers.clone(), &private, identity).await
+    }
+}
+
+/// The operator's credentials for an upstream, from the secret it names.
+fn operator_credentials(upstream: &Upstream, secret: &dyn Fn(&str) -> Option<String>) -> Result<Option<String>, OciError> {
+    match &upstream.credentials {
+        None => Ok(None),
+        Some(name) => secret(name).map(|v| Some(v.trim().to_string())).ok_or_else(|| {
+            OciError::new(ErrorCode::Unavailable, format!("upstream {}: credentials secret {name} is not set", upstream.name))
+        }),
     }
 }
 
 /// An upstream's own headers, their values read from the secrets they name.
-fn private_headers(upstream: &Upstream, secret: &dyn Fn(&str) -> Option<String>) -> Result<HeaderMap, OciError> {
+pub(crate) fn private_headers(upstream: &Upstream, secret: &dyn Fn(&str) -> Option<String>) -> Result<HeaderMap, OciError> {
     let mut out = HeaderMap::new();
     for (name, secret_name) in &upstream.headers {
         let missing = || OciError::new(ErrorCode::Unavailable, format!("upstream {}: secret {secret_name} for header {name} is not set", upstream.name));
@@ -140,6 +166,11 @@ pub async fn handle<F: Fetcher, S: Store<Body = F::Body>>(
             resp.headers_mut().insert("cache-status", v);
         }
     }
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        if let Some(v) = outcome.challenge.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
+            resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+        }
+    }
     outcome.cache = cache.short();
     outcome.cache_status = cache.header();
     (resp, outcome)
@@ -172,6 +203,7 @@ async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
         }
         Route::Health => return Ok((health(Ok(config)), CacheStatus::Bypass)),
         Route::ApiBase => return Ok((small(StatusCode::OK, "application/json", b"{}".to_vec()), CacheStatus::Bypass)),
+        Route::Token => return token_endpoint::serve(config, session, req).await.map(|r| (r, CacheStatus::Bypass)),
         Route::Registry { name, resource } => (name, resource),
     };
     let q = query(&req.url);
@@ -183,6 +215,12 @@ async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
     let sel = select(config, &host, &name, q.ns.as_deref())?;
     outcome.upstream = Some(sel.upstream.name.clone());
     outcome.by = Some(sel.by);
+    // If the upstream refuses, the client is sent to the mirror's own token endpoint.
+    let origin = req.url.origin().ascii_serialization();
+    outcome.challenge = Some(format!(
+        "Bearer realm=\"{origin}/token\",service=\"{}\",scope=\"repository:{}:pull\"",
+        sel.upstream.name, name
+    ));
 
     let suffix = match &resource {
         Resource::Manifest(r) => format!("manifests/{}", r.as_str()),
@@ -210,9 +248,15 @@ async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
         pass(RANGE, &mut headers);
     }
 
+    let client_auth = req
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && *v != format!("Bearer {ANONYMOUS_TOKEN}"));
     let r = Request {
         session,
         store,
+        client_auth,
         method: &req.method,
         upstream: sel.upstream,
         name: &sel.name,
@@ -224,17 +268,73 @@ async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
         range: req.headers.get(RANGE).and_then(|v| v.to_str().ok()).map(str::to_string),
         link: LinkRewrite { upstream_name: sel.name.as_str(), client_name: name.as_str(), ns: q.ns.as_deref() },
     };
-    match &resource {
-        Resource::Manifest(reference) => manifests::serve(&r, reference).await,
-        Resource::Blob(digest) => blobs::serve(&r, digest).await,
+    if client_auth.is_some() {
+        // Fetched with a client's own credentials: no shared store is read or written.
+        let none = NoStore::default();
+        let bypass = Request {
+            session: r.session,
+            store: &none,
+            client_auth: r.client_auth,
+            method: r.method,
+            upstream: r.upstream,
+            name: r.name,
+            resource: r.resource.clone(),
+            url: r.url.clone(),
+            headers: r.headers.clone(),
+            scope: r.scope.clone(),
+            accept: r.accept.clone(),
+            range: r.range.clone(),
+            link: LinkRewrite { upstream_name: r.link.upstream_name, client_name: r.link.client_name, ns: r.link.ns },
+        };
+        return dispatch(&bypass, &resource).await.map(|(resp, cache)| match cache {
+            CacheStatus::Miss { .. } => (resp, CacheStatus::Miss { stored: Err("fetched with a client's credentials") }),
+            other => (resp, other),
+        });
+    }
+    dispatch(&r, &resource).await
+}
+
+async fn dispatch<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>, resource: &Resource) -> Answer<F::Body> {
+    match resource {
+        Resource::Manifest(reference) => manifests::serve(r, reference).await,
+        Resource::Blob(digest) => blobs::serve(r, digest).await,
         Resource::TagsList | Resource::Referrers(_) => {
-            let resp = r.send(req.method.clone()).await?;
-            let out = to_client(session.fetcher, &req.method, &resource, &sel.upstream.name, resp, &r.link).await;
+            let resp = r.send(r.method.clone()).await?;
+            let out = to_client(r.session.fetcher, r.method, resource, &r.upstream.name, resp, &r.link).await;
             Ok((out, CacheStatus::Miss { stored: Err("not cached") }))
         }
     }
 }
 
+/// The store for requests made with a client's own credentials: holds nothing, keeps nothing.
+pub struct NoStore<B>(std::marker::PhantomData<B>);
+
+impl<B> Default for NoStore<B> {
+    fn default() -> Self {
+        NoStore(std::marker::PhantomData)
+    }
+}
+
+impl<B> Store for NoStore<B> {
+    type Body = B;
+    async fn tag(&self, _: &str) -> Option<crate::ports::TagRecord> {
+        None
+    }
+    fn put_tag(&self, _: &str, _: &crate::ports::TagRecord, _: u64) {}
+    fn delete_tag(&self, _: &str) {}
+    async fn manifest(&self, _: &str) -> Option<crate::ports::StoredManifest> {
+        None
+    }
+    fn put_manifest(&self, _: &str, _: crate::ports::StoredManifest, _: u64) {}
+    async fn blob(&self, _: &str, _: Option<crate::ports::RangeSpec>, _: bool) -> crate::ports::BlobLookup<B> {
+        crate::ports::BlobLookup::Missing
+    }
+    fn put_blob(&self, _: &str, _: &str, _: u64, _: B, _: u64) {}
+    async fn note(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn put_note(&self, _: &str, _: &str, _: u64) {}
+}
 /// Copies the query parameters an upstream may see, after checking them.
 fn upstream_query(url: &mut url::Url, resource: &Resource, q: &Query) -> Result<(), OciError> {
     let mut pairs: Vec<(&str, String)> = Vec::new();

@@ -18,6 +18,16 @@ pub const MAX_REDIRECTS: usize = 5;
 pub const SMALL_BODY_LIMIT: usize = 64 * 1024;
 pub const USER_AGENT_VALUE: &str = concat!("edgemirror/", env!("CARGO_PKG_VERSION"));
 
+/// Whose credentials a request to an upstream carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity<'a> {
+    /// The mirror's own: anonymous, or the operator's `user:password` for this upstream.
+    Mirror { credentials: Option<&'a str> },
+    /// A client's own `Authorization` value (login pass-through): sent as it is, never replaced,
+    /// and what it fetches is never shared.
+    Client(&'a str),
+}
+
 /// What the flows share for one request: the platform's client, the token cache, the clock reading.
 pub struct Session<'a, F: Fetcher> {
     pub fetcher: &'a F,
@@ -60,10 +70,20 @@ impl<F: Fetcher> Session<'_, F> {
         url: url::Url,
         mut headers: HeaderMap,
         private: &HeaderMap,
+        identity: Identity<'_>,
     ) -> Result<http::Response<F::Body>, OciError> {
         headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
         // Bytes as stored: a compressed answer would make HEAD and GET lengths disagree.
         headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        let credentials = match identity {
+            Identity::Client(value) => {
+                let (resp, _) = self.follow(&method, url, headers, Some(value), private).await?;
+                return Ok(resp);
+            }
+            Identity::Mirror { credentials } => credentials,
+        };
+        // Anonymous and operator tokens are kept apart.
+        let upstream = &format!("{upstream}|{}", if credentials.is_some() { "operator" } else { "anonymous" });
         let cached = self.tokens.borrow().get(upstream, scope, self.now).map(Token::header_value);
         let mut used_cached = cached.is_some();
         let mut auth = cached;
@@ -74,12 +94,18 @@ impl<F: Fetcher> Session<'_, F> {
             if resp.status() != StatusCode::UNAUTHORIZED || attempt == 1 || !from_registry {
                 return Ok(resp);
             }
-            let challenge = resp
-                .headers()
-                .get(WWW_AUTHENTICATE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(challenge::bearer);
-            let Some(challenge) = challenge else { return Ok(resp) };
+            let header = resp.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let Some(challenge) = challenge::bearer(&header) else {
+                // A registry that asks for Basic gets the operator's credentials, if there are any.
+                match credentials {
+                    Some(c) if challenge::parse(&header).iter().any(|c| c.scheme == "basic") && auth.is_none() => {
+                        self.fetcher.discard(resp.into_body());
+                        auth = Some(basic(c));
+                        continue;
+                    }
+                    _ => return Ok(resp),
+                }
+            };
             self.fetcher.discard(resp.into_body());
             if used_cached {
                 self.tokens.borrow_mut().forget(upstream, scope);
@@ -87,10 +113,30 @@ impl<F: Fetcher> Session<'_, F> {
             }
             // The realm gets the private headers only if it is on the registry's own origin.
             let realm_private = if challenge.realm.origin() == url.origin() { private.clone() } else { HeaderMap::new() };
-            let token = self.fetch_token(upstream, scope, &challenge, &realm_private).await?;
+            let token = self.fetch_token(upstream, scope, &challenge, &realm_private, credentials).await?;
             auth = Some(token.header_value());
         }
         Err(unavailable(502, format!("upstream {upstream} kept refusing its own token")))
+    }
+
+    /// The Bearer challenge a registry answers an anonymous `GET /v2/` with (its token realm), if any.
+    pub async fn realm_of(&self, registry: &str, private: &HeaderMap) -> Result<Option<BearerChallenge>, OciError> {
+        let url = url::Url::parse(&format!("{registry}/v2/")).map_err(|_| unavailable(502, "bad registry URL".into()))?;
+        let mut headers = HeaderMap::new();
+        headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+        let (resp, _) = self.follow(&Method::GET, url, headers, None, private).await?;
+        let challenge = resp.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).and_then(challenge::bearer);
+        self.fetcher.discard(resp.into_body());
+        Ok(challenge)
+    }
+
+    /// A GET to a token realm with the client's credentials; the answer as it is.
+    pub async fn token_request(&self, url: url::Url, authorization: Option<&str>, private: &HeaderMap) -> Result<http::Response<F::Body>, OciError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+        let (resp, _) = self.follow(&Method::GET, url, headers, authorization, private).await?;
+        Ok(resp)
     }
 
     /// One request and its redirects. `Authorization` and the `private` headers go to the first
@@ -137,7 +183,14 @@ impl<F: Fetcher> Session<'_, F> {
         Err(unavailable(502, format!("more than {MAX_REDIRECTS} redirects from upstream")))
     }
 
-    async fn fetch_token(&self, upstream: &str, scope: &str, challenge: &BearerChallenge, private: &HeaderMap) -> Result<Token, OciError> {
+    async fn fetch_token(
+        &self,
+        upstream: &str,
+        scope: &str,
+        challenge: &BearerChallenge,
+        private: &HeaderMap,
+        credentials: Option<&str>,
+    ) -> Result<Token, OciError> {
         let mut url = challenge.realm.clone();
         {
             let mut q = url.query_pairs_mut();
@@ -149,7 +202,9 @@ impl<F: Fetcher> Session<'_, F> {
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
-        let (resp, _) = self.follow(&Method::GET, url, headers, None, private).await?;
+        // The operator's credentials go to the realm the registry named (that is where they belong).
+        let auth = credentials.map(basic);
+        let (resp, _) = self.follow(&Method::GET, url, headers, auth.as_deref(), private).await?;
         let status = resp.status();
         let body = self.fetcher.read_small(resp.into_body(), SMALL_BODY_LIMIT).await;
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
@@ -166,5 +221,41 @@ impl<F: Fetcher> Session<'_, F> {
             .ok_or_else(|| unavailable(502, format!("token endpoint of upstream {upstream} sent no usable token")))?;
         self.tokens.borrow_mut().put(upstream, scope, token.clone(), self.now);
         Ok(token)
+    }
+}
+
+/// `Basic <base64(user:password)>`.
+pub fn basic(credentials: &str) -> String {
+    format!("Basic {}", base64(credentials.as_bytes()))
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_encode_like_rfc_4648() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(basic("alice:secret"), "Basic YWxpY2U6c2VjcmV0");
     }
 }

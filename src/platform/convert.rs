@@ -9,10 +9,11 @@ use crate::mirror::Reply;
 
 pub type Body = Option<web_sys::ReadableStream>;
 
-/// Request headers the core may look at. Nothing else (cookies, credentials) is copied.
-const INCOMING_HEADERS: &[&str] = &["accept", "range", "if-none-match", "user-agent"];
+/// Request headers the core may look at. Nothing else (cookies…) is copied; `authorization` is the
+/// client's own login, passed through to the upstream it belongs to and never logged.
+const INCOMING_HEADERS: &[&str] = &["accept", "range", "if-none-match", "user-agent", "authorization"];
 
-pub fn incoming(req: &worker::Request) -> Result<crate::mirror::Incoming, OciError> {
+pub fn incoming(req: &worker::Request, body: Vec<u8>) -> Result<crate::mirror::Incoming, OciError> {
     let bad = || OciError::new(ErrorCode::NameInvalid, "malformed request");
     let method = Method::from_bytes(req.inner().method().as_bytes()).map_err(|_| bad())?;
     let url = url::Url::parse(&req.inner().url()).map_err(|_| bad())?;
@@ -24,7 +25,7 @@ pub fn incoming(req: &worker::Request) -> Result<crate::mirror::Incoming, OciErr
             }
         }
     }
-    Ok(crate::mirror::Incoming { method, url, headers })
+    Ok(crate::mirror::Incoming { method, url, headers, body })
 }
 
 pub fn headers_to_runtime(headers: &HeaderMap) -> worker::Result<web_sys::Headers> {

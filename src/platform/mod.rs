@@ -81,14 +81,18 @@ impl crate::admin::ConfigStore for NoStore {
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
+async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     console_error_panic_hook::set_once();
     if crate::admin::is_admin_path(&req.path()) {
         return admin_request(req, &env).await;
     }
     let started = worker::Date::now().as_millis();
     let config = env::effective(&env, started).await;
-    let incoming = match convert::incoming(&req) {
+    // Only the token endpoint's form is read (small, bounded).
+    let is_form = req.path() == "/token" && req.inner().method() == "POST";
+    let small = req.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<usize>().ok()).is_some_and(|n| n <= 16 * 1024);
+    let body = if is_form && small { req.bytes().await.unwrap_or_default() } else { Vec::new() };
+    let incoming = match convert::incoming(&req, body) {
         Ok(incoming) => incoming,
         Err(e) => return convert::outgoing(crate::mirror::respond::oci_error(&req.inner().method().parse().unwrap_or_default(), &e)),
     };

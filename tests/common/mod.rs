@@ -163,7 +163,7 @@ impl World {
             h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
         }
         let session = Session { fetcher: &self.net, tokens: &self.tokens, now: self.now.get(), timeout_ms: 1_000, secret: &|_| None };
-        let incoming = Incoming { method, url: url::Url::parse(url).unwrap(), headers: h };
+        let incoming = Incoming { method, url: url::Url::parse(url).unwrap(), headers: h, body: Vec::new() };
         block_on(handle(Ok(&self.config), &session, &self.store, &incoming))
     }
     pub fn get(&self, path: &str) -> (Response<Reply<Vec<u8>>>, Outcome) {

@@ -1,0 +1,123 @@
+//! The mirror's own token endpoint (login pass-through). When an upstream refuses the mirror, the
+//! client is challenged with a realm on the mirror; here its credentials (Basic on `GET`, or the
+//! OAuth2 password form on `POST`, as containerd sends) go to the upstream's own realm, with the
+//! scopes rewritten to the upstream's names (`library/`, prefixes stripped; scopes that name other
+//! registries dropped), and the upstream's token comes back to the client.
+
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderValue, Method, StatusCode};
+
+use super::upstream::basic;
+use super::{Incoming, Reply, Session, ANONYMOUS_TOKEN};
+use crate::config::{Config, Upstream};
+use crate::error::{ErrorCode, OciError};
+use crate::ports::Fetcher;
+use crate::reference::RepoName;
+use crate::select::select;
+
+struct Params {
+    service: Option<String>,
+    scopes: Vec<String>,
+    /// The `Authorization` to send to the upstream realm.
+    credentials: Option<String>,
+}
+
+fn params(req: &Incoming) -> Result<Params, OciError> {
+    let bad = |m: &str| OciError::new(ErrorCode::Unsupported, m.to_string()).with_status(400);
+    if req.method == Method::POST {
+        let form: Vec<(String, String)> = url::form_urlencoded::parse(&req.body).into_owned().collect();
+        let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let credentials = match get("grant_type").as_deref() {
+            Some("password") => match (get("username"), get("password")) {
+                (Some(u), Some(p)) => Some(basic(&format!("{u}:{p}"))),
+                _ => return Err(bad("grant_type=password needs username and password")),
+            },
+            // Refresh tokens are never handed out (see below), so none comes back.
+            _ => return Err(bad("unsupported grant_type (use password)")),
+        };
+        let scopes = form.iter().filter(|(k, _)| k == "scope").flat_map(|(_, v)| v.split(' ').map(str::to_string).collect::<Vec<_>>()).collect();
+        return Ok(Params { service: get("service"), scopes, credentials });
+    }
+    let q: Vec<(String, String)> = req.url.query_pairs().into_owned().collect();
+    let credentials = req.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).filter(|v| v.starts_with("Basic ")).map(str::to_string);
+    Ok(Params {
+        service: q.iter().find(|(k, _)| k == "service").map(|(_, v)| v.clone()),
+        scopes: q.iter().filter(|(k, _)| k == "scope").flat_map(|(_, v)| v.split(' ').map(str::to_string).collect::<Vec<_>>()).collect(),
+        credentials,
+    })
+}
+
+fn host_of(req: &Incoming) -> String {
+    match (req.url.host_str(), req.url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// `repository:<client name>:<actions>` → `repository:<upstream name>:pull`, if it names `up`.
+pub fn rewrite_scope(config: &Config, host: &str, up: &Upstream, scope: &str) -> Option<String> {
+    let rest = scope.strip_prefix("repository:")?;
+    let (name, _actions) = rest.rsplit_once(':')?;
+    let sel = select(config, host, &RepoName::parse(name).ok()?, None).ok()?;
+    (sel.upstream.name == up.name).then(|| format!("repository:{}:pull", sel.name))
+}
+
+pub async fn serve<F: Fetcher>(config: &Config, session: &Session<'_, F>, req: &Incoming) -> Result<http::Response<Reply<F::Body>>, OciError> {
+    let p = params(req)?;
+    let host = host_of(req);
+    let by_service = p.service.as_deref().and_then(|s| config.upstreams.iter().find(|u| u.name == s));
+    let by_scope = || {
+        p.scopes.iter().find_map(|s| {
+            let name = s.strip_prefix("repository:")?.rsplit_once(':')?.0;
+            select(config, &host, &RepoName::parse(name).ok()?, None).ok().map(|sel| sel.upstream)
+        })
+    };
+    let up = by_service.or_else(by_scope).ok_or_else(|| {
+        OciError::new(ErrorCode::NameUnknown, "no configured upstream matches this token request's service or scope")
+    })?;
+    let scopes: Vec<String> = p.scopes.iter().filter_map(|s| rewrite_scope(config, &host, up, s)).collect();
+    let private = super::private_headers(up, session.secret)?;
+    let Some(realm) = session.realm_of(&up.registry, &private).await? else {
+        // The upstream has no token auth: nothing to pass through.
+        let body = serde_json::to_vec(&serde_json::json!({"token": ANONYMOUS_TOKEN, "access_token": ANONYMOUS_TOKEN, "expires_in": 300})).unwrap_or_default();
+        return Ok(json(StatusCode::OK, body));
+    };
+    let mut url = realm.realm.clone();
+    {
+        let mut q = url.query_pairs_mut();
+        if let Some(s) = &realm.service {
+            q.append_pair("service", s);
+        }
+        for s in &scopes {
+            q.append_pair("scope", s);
+        }
+    }
+    // Private (Access) headers go to the realm only if it is on the upstream's own origin.
+    let same_origin = url::Url::parse(&up.registry).is_ok_and(|r| r.origin() == realm.realm.origin());
+    let realm_private = if same_origin { private } else { http::HeaderMap::new() };
+    let resp = session.token_request(url, p.credentials.as_deref(), &realm_private).await?;
+    let status = resp.status();
+    let body = session.fetcher.read_small(resp.into_body(), super::upstream::SMALL_BODY_LIMIT).await.unwrap_or_default();
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        return Err(OciError::new(ErrorCode::Unauthorized, format!("upstream {} refused these credentials", up.name)));
+    }
+    if !status.is_success() {
+        return Err(OciError::new(ErrorCode::Unavailable, format!("token endpoint of upstream {} answered {}", up.name, status.as_u16())).with_status(502));
+    }
+    let mut token: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body).map_err(|_| {
+        OciError::new(ErrorCode::Unavailable, format!("token endpoint of upstream {} sent no JSON", up.name)).with_status(502)
+    })?;
+    // A refresh token would let a client come back without credentials; the mirror does not pass one on.
+    token.remove("refresh_token");
+    Ok(json(StatusCode::OK, serde_json::to_vec(&token).unwrap_or_default()))
+}
+
+fn json<B>(status: StatusCode, body: Vec<u8>) -> http::Response<Reply<B>> {
+    let mut r = http::Response::new(Reply::Empty);
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    *r.body_mut() = Reply::Bytes(body);
+    r
+}

@@ -1,0 +1,161 @@
+//! Who may pull what, on fakes: the mirror's own challenge when the upstream refuses it, its token
+//! endpoint passing the client's login to the upstream realm with rewritten scopes, requests made
+//! with a client's token never touching a shared store, and operator credentials.
+
+mod common;
+
+use common::*;
+use edgemirror::config::{Config, Vars};
+use edgemirror::mirror::{handle, Incoming, Reply, Session};
+use edgemirror::ports::UpstreamRequest;
+use futures::executor::block_on;
+use http::{HeaderMap, HeaderValue, Method, Response};
+
+const PRIVATE: &[u8] = br#"{"schemaVersion":2,"private":true}"#;
+const ALICE: &str = "Basic YWxpY2U6c2VjcmV0"; // alice:secret
+const TABLE_CREDS: &str = r#"{
+    "docker.io": {"registry": "http://hub.test", "prefixes": ["docker.io"], "ns": ["docker.io"], "library": true, "credentials": "HUB_CREDS"},
+    "ghcr.io": {"registry": "http://ghcr.test", "prefixes": ["ghcr.io"]}
+}"#;
+
+/// A hub where only alice may pull library/private (tokens say who they are for).
+fn private_hub(req: &UpstreamRequest) -> Result<Response<Vec<u8>>, edgemirror::ports::FetchError> {
+    let auth = req.headers.get("authorization").map(|v| v.to_str().unwrap().to_string());
+    let challenge = [("www-authenticate", r#"Bearer realm="http://auth.test/token",service="hub""#)];
+    match (req.url.host_str().unwrap(), req.url.path()) {
+        ("auth.test", "/token") => match auth.as_deref() {
+            Some(ALICE) => resp(200, &[], br#"{"token":"tok-alice","expires_in":300,"refresh_token":"r-123"}"#),
+            Some(_) => resp(401, &[], b"{}"),
+            None => resp(200, &[], br#"{"token":"tok-anon","expires_in":300}"#),
+        },
+        ("hub.test", "/v2/") => resp(401, &challenge, b""),
+        ("hub.test", p) if p.starts_with("/v2/library/private/manifests/") => match auth.as_deref() {
+            Some("Bearer tok-alice") => resp(200, &[("content-type", "application/vnd.oci.image.manifest.v1+json"), ("docker-content-digest", &sha(PRIVATE))], PRIVATE),
+            _ => resp(401, &challenge, br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#),
+        },
+        (host, path) => panic!("unexpected request to {host}{path}"),
+    }
+}
+
+struct Env {
+    w: World,
+    secret: Box<dyn Fn(&str) -> Option<String>>,
+}
+
+fn env(table: &str, creds: Option<&'static str>) -> Env {
+    let mut w = World::new(FakeNet::new(private_hub));
+    w.config = Config::from_vars(&Vars { upstreams: Some(table), ..Default::default() }).unwrap();
+    Env { w, secret: Box::new(move |name| (name == "HUB_CREDS").then(|| creds.map(str::to_string)).flatten()) }
+}
+
+impl Env {
+    fn call(&self, method: Method, url: &str, headers: &[(&str, &str)], body: &str) -> Response<Reply<Vec<u8>>> {
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        let tokens = &self.w.tokens;
+        let session = Session { fetcher: &self.w.net, tokens, now: 1_000, timeout_ms: 1_000, secret: &*self.secret };
+        let incoming = Incoming { method, url: url::Url::parse(url).unwrap(), headers: h, body: body.as_bytes().to_vec() };
+        block_on(handle(Ok(&self.w.config), &session, &self.w.store, &incoming)).0
+    }
+}
+
+fn json(r: &Response<Reply<Vec<u8>>>) -> serde_json::Value {
+    serde_json::from_slice(&body(r)).unwrap()
+}
+
+#[test]
+fn a_refused_pull_gets_the_mirrors_own_challenge_for_get_and_head() {
+    let e = env(TABLE, None);
+    for method in [Method::GET, Method::HEAD] {
+        let r = e.call(method, "http://mirror.test:8080/v2/private/manifests/latest", &[], "");
+        assert_eq!(r.status(), 401);
+        assert_eq!(
+            r.headers()["www-authenticate"],
+            r#"Bearer realm="http://mirror.test:8080/token",service="docker.io",scope="repository:private:pull""#
+        );
+    }
+}
+
+#[test]
+fn the_token_endpoint_passes_the_login_on_with_rewritten_scopes_and_no_refresh_token() {
+    let e = env(TABLE, None);
+    let r = e.call(
+        Method::GET,
+        "http://mirror.test/token?service=docker.io&scope=repository:private:pull,push&scope=repository:quay.io/x/y:pull&scope=registry:catalog:*",
+        &[("authorization", ALICE)],
+        "",
+    );
+    assert_eq!(r.status(), 200, "{}", String::from_utf8_lossy(&body(&r)));
+    let t = json(&r);
+    assert_eq!(t["token"], "tok-alice");
+    assert!(t.get("refresh_token").is_none());
+    let realm = w_last(&e, "auth.test");
+    assert_eq!(realm.url.query(), Some("service=hub&scope=repository%3Alibrary%2Fprivate%3Apull"), "library/ added, pull only, others dropped");
+    assert_eq!(realm.headers["authorization"], ALICE);
+}
+
+#[test]
+fn containerds_password_form_works_and_other_grants_do_not() {
+    let e = env(TABLE, None);
+    let r = e.call(Method::POST, "http://mirror.test/token", &[], "grant_type=password&username=alice&password=secret&service=docker.io&scope=repository%3Aprivate%3Apull&client_id=containerd");
+    assert_eq!(r.status(), 200);
+    assert_eq!(json(&r)["token"], "tok-alice");
+    assert_eq!(w_last(&e, "auth.test").headers["authorization"], ALICE);
+    let r = e.call(Method::POST, "http://mirror.test/token", &[], "grant_type=refresh_token&refresh_token=r-123&service=docker.io");
+    assert_eq!(r.status(), 400);
+}
+
+#[test]
+fn a_wrong_password_is_a_401_oci_error() {
+    let e = env(TABLE, None);
+    let r = e.call(Method::GET, "http://mirror.test/token?service=docker.io&scope=repository:private:pull", &[("authorization", "Basic YWxpY2U6bm9wZQ==")], "");
+    assert_eq!(r.status(), 401);
+    assert_eq!(error_code(&r), "UNAUTHORIZED");
+}
+
+#[test]
+fn a_clients_token_goes_upstream_as_it_is_and_nothing_it_fetches_is_shared() {
+    let e = env(TABLE, None);
+    let r = e.call(Method::GET, "http://mirror.test/v2/private/manifests/latest", &[("authorization", "Bearer tok-alice")], "");
+    assert_eq!(r.status(), 200);
+    assert_eq!(body(&r), PRIVATE);
+    assert_eq!(h_cache(&r), "edgemirror; fwd=miss; detail=\"fetched with a client's credentials\"");
+    assert!(e.w.store.tags.borrow().is_empty() && e.w.store.manifests.borrow().is_empty(), "nothing stored");
+    assert!(e.w.tokens.borrow().is_empty(), "the client's token is not the mirror's to keep");
+    // Right after, an anonymous client is refused, as before.
+    let anon = e.call(Method::GET, "http://mirror.test/v2/private/manifests/latest", &[], "");
+    assert_eq!(anon.status(), 401);
+    let digest = sha(PRIVATE);
+    let anon = e.call(Method::GET, &format!("http://mirror.test/v2/private/manifests/{digest}"), &[], "");
+    assert_ne!(anon.status(), 200, "not by digest either");
+}
+
+#[test]
+fn with_operator_credentials_anonymous_clients_pull_the_private_image() {
+    let e = env(TABLE_CREDS, Some("alice:secret"));
+    let r = e.call(Method::GET, "http://mirror.test/v2/private/manifests/latest", &[], "");
+    assert_eq!(r.status(), 200);
+    assert_eq!(body(&r), PRIVATE);
+    let realm = w_last(&e, "auth.test");
+    assert_eq!(realm.headers["authorization"], ALICE, "the operator's credentials went to the realm");
+    assert!(e.w.net.seen.borrow().iter().filter(|r| r.url.host_str() == Some("hub.test")).all(|r| r.headers.get("authorization").map(|v| v.to_str().unwrap()) != Some(ALICE)), "never to the registry itself");
+    // An upstream that names a secret that is not set: a clear error.
+    let e = env(TABLE_CREDS, None);
+    let r = e.call(Method::GET, "http://mirror.test/v2/private/manifests/latest", &[], "");
+    assert_eq!(r.status(), 503);
+    assert!(String::from_utf8(body(&r)).unwrap().contains("credentials secret HUB_CREDS is not set"));
+}
+
+fn w_last(e: &Env, host: &str) -> UpstreamRequest {
+    e.w.net.seen.borrow().iter().rev().find(|r| r.url.host_str() == Some(host)).cloned().expect("a request to that host")
+}
+
+#[test]
+fn token_requests_for_no_configured_upstream_are_refused() {
+    let e = env(TABLE, None);
+    let r = e.call(Method::GET, "http://mirror.test/token?service=evil&scope=repository:quay.io/x:pull", &[("authorization", ALICE)], "");
+    assert_eq!(r.status(), 404);
+    assert!(e.w.net.urls().is_empty());
+}
