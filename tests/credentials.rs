@@ -153,9 +153,30 @@ fn w_last(e: &Env, host: &str) -> UpstreamRequest {
 }
 
 #[test]
+fn docker_login_without_a_scope_is_checked_against_the_default_upstream() {
+    let e = env(TABLE, None);
+    let ok = e.call(Method::GET, "http://mirror.test/token?service=edgemirror&account=alice", &[("authorization", ALICE)], "");
+    assert_eq!(ok.status(), 200);
+    let bad = e.call(Method::GET, "http://mirror.test/token?service=edgemirror&account=alice", &[("authorization", "Basic YWxpY2U6bm9wZQ==")], "");
+    assert_eq!(bad.status(), 401);
+}
+
+#[test]
 fn token_requests_for_no_configured_upstream_are_refused() {
     let e = env(TABLE, None);
     let r = e.call(Method::GET, "http://mirror.test/token?service=evil&scope=repository:quay.io/x:pull", &[("authorization", ALICE)], "");
     assert_eq!(r.status(), 404);
     assert!(e.w.net.urls().is_empty());
+}
+
+#[test]
+fn a_clients_basic_login_on_a_registry_request_is_exchanged_for_that_request_alone() {
+    let e = env(TABLE, None);
+    let r = e.call(Method::GET, "http://mirror.test/v2/private/manifests/latest", &[("authorization", ALICE)], "");
+    assert_eq!(r.status(), 200);
+    assert_eq!(body(&r), PRIVATE);
+    assert_eq!(w_last(&e, "auth.test").headers["authorization"], ALICE);
+    assert!(e.w.tokens.borrow().is_empty(), "alice's token is not kept");
+    assert!(e.w.store.manifests.borrow().is_empty(), "nothing stored");
+    assert_eq!(e.call(Method::GET, "http://mirror.test/v2/private/manifests/latest", &[], "").status(), 401);
 }

@@ -208,11 +208,18 @@ fn invalid_configuration_answers_every_request_with_the_field() {
 }
 
 #[test]
-fn api_base_answers_like_a_registry() {
+fn api_base_answers_like_a_registry_with_a_challenge() {
     let w = World::new(FakeNet::new(|req| panic!("no request expected, got {}", req.url)));
     let (r, _) = w.get("/v2/");
-    assert_eq!(r.status(), 200);
+    assert_eq!(r.status(), 401, "a challenge, like Docker Hub's");
+    assert_eq!(r.headers()["www-authenticate"], r#"Bearer realm="http://mirror.test/token",service="edgemirror""#);
     assert_eq!(r.headers()["docker-distribution-api-version"], "registry/2.0");
+    let (r, _) = w.request(Method::GET, "http://mirror.test/v2/", &[("authorization", "Bearer edgemirror-anonymous")]);
+    assert_eq!(r.status(), 200);
+    // The anonymous token comes at once, without any upstream.
+    let (t, _) = w.get("/token?service=edgemirror&scope=repository:alpine:pull");
+    assert_eq!(t.status(), 200);
+    assert!(String::from_utf8(body(&t)).unwrap().contains("edgemirror-anonymous"));
 }
 
 #[test]

@@ -39,9 +39,11 @@ pub struct Incoming {
     pub body: Vec<u8>,
 }
 
-/// Tokens the mirror's own token endpoint hands out when an upstream has no token auth: they stand
-/// for "no credentials".
+/// The token the mirror's own token endpoint hands out to clients without credentials (and when an
+/// upstream has no token auth): it stands for "no credentials", so the shared cache serves them.
 pub const ANONYMOUS_TOKEN: &str = "edgemirror-anonymous";
+/// The `service` in the mirror's challenge on `/v2/`.
+pub const SERVICE: &str = "edgemirror";
 
 /// What happened, for the request's log line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,6 +88,7 @@ impl<F: Fetcher, S> Request<'_, F, S> {
         let private = private_headers(self.upstream, self.session.secret)?;
         let operator = operator_credentials(self.upstream, self.session.secret)?;
         let identity = match self.client_auth {
+            Some(value) if value.starts_with("Basic ") => Identity::ClientLogin(value),
             Some(value) => Identity::Client(value),
             None => Identity::Mirror { credentials: operator.as_deref() },
         };
@@ -202,7 +205,15 @@ async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
             return Ok((small(StatusCode::OK, "text/html; charset=utf-8", html.into_bytes()), CacheStatus::Bypass));
         }
         Route::Health => return Ok((health(Ok(config)), CacheStatus::Bypass)),
-        Route::ApiBase => return Ok((small(StatusCode::OK, "application/json", b"{}".to_vec()), CacheStatus::Bypass)),
+        Route::ApiBase => {
+            // Like Docker Hub: a challenge until the client shows a token. Clients take their login
+            // (or an anonymous token) from the mirror's token endpoint only when challenged here.
+            if req.headers.contains_key(http::header::AUTHORIZATION) {
+                return Ok((small(StatusCode::OK, "application/json", b"{}".to_vec()), CacheStatus::Bypass));
+            }
+            outcome.challenge = Some(format!("Bearer realm=\"{}/token\",service=\"{SERVICE}\"", req.url.origin().ascii_serialization()));
+            return Err(OciError::new(ErrorCode::Unauthorized, "authentication required (an anonymous token from the realm will do)"));
+        }
         Route::Token => return token_endpoint::serve(config, session, req).await.map(|r| (r, CacheStatus::Bypass)),
         Route::Registry { name, resource } => (name, resource),
     };

@@ -63,8 +63,17 @@ pub fn rewrite_scope(config: &Config, host: &str, up: &Upstream, scope: &str) ->
     (sel.upstream.name == up.name).then(|| format!("repository:{}:pull", sel.name))
 }
 
+fn anonymous<B>() -> http::Response<Reply<B>> {
+    let body = serde_json::to_vec(&serde_json::json!({"token": ANONYMOUS_TOKEN, "access_token": ANONYMOUS_TOKEN, "expires_in": 3600})).unwrap_or_default();
+    json(StatusCode::OK, body)
+}
+
 pub async fn serve<F: Fetcher>(config: &Config, session: &Session<'_, F>, req: &Incoming) -> Result<http::Response<Reply<F::Body>>, OciError> {
     let p = params(req)?;
+    // No credentials: the anonymous token, at once; the mirror pulls with its own identity.
+    if p.credentials.is_none() {
+        return Ok(anonymous());
+    }
     let host = host_of(req);
     let by_service = p.service.as_deref().and_then(|s| config.upstreams.iter().find(|u| u.name == s));
     let by_scope = || {
@@ -73,15 +82,16 @@ pub async fn serve<F: Fetcher>(config: &Config, session: &Session<'_, F>, req: &
             select(config, &host, &RepoName::parse(name).ok()?, None).ok().map(|sel| sel.upstream)
         })
     };
-    let up = by_service.or_else(by_scope).ok_or_else(|| {
+    // `docker login` asks with no scope: its login is checked against the default upstream.
+    let by_default = || if p.scopes.is_empty() { config.default.and_then(|i| config.get(i)) } else { None };
+    let up = by_service.or_else(by_scope).or_else(by_default).ok_or_else(|| {
         OciError::new(ErrorCode::NameUnknown, "no configured upstream matches this token request's service or scope")
     })?;
     let scopes: Vec<String> = p.scopes.iter().filter_map(|s| rewrite_scope(config, &host, up, s)).collect();
     let private = super::private_headers(up, session.secret)?;
     let Some(realm) = session.realm_of(&up.registry, &private).await? else {
         // The upstream has no token auth: nothing to pass through.
-        let body = serde_json::to_vec(&serde_json::json!({"token": ANONYMOUS_TOKEN, "access_token": ANONYMOUS_TOKEN, "expires_in": 300})).unwrap_or_default();
-        return Ok(json(StatusCode::OK, body));
+        return Ok(anonymous());
     };
     let mut url = realm.realm.clone();
     {

@@ -23,9 +23,12 @@ pub const USER_AGENT_VALUE: &str = concat!("edgemirror/", env!("CARGO_PKG_VERSIO
 pub enum Identity<'a> {
     /// The mirror's own: anonymous, or the operator's `user:password` for this upstream.
     Mirror { credentials: Option<&'a str> },
-    /// A client's own `Authorization` value (login pass-through): sent as it is, never replaced,
-    /// and what it fetches is never shared.
+    /// A client's own token (`Authorization: Bearer …` from the mirror's token endpoint): sent as
+    /// it is, never replaced, and what it fetches is never shared.
     Client(&'a str),
+    /// A client's own login (`Authorization: Basic …`, as skopeo sends when `/v2/` asks for none):
+    /// exchanged for a token at the upstream's realm for this request alone (never kept).
+    ClientLogin(&'a str),
 }
 
 /// What the flows share for one request: the platform's client, the token cache, the clock reading.
@@ -75,16 +78,18 @@ impl<F: Fetcher> Session<'_, F> {
         headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
         // Bytes as stored: a compressed answer would make HEAD and GET lengths disagree.
         headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
-        let credentials = match identity {
+        // What the realm gets (`Basic …`), and whether the tokens it gives may be kept and shared.
+        let (realm_auth, keep) = match identity {
             Identity::Client(value) => {
                 let (resp, _) = self.follow(&method, url, headers, Some(value), private).await?;
                 return Ok(resp);
             }
-            Identity::Mirror { credentials } => credentials,
+            Identity::ClientLogin(value) => (Some(value.to_string()), false),
+            Identity::Mirror { credentials } => (credentials.map(basic), true),
         };
         // Anonymous and operator tokens are kept apart.
-        let upstream = &format!("{upstream}|{}", if credentials.is_some() { "operator" } else { "anonymous" });
-        let cached = self.tokens.borrow().get(upstream, scope, self.now).map(Token::header_value);
+        let upstream = &format!("{upstream}|{}", if realm_auth.is_some() { "operator" } else { "anonymous" });
+        let cached = if keep { self.tokens.borrow().get(upstream, scope, self.now).map(Token::header_value) } else { None };
         let mut used_cached = cached.is_some();
         let mut auth = cached;
         for attempt in 0..2 {
@@ -96,11 +101,11 @@ impl<F: Fetcher> Session<'_, F> {
             }
             let header = resp.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
             let Some(challenge) = challenge::bearer(&header) else {
-                // A registry that asks for Basic gets the operator's credentials, if there are any.
-                match credentials {
+                // A registry that asks for Basic gets the credentials at hand, if there are any.
+                match &realm_auth {
                     Some(c) if challenge::parse(&header).iter().any(|c| c.scheme == "basic") && auth.is_none() => {
                         self.fetcher.discard(resp.into_body());
-                        auth = Some(basic(c));
+                        auth = Some(c.clone());
                         continue;
                     }
                     _ => return Ok(resp),
@@ -113,7 +118,7 @@ impl<F: Fetcher> Session<'_, F> {
             }
             // The realm gets the private headers only if it is on the registry's own origin.
             let realm_private = if challenge.realm.origin() == url.origin() { private.clone() } else { HeaderMap::new() };
-            let token = self.fetch_token(upstream, scope, &challenge, &realm_private, credentials).await?;
+            let token = self.fetch_token(upstream, scope, &challenge, &realm_private, realm_auth.as_deref(), keep).await?;
             auth = Some(token.header_value());
         }
         Err(unavailable(502, format!("upstream {upstream} kept refusing its own token")))
@@ -189,7 +194,8 @@ impl<F: Fetcher> Session<'_, F> {
         scope: &str,
         challenge: &BearerChallenge,
         private: &HeaderMap,
-        credentials: Option<&str>,
+        realm_auth: Option<&str>,
+        keep: bool,
     ) -> Result<Token, OciError> {
         let mut url = challenge.realm.clone();
         {
@@ -202,9 +208,8 @@ impl<F: Fetcher> Session<'_, F> {
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
-        // The operator's credentials go to the realm the registry named (that is where they belong).
-        let auth = credentials.map(basic);
-        let (resp, _) = self.follow(&Method::GET, url, headers, auth.as_deref(), private).await?;
+        // Credentials go to the realm the registry named (that is where they belong).
+        let (resp, _) = self.follow(&Method::GET, url, headers, realm_auth, private).await?;
         let status = resp.status();
         let body = self.fetcher.read_small(resp.into_body(), SMALL_BODY_LIMIT).await;
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
@@ -219,7 +224,9 @@ impl<F: Fetcher> Session<'_, F> {
         let token = body
             .and_then(|b| Token::from_response(&b, self.now))
             .ok_or_else(|| unavailable(502, format!("token endpoint of upstream {upstream} sent no usable token")))?;
-        self.tokens.borrow_mut().put(upstream, scope, token.clone(), self.now);
+        if keep {
+            self.tokens.borrow_mut().put(upstream, scope, token.clone(), self.now);
+        }
         Ok(token)
     }
 }

@@ -16,10 +16,14 @@ describe('registry API through the mirror', { timeout: 300_000 }, () => {
   before(async () => { w = await startWorld(); start = w.mark(); }, { timeout: 240_000 });
   after(async () => { await w?.stop(); }, { timeout: 60_000 });
 
-  it('answers /v2/ like a registry', async () => {
+  it('answers /v2/ like a registry: a challenge, then 200 with a token', async () => {
     const r = await raw({ path: '/v2/' });
-    assert.equal(r.status, 200);
+    assert.equal(r.status, 401);
+    assert.equal(r.headers['www-authenticate'], `Bearer realm="http://127.0.0.1:${MIRROR_PORT}/token",service="edgemirror"`);
     assert.equal(r.headers['docker-distribution-api-version'], 'registry/2.0');
+    const t = JSON.parse((await raw({ path: '/token?service=edgemirror&scope=repository:alpine:pull' })).body);
+    const ok = await raw({ path: '/v2/', headers: { authorization: `Bearer ${t.token}` } });
+    assert.equal(ok.status, 200);
   });
 
   for (const tag of TAGS) {
