@@ -11,13 +11,14 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const SCRIPT = path.join(ROOT, 'build/worker/shim.mjs');
-const VAR_NAMES = ['UPSTREAMS', 'DEFAULT_UPSTREAM', 'UPSTREAM_TIMEOUT_MS', 'PREWARM', 'PREWARM_BUDGET', 'CONFIG_RELOAD_SECS', 'ADMIN_TOKEN', 'ADMIN_TOKEN_NAME'];
+const VAR_NAMES = ['UPSTREAMS', 'DEFAULT_UPSTREAM', 'UPSTREAM_TIMEOUT_MS', 'PREWARM', 'PREWARM_BUDGET', 'CONFIG_RELOAD_SECS', 'ADMIN_TOKEN', 'ADMIN_TOKEN_NAME', 'ALLOW_CIDRS', 'TRUSTED_CIDRS', 'RATE_LIMIT'];
 
 /** Starts the worker on 127.0.0.1:port. `vars` are the Worker's variables; `r2` binds an R2 bucket
- *  as BLOBS, `kv` a KV namespace as CONFIG (the admin API's store); `state` persists KV/R2/cache under that directory (else in memory), except the Cache API
+ *  as BLOBS, `kv` a KV namespace as CONFIG (the admin API's store), `rateLimit` one as RATELIMIT
+ *  (per-client pull counters); `state` persists KV/R2/cache under that directory (else in memory), except the Cache API
  *  with `freshCache`; `onLog(line)` gets
  *  every line the worker prints. Returns { url, mf, stop }. */
-export async function startMirror({ port = 8787, vars = {}, state, r2 = false, kv = false, freshCache = false, onLog } = {}) {
+export async function startMirror({ port = 8787, vars = {}, state, r2 = false, kv = false, rateLimit = false, freshCache = false, onLog } = {}) {
   if (!existsSync(SCRIPT)) throw new Error(`${SCRIPT} is missing: run npm run build`);
   const persist = state ? { kvPersist: path.join(state, 'kv'), r2Persist: path.join(state, 'r2'), ...(freshCache ? {} : { cachePersist: path.join(state, 'cache') }) } : {};
   const mf = new Miniflare({
@@ -31,7 +32,7 @@ export async function startMirror({ port = 8787, vars = {}, state, r2 = false, k
     bindings: vars,
     cache: true,
     r2Buckets: r2 ? ['BLOBS'] : [],
-    kvNamespaces: kv ? ['CONFIG'] : [],
+    kvNamespaces: [...(kv ? ['CONFIG'] : []), ...(rateLimit ? ['RATELIMIT'] : [])],
     ...persist,
     host: '127.0.0.1',
     port,

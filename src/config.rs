@@ -48,6 +48,12 @@ pub struct Config {
     pub prewarm: Vec<(RepoName, Tag)>,
     /// Upstream requests one scheduled run may make.
     pub prewarm_budget: u32,
+    /// Networks that may use the mirror (empty: everyone).
+    pub allow: Vec<crate::ratelimit::Cidr>,
+    /// Networks never rate-limited (and always allowed).
+    pub trusted: Vec<crate::ratelimit::Cidr>,
+    /// Pulls per client per window; `None` when off.
+    pub rate_limit: Option<crate::ratelimit::Limit>,
 }
 
 /// Upstream requests a scheduled run makes at most by default: under the free plan's 50 subrequests.
@@ -80,6 +86,9 @@ pub struct Vars<'a> {
     /// `PREWARM` as JSON text: a list of image references.
     pub prewarm: Option<&'a str>,
     pub prewarm_budget: Option<&'a str>,
+    pub allow_cidrs: Option<&'a str>,
+    pub trusted_cidrs: Option<&'a str>,
+    pub rate_limit: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -180,13 +189,13 @@ impl Config {
                 credentials: None,
             })
             .collect();
-        Config { upstreams, default: Some(0), upstream_timeout_ms: DEFAULT_TIMEOUT_MS, prewarm: vec![], prewarm_budget: DEFAULT_PREWARM_BUDGET }
+        Config { upstreams, default: Some(0), upstream_timeout_ms: DEFAULT_TIMEOUT_MS, prewarm: vec![], prewarm_budget: DEFAULT_PREWARM_BUDGET, allow: vec![], trusted: vec![], rate_limit: None }
     }
 
     pub fn from_vars(vars: &Vars) -> Result<Config, ConfigError> {
         let mut config = match vars.upstreams.map(str::trim).filter(|s| !s.is_empty()) {
             None => Config::built_in(),
-            Some(text) => Config { upstreams: parse_table(text)?, default: None, upstream_timeout_ms: 0, prewarm: vec![], prewarm_budget: 0 },
+            Some(text) => Config { upstreams: parse_table(text)?, default: None, upstream_timeout_ms: 0, prewarm: vec![], prewarm_budget: 0, allow: vec![], trusted: vec![], rate_limit: None },
         };
         config.default = match vars.default_upstream.map(str::trim) {
             Some("") => None,
@@ -217,6 +226,17 @@ impl Config {
                 .ok()
                 .filter(|n| (1..=1000).contains(n))
                 .ok_or_else(|| err("PREWARM_BUDGET", "must be a whole number of upstream requests from 1 to 1000"))?,
+        };
+        let cidrs = |text: Option<&str>, field: &str| match text.map(str::trim).filter(|t| !t.is_empty() && *t != "[]") {
+            None => Ok(vec![]),
+            Some(t) => crate::ratelimit::parse_cidrs(t).map_err(|p| err(field, p)),
+        };
+        config.allow = cidrs(vars.allow_cidrs, "ALLOW_CIDRS")?;
+        config.trusted = cidrs(vars.trusted_cidrs, "TRUSTED_CIDRS")?;
+        config.rate_limit = match vars.rate_limit.map(str::trim) {
+            None | Some("") => Some(crate::ratelimit::DEFAULT_LIMIT),
+            Some("off") => None,
+            Some(t) => Some(crate::ratelimit::Limit::parse(t).ok_or_else(|| err("RATE_LIMIT", "must be pulls/window like \"100/6h\", or \"off\""))?),
         };
         Ok(config)
     }
@@ -547,6 +567,23 @@ mod tests {
         assert_eq!(c.upstreams.len(), 1);
         let (same, skipped) = base.with_overrides("not json");
         assert_eq!((same.upstreams.len(), skipped.len()), (2, 1));
+    }
+
+    #[test]
+    fn access_and_rate_limit_keys() {
+        let v = Vars { allow_cidrs: Some("10.0.0.0/8, 2001:db8::/32"), trusted_cidrs: Some(r#"["127.0.0.1"]"#), rate_limit: Some("20/1h"), ..Default::default() };
+        let c = Config::from_vars(&v).unwrap();
+        assert_eq!((c.allow.len(), c.trusted.len()), (2, 1));
+        assert_eq!(c.rate_limit, crate::ratelimit::Limit::parse("20/1h"));
+        assert_eq!(Config::from_vars(&Vars::default()).unwrap().rate_limit, Some(crate::ratelimit::DEFAULT_LIMIT));
+        assert_eq!(Config::from_vars(&Vars { rate_limit: Some("off"), ..Default::default() }).unwrap().rate_limit, None);
+        for (v, field) in [
+            (Vars { allow_cidrs: Some("10.0.0.0/99"), ..Default::default() }, "ALLOW_CIDRS"),
+            (Vars { trusted_cidrs: Some("x"), ..Default::default() }, "TRUSTED_CIDRS"),
+            (Vars { rate_limit: Some("lots"), ..Default::default() }, "RATE_LIMIT"),
+        ] {
+            assert_eq!(Config::from_vars(&v).unwrap_err().field, field);
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod error;
 pub mod landing;
 pub mod reference;
 pub mod config;
+pub mod ratelimit;
 pub mod route;
 pub mod select;
 pub mod admin;

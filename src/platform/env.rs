@@ -32,7 +32,9 @@ pub fn var(env: &Env, name: &str) -> Option<String> {
 }
 
 pub fn config(env: &Env) -> Parsed {
-    let raw = ["UPSTREAMS", "DEFAULT_UPSTREAM", "UPSTREAM_TIMEOUT_MS", "PREWARM", "PREWARM_BUDGET"].map(|name| var(env, name)).to_vec();
+    let raw = ["UPSTREAMS", "DEFAULT_UPSTREAM", "UPSTREAM_TIMEOUT_MS", "PREWARM", "PREWARM_BUDGET", "ALLOW_CIDRS", "TRUSTED_CIDRS", "RATE_LIMIT"]
+        .map(|name| var(env, name))
+        .to_vec();
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
         if let Some((seen, parsed)) = cache.as_ref() {
@@ -46,6 +48,9 @@ pub fn config(env: &Env) -> Parsed {
             upstream_timeout_ms: raw[2].as_deref(),
             prewarm: raw[3].as_deref(),
             prewarm_budget: raw[4].as_deref(),
+            allow_cidrs: raw[5].as_deref(),
+            trusted_cidrs: raw[6].as_deref(),
+            rate_limit: raw[7].as_deref(),
         };
         let parsed = Config::from_vars(&vars).map(Rc::new);
         if let Err(e) = &parsed {

@@ -4,6 +4,7 @@
 mod convert;
 mod env;
 mod fetch;
+mod ratelimit;
 mod store;
 mod verify;
 
@@ -20,6 +21,31 @@ thread_local! {
     /// Upstream tokens live as long as the isolate; wasm is single-threaded and no borrow is held
     /// across an await.
     static TOKENS: &'static RefCell<TokenCache> = Box::leak(Box::new(RefCell::new(TokenCache::default())));
+}
+
+type LimitHeaders = Option<(crate::ratelimit::Limit, u64, Option<u64>)>;
+
+fn add_limit_headers(h: &mut http::HeaderMap, limit: LimitHeaders) {
+    let Some((limit, remaining, retry_after)) = limit else { return };
+    for (name, value) in crate::ratelimit::headers(limit, remaining) {
+        if let Ok(v) = http::HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+    if let Some(r) = retry_after {
+        h.insert(http::header::RETRY_AFTER, http::HeaderValue::from(r));
+    }
+}
+
+/// An answer given before the request reaches the mirror's flow (access denied, rate limited).
+fn answer_early(incoming: &crate::mirror::Incoming, e: crate::error::OciError, limit: LimitHeaders) -> worker::Result<web_sys::Response> {
+    let mut resp = crate::mirror::respond::oci_error(&incoming.method, &e);
+    add_limit_headers(resp.headers_mut(), limit);
+    worker::console_log!(
+        "{}",
+        serde_json::json!({"msg": "request", "method": incoming.method.as_str(), "path": incoming.url.path(), "status": e.status, "error": e.to_string(), "cache": "bypass"})
+    );
+    convert::outgoing(resp)
 }
 
 /// Cloudflare's ray id when there is one (it ties the line to Cloudflare's own logs), else random.
@@ -96,6 +122,25 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<web_s
         Ok(incoming) => incoming,
         Err(e) => return convert::outgoing(crate::mirror::respond::oci_error(&req.inner().method().parse().unwrap_or_default(), &e)),
     };
+    // Who may come in, and how many pulls they have left: decided before any upstream is asked.
+    let ip = req.headers().get("cf-connecting-ip").ok().flatten().unwrap_or_default();
+    let mut limit_headers = None;
+    if let (Ok(cfg), true) = (&config, incoming.url.path() != "/healthz") {
+        if let Err(e) = crate::ratelimit::admit(cfg, &ip) {
+            return answer_early(&incoming, e, None);
+        }
+        if incoming.url.path().starts_with("/v2/") {
+            let counts = incoming.method == http::Method::GET
+                && matches!(crate::route::parse(&incoming.method, incoming.url.path()), Ok(crate::route::Route::Registry { resource: crate::route::Resource::Manifest(_), .. }));
+            match ratelimit::check(&env, &ctx, cfg, &ip, counts, started / 1000).await {
+                ratelimit::Verdict::Deny { limit, retry_after } => {
+                    let e = crate::error::OciError::new(crate::error::ErrorCode::TooManyRequests, format!("pull rate limit of {} per {} s reached; retry in {retry_after} s", limit.count, limit.window));
+                    return answer_early(&incoming, e, Some((limit, 0, Some(retry_after))));
+                }
+                ratelimit::Verdict::Pass(l) => limit_headers = l.map(|(limit, remaining)| (limit, remaining, None)),
+            }
+        }
+    }
     let tokens = TOKENS.with(|t| *t);
     let timeout_ms = config.as_ref().map_or(crate::config::DEFAULT_TIMEOUT_MS, |c| c.upstream_timeout_ms);
     let fetcher = fetch::RuntimeFetcher;
@@ -107,6 +152,7 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<web_s
     if let Ok(v) = http::HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }
+    add_limit_headers(resp.headers_mut(), limit_headers);
     let bytes = resp.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let line = serde_json::json!({
         "msg": "request",

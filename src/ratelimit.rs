@@ -1,0 +1,212 @@
+//! Per-client rate limits and network allow-lists, as pure arithmetic: fixed windows, the client
+//! key (an IPv6 client is its /64), the decision, and the headers. Time is passed in.
+
+use std::net::IpAddr;
+
+use crate::config::parse_duration;
+
+/// `N/duration`, e.g. `100/6h` (Docker Hub's anonymous limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub count: u64,
+    pub window: u64,
+}
+
+pub const DEFAULT_LIMIT: Limit = Limit { count: 100, window: 6 * 3600 };
+
+impl Limit {
+    /// `"100/6h"`, `"20/60"`; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Limit> {
+        let (n, w) = text.trim().split_once('/')?;
+        let count = n.trim().parse::<u64>().ok().filter(|n| *n > 0)?;
+        let window = parse_duration(&serde_json::Value::String(w.trim().to_string())).ok().filter(|w| *w > 0)?;
+        Some(Limit { count, window })
+    }
+}
+
+/// The key a client is counted under: its address, or for IPv6 its /64 (one host, many addresses).
+pub fn client_key(ip: &str) -> Option<String> {
+    match ip.trim().parse::<IpAddr>().ok()? {
+        IpAddr::V4(v4) => Some(v4.to_string()),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            Some(format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]))
+        }
+    }
+}
+
+/// The store key of a client's counter for the window `now` falls in.
+pub fn counter_key(client: &str, limit: Limit, now: u64) -> String {
+    format!("rl:{client}:{}", now - now % limit.window)
+}
+
+/// Seconds until the window `now` falls in ends.
+pub fn window_left(limit: Limit, now: u64) -> u64 {
+    limit.window - now % limit.window
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Counted; `remaining` pulls are left in this window.
+    Allow { remaining: u64 },
+    /// Over the limit until `retry_after` seconds from now.
+    Deny { retry_after: u64 },
+}
+
+/// A pull when `count` were already made in this window.
+pub fn decide(limit: Limit, count: u64, now: u64) -> Decision {
+    if count >= limit.count {
+        Decision::Deny { retry_after: window_left(limit, now) }
+    } else {
+        Decision::Allow { remaining: limit.count - count - 1 }
+    }
+}
+
+/// The standard and Docker Hub's headers for `remaining` pulls left.
+pub fn headers(limit: Limit, remaining: u64) -> [(&'static str, String); 4] {
+    [
+        ("ratelimit-limit", format!("{};w={}", limit.count, limit.window)),
+        ("ratelimit-remaining", format!("{remaining};w={}", limit.window)),
+        ("x-ratelimit-limit", limit.count.to_string()),
+        ("x-ratelimit-remaining", remaining.to_string()),
+    ]
+}
+
+/// An IPv4 or IPv6 network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    bits: u8,
+}
+
+impl Cidr {
+    /// `10.0.0.0/8`, `2001:db8::/32`, or a single address.
+    pub fn parse(text: &str) -> Option<Cidr> {
+        let (addr, bits) = match text.trim().split_once('/') {
+            Some((a, b)) => (a, Some(b.parse::<u8>().ok()?)),
+            None => (text.trim(), None),
+        };
+        let net: IpAddr = addr.parse().ok()?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let bits = bits.unwrap_or(max);
+        (bits <= max).then_some(Cidr { net, bits })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let (a, b, width) = match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => (u128::from(u32::from(n)), u128::from(u32::from(i)), 32),
+            (IpAddr::V6(n), IpAddr::V6(i)) => (u128::from(n), u128::from(i), 128),
+            // An IPv4 client seen as ::ffff:a.b.c.d.
+            (IpAddr::V4(n), IpAddr::V6(i)) => match i.to_ipv4_mapped() {
+                Some(i) => (u128::from(u32::from(n)), u128::from(u32::from(i)), 32),
+                None => return false,
+            },
+            _ => return false,
+        };
+        let shift = width - u32::from(self.bits);
+        shift >= 128 || (a >> shift) == (b >> shift)
+    }
+}
+
+/// A list of networks from `["10.0.0.0/8", …]` (JSON) or `10.0.0.0/8, …`; the first bad entry is
+/// the error.
+pub fn parse_cidrs(text: &str) -> Result<Vec<Cidr>, String> {
+    let items: Vec<String> = match serde_json::from_str::<Vec<String>>(text) {
+        Ok(v) => v,
+        Err(_) => text.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+    };
+    items.iter().map(|i| Cidr::parse(i).ok_or_else(|| format!("{i:?} is not a network (like 10.0.0.0/8 or 2001:db8::/32)"))).collect()
+}
+
+pub fn any_contains(list: &[Cidr], ip: &str) -> bool {
+    ip.trim().parse::<IpAddr>().is_ok_and(|ip| list.iter().any(|c| c.contains(ip)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    const L: Limit = Limit { count: 3, window: 100 };
+
+    #[rstest]
+    #[case("100/6h", Some(DEFAULT_LIMIT))]
+    #[case("20/60", Some(Limit { count: 20, window: 60 }))]
+    #[case(" 5 / 10m ", Some(Limit { count: 5, window: 600 }))]
+    #[case("0/1h", None)]
+    #[case("5/0", None)]
+    #[case("5", None)]
+    #[case("x/1h", None)]
+    #[case("5/1w", None)]
+    fn limits_parse(#[case] text: &str, #[case] want: Option<Limit>) {
+        assert_eq!(Limit::parse(text), want);
+    }
+
+    /// Three pulls per 100 s window starting at 1000.
+    #[rstest]
+    #[case(0, 1000, Decision::Allow { remaining: 2 })]
+    #[case(2, 1050, Decision::Allow { remaining: 0 })]
+    #[case(3, 1050, Decision::Deny { retry_after: 50 })]
+    #[case(3, 1099, Decision::Deny { retry_after: 1 })]
+    #[case(9, 1000, Decision::Deny { retry_after: 100 })]
+    fn decisions(#[case] count: u64, #[case] now: u64, #[case] want: Decision) {
+        assert_eq!(decide(L, count, now), want);
+    }
+
+    #[test]
+    fn windows_are_fixed_and_keyed_by_their_start() {
+        assert_eq!(counter_key("1.2.3.4", L, 1000), "rl:1.2.3.4:1000");
+        assert_eq!(counter_key("1.2.3.4", L, 1099), "rl:1.2.3.4:1000");
+        assert_eq!(counter_key("1.2.3.4", L, 1100), "rl:1.2.3.4:1100", "a new window, a new counter");
+    }
+
+    #[rstest]
+    #[case("203.0.113.7", Some("203.0.113.7"))]
+    #[case("2001:db8:1:2:aaaa::1", Some("2001:db8:1:2::/64"))]
+    #[case("2001:db8:1:2:ffff:ffff:ffff:ffff", Some("2001:db8:1:2::/64"))]
+    #[case("2001:db8:1:3::1", Some("2001:db8:1:3::/64"))]
+    #[case("not an ip", None)]
+    #[case("", None)]
+    fn client_keys(#[case] ip: &str, #[case] want: Option<&str>) {
+        assert_eq!(client_key(ip).as_deref(), want);
+    }
+
+    #[rstest]
+    #[case("10.0.0.0/8", "10.200.1.1", true)]
+    #[case("10.0.0.0/8", "11.0.0.1", false)]
+    #[case("192.168.1.5", "192.168.1.5", true)]
+    #[case("192.168.1.5", "192.168.1.6", false)]
+    #[case("0.0.0.0/0", "8.8.8.8", true)]
+    #[case("2001:db8::/32", "2001:db8:ffff::1", true)]
+    #[case("2001:db8::/32", "2001:db9::1", false)]
+    #[case("::/0", "::1", true)]
+    #[case("127.0.0.0/8", "::ffff:127.0.0.1", true)]
+    #[case("10.0.0.0/8", "2001:db8::1", false)]
+    fn networks(#[case] cidr: &str, #[case] ip: &str, #[case] want: bool) {
+        assert_eq!(any_contains(&[Cidr::parse(cidr).unwrap()], ip), want);
+    }
+
+    #[test]
+    fn cidr_lists() {
+        assert_eq!(parse_cidrs(r#"["10.0.0.0/8", "::1"]"#).unwrap().len(), 2);
+        assert_eq!(parse_cidrs("10.0.0.0/8, 127.0.0.1").unwrap().len(), 2);
+        assert!(parse_cidrs("10.0.0.0/33").is_err());
+        assert!(parse_cidrs("10.0.0.0/8, nope").is_err());
+        assert!(!any_contains(&parse_cidrs("10.0.0.0/8").unwrap(), "garbage"));
+    }
+
+    #[test]
+    fn headers_say_limit_window_and_remaining() {
+        let h = headers(DEFAULT_LIMIT, 42);
+        assert_eq!(h[0], ("ratelimit-limit", "100;w=21600".to_string()));
+        assert_eq!(h[1], ("ratelimit-remaining", "42;w=21600".to_string()));
+    }
+}
+
+/// Whether `ip` may use the mirror at all (before anything else is done for it).
+pub fn admit(config: &crate::config::Config, ip: &str) -> Result<(), crate::error::OciError> {
+    if config.allow.is_empty() || any_contains(&config.allow, ip) || any_contains(&config.trusted, ip) {
+        return Ok(());
+    }
+    Err(crate::error::OciError::new(crate::error::ErrorCode::Denied, "this mirror serves only the networks it is configured for"))
+}
