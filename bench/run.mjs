@@ -901,8 +901,9 @@ function manyNote() {
   const mn = results.many;
   const sum = (name, f) => mn[name].reduce((a, r) => a + (f(r) ?? 0), 0);
   const overflows = SYSTEMS.map((s) => `${sys[s].label} ${sum(s, (r) => r.listenOverflows.cold)} cold / ${sum(s, (r) => r.listenOverflows.warm)} warm`).join(', ');
+  const any = SYSTEMS.some((s) => sum(s, (r) => r.listenOverflows.cold + r.listenOverflows.warm) > 0);
   const tokens = SYSTEMS.filter((s) => s !== 'direct').map((s) => `${sys[s].label} ${median(mn[s].map((r) => r.coldUpstream.token))}`).join(', ');
-  return `⁸ One curl with --parallel, all ${CFG.manyBlobs} at once; MB/s = bytes / wall time. The hub's blob host and token server are Python \`ThreadingHTTPServer\`s, whose listen backlog is 5: connections dropped because a listen queue was full (kernel ListenOverflows, summed over the repetitions): ${overflows}; each drop costs a 1 s SYN retransmit, which dominates the direct and cold rows. The same blobs straight from the plain registry (Go): ${fmtNum(median(mn.direct.map((r) => r.plainMBps)), 0)} MB/s. Token fetches upstream during one cold run (median): ${tokens}.`;
+  return `⁸ One curl with --parallel, all ${CFG.manyBlobs} at once; MB/s = bytes / wall time. The hub's blob host and token server are Python \`ThreadingHTTPServer\`s, whose listen backlog is 5: connections dropped because a listen queue was full (kernel ListenOverflows, summed over the repetitions): ${overflows}${any ? '; each drop costs the client a SYN retransmit after 1 s, which dominates the rows it happens in' : ''}. The same blobs straight from the plain registry (Go): ${fmtNum(median(mn.direct.map((r) => r.plainMBps)), 0)} MB/s. Token fetches upstream during one cold run (median): ${tokens}.`;
 }
 
 function upstreamPerRequest(name, method) {
@@ -930,8 +931,8 @@ function renderTable(rows) {
     `⁴ Requests the upstream side received during the pull: the hub registry's access log (GET/HEAD, incl. 401s), its token server and its blob host (where the 307s point).`,
     `⁵ edgemirror: a second upstream entry for the same hub with \`tag_ttl = ${CFG.shortTagTtl}s\`, pulled once, then again after ${CFG.shortTagTtl + 0.7} s. direct and distribution have no tag TTL (distribution asks the remote for every tag): their value is one more warm pull.`,
     `⁶ RSS of the process that streams the bytes: edgemirror = the workerd process Miniflare runs (the R2 simulator runs inside it), distribution = its registry process; sampled every 20 ms. idle = after start and one request; pass-through = \`Range: bytes=0-\` requests (never stored); cold = a plain GET of a blob not yet held, sampled until edgemirror logged it stored (the ${CFG.bigMb} MiB layer: during the blob rows' cold GETs, median; the ${CFG.storedMb} MiB one: edgemirror stores blobs up to 512 MiB). The direct hub redirects, so it streams nothing itself.`,
-    manyNote(),
     `⁷ The wrk row uses the plain (no auth) registry: direct = the plain registry itself, distribution = its proxy of the plain registry, edgemirror = its \`plain\` upstream; the same manifest by digest, warmed once first. wrk runs on the same ${os.availableParallelism?.() ?? os.cpus().length} cores as the server.`,
+    manyNote(),
   );
   return lines.join('\n');
 }

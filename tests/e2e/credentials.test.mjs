@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { startWorld, mirrorWith, upstreamTable, raw, ociCode, ROOT } from './lib/world.mjs';
-import { skopeo, startTlsRejectingFront, startContainerd, writeHostsToml } from './lib/clients.mjs';
+import { skopeo, startTlsRejectingFront, startContainerd, startDockerd, writeHostsToml } from './lib/clients.mjs';
 import { ACCEPT_ALL, USER } from './lib/upstreams.mjs';
 
 const PORT = 18780, FRONT = 18781, OP = 18782, OP_FRONT = 18783;
@@ -81,6 +81,28 @@ describe('who may pull what', { timeout: 300_000 }, () => {
       assert.ok(ls.stdout.includes(w.images['library/private:latest'].digest));
     } finally {
       await cd.stop();
+    }
+  });
+
+  it('dockerd with registry-mirrors and a Docker Hub login pulls it through the mirror', async () => {
+    const d = await startDockerd({ root: ROOT, mirror: `http://127.0.0.1:${PORT}` });
+    try {
+      await d.docker(['rmi', '-f', 'library/private']);
+      const denied = await d.docker(['pull', 'library/private']);
+      assert.notEqual(denied.code, 0, 'without a login it is refused');
+      // What `docker login` writes for Docker Hub (it cannot reach Docker Hub here to check it).
+      const auth = Buffer.from(`${USER.username}:${USER.password}`).toString('base64');
+      fs.writeFileSync(path.join(ROOT, 'docker-cli', 'config.json'), JSON.stringify({ auths: { 'https://index.docker.io/v1/': { auth } } }));
+      const m = w.mark();
+      const r = await d.docker(['pull', 'library/private']);
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      assert.match(r.stdout, new RegExp(`Digest: ${w.images['library/private:latest'].digest}`));
+      await sleep(300);
+      assert.ok(w.since(m).token.some((t) => t.account === USER.username), 'alice\'s login reached the realm through the mirror');
+      assert.ok(!w.since(m).hub.some((q) => q.ua.startsWith('docker/')), 'dockerd never reached the upstream directly');
+    } finally {
+      fs.rmSync(path.join(ROOT, 'docker-cli', 'config.json'), { force: true });
+      await d.stop();
     }
   });
 
