@@ -15,6 +15,7 @@ pub mod cache_key;
 pub mod challenge;
 pub mod token;
 pub mod mirror;
+pub mod mirror_auth;
 pub mod policy;
 pub mod ports;
 pub mod prewarm;

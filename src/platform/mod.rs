@@ -23,6 +23,52 @@ thread_local! {
     static TOKENS: &'static RefCell<TokenCache> = Box::leak(Box::new(RefCell::new(TokenCache::default())));
 }
 
+/// With `MIRROR_CREDENTIALS`: `/token` issues mirror tokens for the mirror's own logins, and a
+/// registry request must show one (or the login itself). What passes goes on without the client's
+/// `Authorization` (upstreams see the mirror's own identity). `Some` is the answer for what does not.
+fn mirror_login(mc: &crate::mirror_auth::MirrorCredentials, incoming: &mut crate::mirror::Incoming, now: u64) -> Option<worker::Result<web_sys::Response>> {
+    use crate::error::{ErrorCode, OciError};
+    let origin = incoming.url.origin().ascii_serialization();
+    let challenge = format!("Bearer realm=\"{origin}/token\",service=\"{}\"", crate::mirror::SERVICE);
+    let refuse = |incoming: &crate::mirror::Incoming| {
+        let mut resp = crate::mirror::respond::oci_error(&incoming.method, &OciError::new(ErrorCode::Unauthorized, "this mirror requires its own login"));
+        if let Ok(v) = http::HeaderValue::from_str(&challenge) {
+            resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+        }
+        worker::console_log!("{}", serde_json::json!({"msg": "request", "method": incoming.method.as_str(), "path": incoming.url.path(), "status": 401, "error": "mirror login required"}));
+        Some(convert::outgoing(resp))
+    };
+    let authorization = incoming.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    if incoming.url.path() == "/token" {
+        let login = match incoming.method {
+            http::Method::POST => {
+                let form: Vec<(String, String)> = url::form_urlencoded::parse(&incoming.body).into_owned().collect();
+                let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+                get("username").zip(get("password")).map(|(u, p)| crate::mirror::upstream::basic(&format!("{u}:{p}")))
+            }
+            _ => authorization,
+        };
+        let Some(user) = login.as_deref().and_then(|l| mc.user_of_basic(l)) else { return refuse(incoming) };
+        let token = mc.issue(user, now);
+        let body = serde_json::to_vec(&serde_json::json!({"token": token, "access_token": token, "expires_in": crate::mirror_auth::TOKEN_LIFETIME})).unwrap_or_default();
+        let mut resp = http::Response::new(crate::mirror::Reply::Bytes(body));
+        resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        worker::console_log!("{}", serde_json::json!({"msg": "request", "method": incoming.method.as_str(), "path": "/token", "status": 200, "route": "token", "user": user}));
+        return Some(convert::outgoing(resp));
+    }
+    if incoming.url.path().starts_with("/v2") {
+        if !mc.admits(authorization.as_deref(), now) {
+            return refuse(incoming);
+        }
+        // Passed: upstreams see the mirror's own identity (the anonymous token means exactly that).
+        let anonymous = format!("Bearer {}", crate::mirror::ANONYMOUS_TOKEN);
+        if let Ok(v) = http::HeaderValue::from_str(&anonymous) {
+            incoming.headers.insert(http::header::AUTHORIZATION, v);
+        }
+    }
+    None
+}
+
 type LimitHeaders = Option<(crate::ratelimit::Limit, u64, Option<u64>)>;
 
 fn add_limit_headers(h: &mut http::HeaderMap, limit: LimitHeaders) {
@@ -118,7 +164,7 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<web_s
     let is_form = req.path() == "/token" && req.inner().method() == "POST";
     let small = req.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<usize>().ok()).is_some_and(|n| n <= 16 * 1024);
     let body = if is_form && small { req.bytes().await.unwrap_or_default() } else { Vec::new() };
-    let incoming = match convert::incoming(&req, body) {
+    let mut incoming = match convert::incoming(&req, body) {
         Ok(incoming) => incoming,
         Err(e) => return convert::outgoing(crate::mirror::respond::oci_error(&req.inner().method().parse().unwrap_or_default(), &e)),
     };
@@ -128,6 +174,12 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<web_s
     if let (Ok(cfg), true) = (&config, incoming.url.path() != "/healthz") {
         if let Err(e) = crate::ratelimit::admit(cfg, &ip) {
             return answer_early(&incoming, e, None);
+        }
+        let mirror_creds = env::var(&env, "MIRROR_CREDENTIALS").and_then(|s| crate::mirror_auth::MirrorCredentials::parse(&s));
+        if let (Some(mc), false) = (mirror_creds, crate::ratelimit::any_contains(&cfg.trusted, &ip)) {
+            if let Some(resp) = mirror_login(&mc, &mut incoming, started / 1000) {
+                return resp;
+            }
         }
         if incoming.url.path().starts_with("/v2/") {
             let counts = incoming.method == http::Method::GET

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { LOG_DIR } from './lib/world.mjs';
 import { USER } from './lib/upstreams.mjs';
-import { ADMIN_TOKEN, ACCESS } from './lib/secrets.mjs';
+import { ADMIN_TOKEN, ACCESS, MIRROR_LOGIN } from './lib/secrets.mjs';
 
 it('no credential or token in any mirror log line of the run', () => {
   const files = fs.existsSync(LOG_DIR) ? fs.readdirSync(LOG_DIR).filter((f) => f.endsWith('.log')) : [];
@@ -23,6 +23,8 @@ it('no credential or token in any mirror log line of the run', () => {
     [new RegExp(ADMIN_TOKEN), 'the admin token'],
     [new RegExp(ACCESS.id), 'the Access client id'],
     [new RegExp(ACCESS.secret), 'the Access client secret'],
+    [new RegExp(MIRROR_LOGIN.password), 'the mirror login password'],
+    [/em1\.[^"\s]*\.[0-9a-f]{64}/, 'a mirror token'],
   ];
   for (const [file, line] of lines) {
     for (const [pattern, what] of forbidden) assert.doesNotMatch(line, pattern, `${what} in ${file}: ${line.slice(0, 200)}`);
