@@ -83,7 +83,9 @@ describe('real clients pull through the mirror', { timeout: 900_000 }, () => {
   it('dockerd with registry-mirrors: docker pull alpine and docker run it', async () => {
     const d = await startDockerd({ root: ROOT, mirror: MIRROR });
     try {
-      await d.docker(['rmi', '-f', 'alpine']);
+      // An empty image store (other tests pull images that share these layers).
+      await d.docker(['rmi', '-f', 'alpine', 'library/private']);
+      await d.docker(['image', 'prune', '-af']);
       const m = w.mark();
       const pull = await d.docker(['pull', 'alpine']);
       assert.equal(pull.code, 0, pull.stderr + pull.stdout);

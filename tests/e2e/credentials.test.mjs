@@ -87,7 +87,8 @@ describe('who may pull what', { timeout: 300_000 }, () => {
   it('dockerd with registry-mirrors and a Docker Hub login pulls it through the mirror', async () => {
     const d = await startDockerd({ root: ROOT, mirror: `http://127.0.0.1:${PORT}` });
     try {
-      await d.docker(['rmi', '-f', 'library/private']);
+      await d.docker(['rmi', '-f', 'library/private', 'alpine']);
+      await d.docker(['image', 'prune', '-af']);
       const denied = await d.docker(['pull', 'library/private']);
       assert.notEqual(denied.code, 0, 'without a login it is refused');
       // What `docker login` writes for Docker Hub (it cannot reach Docker Hub here to check it).
@@ -102,6 +103,7 @@ describe('who may pull what', { timeout: 300_000 }, () => {
       assert.ok(!w.since(m).hub.some((q) => q.ua.startsWith('docker/')), 'dockerd never reached the upstream directly');
     } finally {
       fs.rmSync(path.join(ROOT, 'docker-cli', 'config.json'), { force: true });
+      await d.docker(['rmi', '-f', 'library/private']);
       await d.stop();
     }
   });
