@@ -1,0 +1,186 @@
+//! Table tests for the configuration: good tables, and bad ones with the field each must name.
+use super::*;
+use rstest::rstest;
+
+fn vars(upstreams: &str) -> Vars<'_> {
+    Vars { upstreams: Some(upstreams), ..Default::default() }
+}
+
+const GOOD: &str = r#"{
+    "docker.io": {"registry": "http://127.0.0.1:15100/", "prefixes": ["docker.io"], "ns": ["docker.io"], "library": true},
+    "plain": {"registry": "http://127.0.0.1:15000", "hosts": ["Plain.Example.com"], "prefixes": ["plain"]}
+}"#;
+
+#[test]
+fn built_in_table_has_the_public_registries_and_docker_hub_default() {
+    let c = Config::from_vars(&Vars::default()).unwrap();
+    let names: Vec<_> = c.upstreams.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["docker.io", "ghcr.io", "quay.io", "gcr.io", "registry.k8s.io", "public.ecr.aws", "nvcr.io"]);
+    assert_eq!(c.get(c.default.unwrap()).unwrap().name, "docker.io");
+    assert!(c.upstreams[0].library && !c.upstreams[1].library);
+    assert_eq!(c.upstream_timeout_ms, DEFAULT_TIMEOUT_MS);
+}
+
+#[test]
+fn parses_and_normalises_a_table() {
+    let c = Config::from_vars(&vars(GOOD)).unwrap();
+    let hub = &c.upstreams[0];
+    assert_eq!(hub.registry, "http://127.0.0.1:15100");
+    assert!(hub.library);
+    assert_eq!(c.upstreams[1].hosts, ["plain.example.com"]);
+    assert_eq!(c.default, Some(0), "docker.io is the default when present");
+}
+
+#[rstest]
+#[case(Some("plain"), Some(1))]
+#[case(Some(""), None)]
+#[case(None, Some(0))]
+fn default_upstream(#[case] value: Option<&str>, #[case] want: Option<usize>) {
+    let v = Vars { upstreams: Some(GOOD), default_upstream: value, ..Default::default() };
+    assert_eq!(Config::from_vars(&v).unwrap().default, want);
+}
+
+/// (UPSTREAMS, DEFAULT_UPSTREAM, UPSTREAM_TIMEOUT_MS, the field the error must name)
+#[rstest]
+#[case("[]", None, None, "UPSTREAMS")]
+#[case("{}", None, None, "UPSTREAMS")]
+#[case("not json", None, None, "UPSTREAMS")]
+#[case(r#"{"x": {}}"#, None, None, "UPSTREAMS.x")]
+#[case(r#"{"x": {"registry": 5}}"#, None, None, "UPSTREAMS.x.registry")]
+#[case(r#"{"x": {"registry": "ftp://h"}}"#, None, None, "UPSTREAMS.x.registry")]
+#[case(r#"{"x": {"registry": "https://u:p@h"}}"#, None, None, "UPSTREAMS.x.registry")]
+#[case(r#"{"x": {"registry": "https://h/v2/"}}"#, None, None, "UPSTREAMS.x.registry")]
+#[case(r#"{"x": {"registry": "https://h?q"}}"#, None, None, "UPSTREAMS.x.registry")]
+#[case(r#"{"x": {"registry": "https://h", "hosts": ["a b"]}}"#, None, None, "UPSTREAMS.x.hosts")]
+#[case(r#"{"x": {"registry": "https://h", "hosts": ["h:0"]}}"#, None, None, "UPSTREAMS.x.hosts")]
+#[case(r#"{"x": {"registry": "https://h", "prefixes": ["a/b"]}}"#, None, None, "UPSTREAMS.x.prefixes")]
+#[case(r#"{"x": {"registry": "https://h", "prefixes": ["-a"]}}"#, None, None, "UPSTREAMS.x.prefixes")]
+#[case(r#"{"x": {"registry": "https://h", "ns": [""]}}"#, None, None, "UPSTREAMS.x.ns")]
+#[case(r#"{"x": {"registry": "https://h", "library": "yes"}}"#, None, None, "UPSTREAMS.x.library")]
+#[case(r#"{"x": {"registry": "https://h", "prefix": ["a"]}}"#, None, None, "UPSTREAMS.x")]
+#[case(r#"{"x": {"registry": "https://h", "prefixes": ["a"]}, "y": {"registry": "https://h", "prefixes": ["a"]}}"#, None, None, "UPSTREAMS.y.prefixes")]
+#[case(r#"{"x": {"registry": "https://h", "ns": ["a"]}, "y": {"registry": "https://h", "ns": ["a"]}}"#, None, None, "UPSTREAMS.y.ns")]
+#[case(r#"{"x": {"registry": "https://h", "hosts": ["a"]}, "y": {"registry": "https://h", "hosts": ["A"]}}"#, None, None, "UPSTREAMS.y.hosts")]
+#[case(GOOD, Some("nope"), None, "DEFAULT_UPSTREAM")]
+#[case(GOOD, None, Some("fast"), "UPSTREAM_TIMEOUT_MS")]
+#[case(GOOD, None, Some("5"), "UPSTREAM_TIMEOUT_MS")]
+#[case(GOOD, None, Some("9999999"), "UPSTREAM_TIMEOUT_MS")]
+fn bad_tables_name_the_field(
+    #[case] table: &str,
+    #[case] default_upstream: Option<&str>,
+    #[case] timeout: Option<&str>,
+    #[case] field: &str,
+) {
+    let v = Vars { upstreams: Some(table), default_upstream, upstream_timeout_ms: timeout, ..Default::default() };
+    let e = Config::from_vars(&v).unwrap_err();
+    assert!(e.field.starts_with(field), "{e} should name {field}");
+    assert!(!e.problem.is_empty());
+}
+
+#[rstest]
+#[case(serde_json::json!(600), Ok(600))]
+#[case(serde_json::json!(0), Ok(0))]
+#[case(serde_json::json!("90s"), Ok(90))]
+#[case(serde_json::json!("90"), Ok(90))]
+#[case(serde_json::json!("10m"), Ok(600))]
+#[case(serde_json::json!("1h"), Ok(3600))]
+#[case(serde_json::json!("24h"), Ok(86_400))]
+#[case(serde_json::json!("365d"), Ok(365 * 86_400))]
+#[case(serde_json::json!("1w"), Err(()))]
+#[case(serde_json::json!("h"), Err(()))]
+#[case(serde_json::json!(-1), Err(()))]
+#[case(serde_json::json!(1.5), Err(()))]
+#[case(serde_json::json!("99999999999999999999d"), Err(()))]
+#[case(serde_json::json!("4000d"), Err(()))]
+#[case(serde_json::json!(true), Err(()))]
+fn durations(#[case] v: serde_json::Value, #[case] want: Result<u64, ()>) {
+    assert_eq!(parse_duration(&v).map_err(|_| ()), want);
+}
+
+#[test]
+fn ttls_per_upstream_with_defaults() {
+    let table = r#"{"a": {"registry": "https://a", "tag_ttl": "1h", "blob_ttl": "24h"}, "b": {"registry": "https://b"}}"#;
+    let c = Config::from_vars(&vars(table)).unwrap();
+    assert_eq!(c.upstreams[0].ttls, Ttls { tag: 3600, blob: 86_400, ..Ttls::default() });
+    assert_eq!(c.upstreams[1].ttls, Ttls::default());
+    let bad = r#"{"a": {"registry": "https://a", "stale_if_error": "soon"}}"#;
+    assert_eq!(Config::from_vars(&vars(bad)).unwrap_err().field, "UPSTREAMS.a.stale_if_error");
+}
+
+#[test]
+fn prewarm_lists() {
+    let v = Vars { prewarm: Some(r#"["docker.io/library/alpine:latest", "alpine:3.19"]"#), prewarm_budget: Some("25"), ..Default::default() };
+    let c = Config::from_vars(&v).unwrap();
+    assert_eq!(c.prewarm.iter().map(|(n, t)| format!("{}:{}", n, t.as_str())).collect::<Vec<_>>(), ["docker.io/library/alpine:latest", "alpine:3.19"]);
+    assert_eq!(c.prewarm_budget, 25);
+    assert_eq!(Config::from_vars(&Vars::default()).unwrap().prewarm_budget, DEFAULT_PREWARM_BUDGET);
+    for (list, budget, field) in [
+        (r#"["alpine"]"#, None, "PREWARM[0]"),
+        (r#"["alpine:latest", "Bad:1"]"#, None, "PREWARM[1]"),
+        (r#"["alpine:-x"]"#, None, "PREWARM[0]"),
+        (r#"{"a": 1}"#, None, "PREWARM"),
+        ("[]", Some("0"), "PREWARM_BUDGET"),
+        ("[]", Some("lots"), "PREWARM_BUDGET"),
+    ] {
+        let v = Vars { prewarm: Some(list), prewarm_budget: budget, ..Default::default() };
+        assert_eq!(Config::from_vars(&v).unwrap_err().field, field, "{list}");
+    }
+}
+
+#[test]
+fn header_secrets_are_named_not_held() {
+    let ok = r#"{"p": {"registry": "https://p", "headers": {"CF-Access-Client-Id": "ACCESS_ID", "CF-Access-Client-Secret": "ACCESS_SECRET"}}}"#;
+    let c = Config::from_vars(&vars(ok)).unwrap();
+    assert_eq!(c.upstreams[0].headers, [("cf-access-client-id".to_string(), "ACCESS_ID".to_string()), ("cf-access-client-secret".to_string(), "ACCESS_SECRET".to_string())]);
+    for bad in [
+        r#"{"p": {"registry": "https://p", "headers": {"Authorization": "X"}}}"#,
+        r#"{"p": {"registry": "https://p", "headers": {"Bad Header": "X"}}}"#,
+        r#"{"p": {"registry": "https://p", "headers": {"X-Id": "the actual value!"}}}"#,
+    ] {
+        assert_eq!(Config::from_vars(&vars(bad)).unwrap_err().field, "UPSTREAMS.p.headers", "{bad}");
+    }
+}
+
+#[test]
+fn overrides_extend_replace_and_remove_and_bad_ones_are_skipped() {
+    let base = Config::from_vars(&vars(GOOD)).unwrap();
+    let (c, skipped) = base.with_overrides(r#"{
+        "extra": {"registry": "http://127.0.0.1:16000", "prefixes": ["extra"]},
+        "plain": {"registry": "http://127.0.0.1:17000", "prefixes": ["plain2"]},
+        "broken": {"registry": "ftp://x"},
+        "z-clash": {"registry": "https://c", "prefixes": ["extra"]}
+    }"#);
+    let names: Vec<_> = c.upstreams.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["docker.io", "extra", "plain"]);
+    assert_eq!(c.upstreams.iter().find(|u| u.name == "plain").unwrap().registry, "http://127.0.0.1:17000");
+    assert_eq!(skipped.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), ["UPSTREAMS.broken.registry", "UPSTREAMS.z-clash.prefixes"]);
+    assert_eq!(c.get(c.default.unwrap()).unwrap().name, "docker.io");
+    let (c, _) = base.with_overrides(r#"{"docker.io": null}"#);
+    assert_eq!(c.default, None, "removing the default leaves none");
+    assert_eq!(c.upstreams.len(), 1);
+    let (same, skipped) = base.with_overrides("not json");
+    assert_eq!((same.upstreams.len(), skipped.len()), (2, 1));
+}
+
+#[test]
+fn access_and_rate_limit_keys() {
+    let v = Vars { allow_cidrs: Some("10.0.0.0/8, 2001:db8::/32"), trusted_cidrs: Some(r#"["127.0.0.1"]"#), rate_limit: Some("20/1h"), ..Default::default() };
+    let c = Config::from_vars(&v).unwrap();
+    assert_eq!((c.allow.len(), c.trusted.len()), (2, 1));
+    assert_eq!(c.rate_limit, crate::ratelimit::Limit::parse("20/1h"));
+    assert_eq!(Config::from_vars(&Vars::default()).unwrap().rate_limit, Some(crate::ratelimit::DEFAULT_LIMIT));
+    assert_eq!(Config::from_vars(&Vars { rate_limit: Some("off"), ..Default::default() }).unwrap().rate_limit, None);
+    for (v, field) in [
+        (Vars { allow_cidrs: Some("10.0.0.0/99"), ..Default::default() }, "ALLOW_CIDRS"),
+        (Vars { trusted_cidrs: Some("x"), ..Default::default() }, "TRUSTED_CIDRS"),
+        (Vars { rate_limit: Some("lots"), ..Default::default() }, "RATE_LIMIT"),
+    ] {
+        assert_eq!(Config::from_vars(&v).unwrap_err().field, field);
+    }
+}
+
+#[test]
+fn timeout_in_range() {
+    let v = Vars { upstreams: Some(GOOD), upstream_timeout_ms: Some("2500"), ..Default::default() };
+    assert_eq!(Config::from_vars(&v).unwrap().upstream_timeout_ms, 2500);
+}
