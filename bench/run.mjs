@@ -692,6 +692,7 @@ async function measureMemory(big, huge, stored) {
     }
   }
   const coldGet = async (blob) => {
+    const beforeMb = await idleRssMb(pid, 500);
     const sampler = sampleRss(pid);
     const t0 = hr();
     const r = await curlGet(blobUrl(sys.mirror.base, blob), { expectBytes: blob.size, timeoutSec: 600 });
@@ -700,17 +701,17 @@ async function measureMemory(big, huge, stored) {
     if (willStore) await waitBlobsStored([blob.digest], 300_000);
     const s = sampler.stop();
     log(`cold ${(blob.size / 2 ** 20).toFixed(0)} MiB: ${r.mbps.toFixed(0)} MB/s, workerd peak RSS ${s.peakMb.toFixed(0)} MiB (${cs})`);
-    return { sizeMb: blob.size / 2 ** 20, mbps: r.mbps, peakMb: s.peakMb, cacheStatus: cs, stored: willStore, untilStoredSecs: (hr() - t0) / 1000 };
+    return { sizeMb: blob.size / 2 ** 20, mbps: r.mbps, beforeMb, peakMb: s.peakMb, cacheStatus: cs, stored: willStore, untilStoredSecs: (hr() - t0) / 1000 };
   };
-  mem.mirror.coldStored = await coldGet(stored);
-  if (!mem.mirror.coldStored.stored) anomaly(`the mirror did not store the ${CFG.storedMb} MiB blob: ${mem.mirror.coldStored.cacheStatus}`);
-  if (huge !== stored) {
+  if (huge !== stored) { // first: after a stored blob, the runtime's RSS stays up
     mem.mirror.coldHuge = await coldGet(huge);
     if (!mem.mirror.coldHuge.stored) {
       anomaly(`a ${CFG.hugeMb} MiB blob is streamed but never stored, in R2 either (${mem.mirror.coldHuge.cacheStatus}): ` +
         'policy.rs applies MAX_STORED_BLOB (the Cache API\'s 512 MiB limit) to every store');
     }
   }
+  mem.mirror.coldStored = await coldGet(stored);
+  if (!mem.mirror.coldStored.stored) anomaly(`the mirror did not store the ${CFG.storedMb} MiB blob: ${mem.mirror.coldStored.cacheStatus}`);
   mem.mirror.idleAfterMb = await idleRssMb(pid);
 
   // distribution's proxy: idle, then the stored layer cold (written to its disk while streamed)
@@ -802,6 +803,7 @@ async function machine() {
     memoryBytes: os.totalmem(),
     memoryGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
     kernel: `${os.type()} ${os.release()} ${os.arch()}`,
+    loadAvgAtStart: os.loadavg().map((x) => +x.toFixed(2)),
     node: process.version,
     date: new Date().toISOString(),
     tools: {
@@ -924,7 +926,7 @@ function renderTable(rows) {
   }
   const m = results.memory;
   lines.push('',
-    `↓ lower is better, ↑ higher is better. Medians of ${CFG.reps} repetition(s); all on 127.0.0.1; "direct" is the Docker-Hub-like upstream (token auth, blobs answered 307 to a separate blob host), except in the wrk row.`,
+    `↓ lower is better, ↑ higher is better. Medians of ${CFG.reps} repetition(s); all on 127.0.0.1 (${os.availableParallelism?.() ?? os.cpus().length} cores, load average ${os.loadavg()[0].toFixed(2)} at the end); "direct" is the Docker-Hub-like upstream (token auth, blobs answered 307 to a separate blob host), except in the wrk row.`,
     `¹ Cold: for distribution and edgemirror, the first request for the manifest after a fresh start with empty storage (a new Miniflare instance with a new state dir / a new distribution storage root; the process has answered one \`GET /v2/\` first, so start-up is not counted). For direct, a new client's first request: the anonymous token, then the request on a new connection, as every client of a token-auth registry pays (the same upstream exchange the caches make inside; with a token already held the first request took ${fmtNum(median(results.manifest.direct.map((r) => r.HEAD.coldFirstWithTokenMs)), 1)} ms HEAD / ${fmtNum(median(results.manifest.direct.map((r) => r.GET.coldFirstWithTokenMs)), 1)} ms GET). Warm: then ${perRepN()} sequential requests on one keep-alive connection (after 10 unrecorded), node's http client; p50/p99 over all repetitions' requests together. Upstream requests received per warm GET: ${SYSTEMS.map((s) => `${sys[s].label} ${upstreamPerRequest(s, 'GET')}`).join(', ')}. edgemirror's floor in this runtime (\`GET /v2/\`, answered by the worker itself: no store, no upstream): p50 ${fmtNum(pooled('mirror', 'GET', 0.5, 'floorV2'), 2)} ms.`,
     `² Blob rows: curl, MB/s = bytes / total time; cold = the first GET after a fresh start (for direct: the first GET, i.e. the same as warm); warm = the next GET, after edgemirror logged the blob stored (R2 is bound, so blobs go to R2, not the Cache API) / after distribution wrote it. Pass-through: \`Range: bytes=0-\` requests, which edgemirror never stores (direct: the same request to the hub). "Stored while streamed": a ${CFG.storedMb} MiB layer, the first GET after a fresh start, in the memory phase.`,
     `³ skopeo 1.9 \`copy --all\` (2 platforms) to a \`dir:\`, wall time; to edgemirror through a TLS-rejecting TCP front (skopeo first tries HTTPS and would stall 10 s on workerd's port). Cold = on a fresh instance.`,
@@ -965,10 +967,10 @@ function evaluateTargets(rows, big) {
       Math.max(bigPeak, hugePeak) - mm.idleMb <= 64 && hugePeak <= bigPeak + 32,
       `idle ${mm.idleMb.toFixed(0)} MiB, peak ${bigPeak.toFixed(0)} MiB (${mib1(big.size)}) / ${hugePeak.toFixed(0)} MiB (${CFG.hugeMb} MiB)`);
     const coldBig = median(results.blob.mirror.map((r) => r.coldPeakMb - r.idleMb));
-    const coldStored = mm.coldStored.peakMb - mm.idleMb;
+    const coldStored = mm.coldStored.peakMb - mm.coldStored.beforeMb;
     add(`memory flat in layer size, cold and stored to R2 (growth over idle ≤ 64 MiB for ${mib1(big.size)} and ${CFG.storedMb} MiB)`,
       coldStored <= 64 && coldBig <= 64,
-      `+${coldBig.toFixed(0)} MiB (${mib1(big.size)}) / +${coldStored.toFixed(0)} MiB (${CFG.storedMb} MiB) over idle`);
+      `+${coldBig.toFixed(0)} MiB (${mib1(big.size)}) / +${coldStored.toFixed(0)} MiB (${CFG.storedMb} MiB) over the RSS just before`);
   }
   add('warm re-pull within the TTL: 0 upstream requests', v('upstream_warm', 'mirror') === 0, by.upstream_warm.cells.mirror);
   const after = medianUpstream(results.pull.mirror, (r) => r.afterTtlUpstream);
@@ -1035,7 +1037,7 @@ async function main() {
   const targets = evaluateTargets(rows, big);
   const mirrorStarts = mirrorN;
   const out = {
-    mode: CFG.mode, config: CFG, machine: mach, durationSecs: (Date.now() - T0) / 1000, phaseSecs: timings,
+    mode: CFG.mode, config: CFG, machine: { ...mach, loadAvgAtEnd: os.loadavg().map((x) => +x.toFixed(2)) }, durationSecs: (Date.now() - T0) / 1000, phaseSecs: timings,
     ports: { upstream: U.PORTS, proxy: PROXY_PORTS, mirror: MIRROR_PORT, front: FRONT_PORT },
     data: { manifest: `${MANIFEST_REF.repo}:${MANIFEST_REF.tag}`, manifestDigest: images[`${MANIFEST_REF.repo}:${MANIFEST_REF.tag}`].digest, pull: PULL_REF, bigLayer: big, huge, stored, many: { repo: 'library/many', count: many.length, size: 1 << 20 } },
     rows: rows.map(({ key, label, unit, better, values, cells, warm, cold }) => ({ key, label, unit, better, warm, cold, values, cells, vsDirect: ratio(values.mirror, values.direct), vsProxy: ratio(values.mirror, values.proxy) })),
