@@ -16,7 +16,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 // The upstreams must not collide with a test run (15000-15400): the harness moves them by this offset.
 // Set before the harness is imported (it reads the variable once, at import).
@@ -24,7 +24,7 @@ process.env.EDGEMIRROR_PORT_OFFSET = '1000';
 const U = await import('../tests/e2e/lib/upstreams.mjs');
 const { daemon, waitPort, assertPortFree, sleep, within } = await import('../tests/e2e/lib/proc.mjs');
 const { startTlsRejectingFront } = await import('../tests/e2e/lib/clients.mjs');
-const { startMirror } = await import('../scripts/serve.mjs');
+let startMirror; // scripts/serve.mjs's, imported from the pinned copy (see pinBuild)
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '..');
@@ -378,20 +378,48 @@ async function stopMirror() {
   if (m.pid && rssKb(m.pid) == null) workerdPids.delete(m.pid);
 }
 
-/** The built worker's fingerprint: the build may be replaced while the benchmark runs (it is read at
- *  every mirror start), which would mix two builds in one table. */
-let buildAtStart = null;
-function buildFingerprint() {
+/** The built worker's fingerprint (shim, JS glue and wasm under `root`). */
+const BUILD_FILES = ['build/worker/shim.mjs', 'build/index.js', 'build/index_bg.wasm'];
+function buildFingerprint(root = REPO) {
   const h = crypto.createHash('sha256');
-  for (const f of ['build/worker/shim.mjs', 'build/index.js', 'build/index_bg.wasm']) h.update(fs.readFileSync(path.join(REPO, f)));
+  for (const f of BUILD_FILES) h.update(fs.readFileSync(path.join(root, f)));
   return h.digest('hex').slice(0, 16);
+}
+
+/** The worker is read at every mirror start, and a cold row needs a fresh mirror, so a build made
+ *  while the benchmark runs would mix two builds in one table. The run pins the build it starts
+ *  with: a copy of build/ and of scripts/serve.mjs in bench/.pinned/, and startMirror is imported
+ *  from that copy (so it runs the pinned build, with serve.mjs's own, current options; node still
+ *  resolves miniflare from the repository's node_modules). Waits for a build in progress to end. */
+const PINNED = path.join(HERE, '.pinned');
+let pinned = null; // { fingerprint, wasmMtime }
+async function pinBuild() {
+  const until = Date.now() + 120_000;
+  for (;;) {
+    const newest = Math.max(...BUILD_FILES.map((f) => fs.statSync(path.join(REPO, f)).mtimeMs));
+    const before = buildFingerprint();
+    if (Date.now() - newest > 5000) {
+      fs.rmSync(PINNED, { recursive: true, force: true });
+      fs.mkdirSync(path.join(PINNED, 'scripts'), { recursive: true });
+      fs.cpSync(path.join(REPO, 'build'), path.join(PINNED, 'build'), { recursive: true });
+      fs.copyFileSync(path.join(REPO, 'scripts', 'serve.mjs'), path.join(PINNED, 'scripts', 'serve.mjs'));
+      const copy = buildFingerprint(PINNED), after = buildFingerprint();
+      if (copy === before && after === before) {
+        pinned = { fingerprint: copy, wasmMtime: fs.statSync(path.join(REPO, 'build', 'index_bg.wasm')).mtime.toISOString() };
+        ({ startMirror } = await import(pathToFileURL(path.join(PINNED, 'scripts', 'serve.mjs')).href));
+        return pinned;
+      }
+    }
+    if (Date.now() > until) throw new Error('build/ kept changing for 2 min: cannot pin a build');
+    log('build/ is being written: waiting');
+    await sleep(3000);
+  }
 }
 
 async function freshMirror() {
   await stopMirror();
-  const fp = buildFingerprint();
-  if (buildAtStart && fp !== buildAtStart && !anomalies.some((a) => a.startsWith('the worker build changed'))) {
-    anomaly(`the worker build changed during the run (${buildAtStart} -> ${fp}): later mirror instances run the new build`);
+  if (buildFingerprint() !== pinned.fingerprint && !anomalies.some((a) => a.startsWith('build/ changed'))) {
+    anomaly(`build/ changed during the run (${pinned.fingerprint} -> ${buildFingerprint()}); the run keeps using the build it pinned at the start`);
   }
   const state = path.join(ROOT, 'instances', `mirror-${++mirrorN}`);
   fs.rmSync(state, { recursive: true, force: true });
@@ -732,9 +760,9 @@ async function measureMemory(big, huge, stored) {
 }
 
 function measureWasm() {
-  const file = path.join(REPO, 'build', 'index_bg.wasm');
+  const file = path.join(PINNED, 'build', 'index_bg.wasm'); // the build the run measured
   const raw = fs.readFileSync(file);
-  const js = fs.readFileSync(path.join(REPO, 'build', 'index.js'));
+  const js = fs.readFileSync(path.join(PINNED, 'build', 'index.js'));
   results.wasm = {
     file: 'build/index_bg.wasm',
     rawBytes: raw.length,
@@ -742,7 +770,8 @@ function measureWasm() {
     gzipDefaultBytes: zlib.gzipSync(raw).length,
     jsGlueBytes: js.length,
     jsGlueGzipBytes: zlib.gzipSync(js, { level: 9 }).length,
-    builtAt: fs.statSync(file).mtime.toISOString(),
+    builtAt: pinned.wasmMtime,
+    fingerprint: pinned.fingerprint,
   };
 }
 
@@ -882,14 +911,12 @@ function buildRows(big, huge, stored, manyN) {
       { direct: null, proxy: null, mirror: mm.mirror.coldHuge.peakMb }, { digits: 0 });
   }
   const w = results.wasm;
-  const lastRow = R.length;
   row('wasm', 'Bundle: build/index_bg.wasm, raw / gzip -9', 'bytes', 'lower', { direct: null, proxy: null, mirror: w.gzipBytes },
     { digits: 0, cells: { direct: '—', proxy: '—', mirror: `${w.rawBytes.toLocaleString('en-US')} / ${w.gzipBytes.toLocaleString('en-US')} (${(w.gzipBytes / 1024).toFixed(0)} KiB)` } });
   row('wrk_rps', `Warm manifest GET by digest, wrk -t${CFG.wrk.threads} -c${CFG.wrk.conns} -d${CFG.wrk.secs}s⁷`, 'req/s', 'higher',
     per((s) => median((results.wrk[s]?.runs ?? []).map((r) => r.rps))), { digits: 0, warm: true });
   const order = ['manifest_', 'blob_', 'many_', 'pull_', 'upstream_', 'rss_', 'wasm', 'wrk_'];
   const rank = (r) => order.findIndex((p) => r.key.startsWith(p));
-  void lastRow;
   return R.map((r, i) => [r, i]).sort((a, b) => rank(a[0]) - rank(b[0]) || a[1] - b[1]).map(([r]) => r);
 }
 
@@ -1001,8 +1028,9 @@ async function main() {
   });
   for (const p of [...Object.values(PROXY_PORTS), MIRROR_PORT, FRONT_PORT]) await assertPortFree(p);
   const mach = await machine();
-  buildAtStart = buildFingerprint();
-  mach.build = { fingerprint: buildAtStart, wasmMtime: fs.statSync(path.join(REPO, 'build', 'index_bg.wasm')).mtime.toISOString() };
+  onCleanup('pinned build', () => fs.rmSync(PINNED, { recursive: true, force: true }));
+  mach.build = await pinBuild();
+  log(`pinned build ${pinned.fingerprint} (index_bg.wasm of ${pinned.wasmMtime})`);
 
   log('starting the upstreams');
   up = await U.startUpstreams({ root: ROOT });

@@ -60,10 +60,14 @@ pub struct Facts {
     /// For manifests: the body's digest matched what was asked for / announced.
     pub digest_ok: bool,
     pub has_digest_header: bool,
+    /// The largest blob the store at hand takes (`None`: the Cache API's limit).
+    pub store_limit: Option<u64>,
 }
 
-/// Largest blob a store takes (the Cache API's object limit).
+/// Largest blob the Cache API takes (its object limit).
 pub const MAX_STORED_BLOB: u64 = 512 * 1024 * 1024;
+/// Largest object R2 takes in one put.
+pub const MAX_R2_OBJECT: u64 = 5 * 1024 * 1024 * 1024 - 5 * 1024 * 1024;
 /// Largest manifest the mirror will hold in memory (OCI suggests registries accept at least 4 MiB).
 pub const MAX_MANIFEST: usize = 4 * 1024 * 1024;
 
@@ -95,7 +99,7 @@ pub fn decide(kind: Kind, facts: &Facts, ttls: &Ttls) -> Decision {
         Kind::Blob if facts.head => Uncacheable("HEAD has no body"),
         Kind::Blob => match facts.content_length {
             None => Uncacheable("unknown length"),
-            Some(n) if n > MAX_STORED_BLOB => Uncacheable("larger than the store's object limit"),
+            Some(n) if n > facts.store_limit.unwrap_or(MAX_STORED_BLOB) => Uncacheable("larger than the store's object limit"),
             Some(_) => Cacheable { ttl, reason: "content-addressed blob" },
         },
     }
@@ -214,6 +218,14 @@ mod tests {
     #[case(Kind::TagRecord, Facts { client_credentials: true, ..ok(200) }, Decision::Uncacheable("fetched with a client's credentials"))]
     fn decisions(#[case] kind: Kind, #[case] facts: Facts, #[case] want: Decision) {
         assert_eq!(decide(kind, &facts, &T), want);
+    }
+
+    #[test]
+    fn a_store_with_a_larger_limit_takes_larger_blobs() {
+        let big = Facts { content_length: Some(MAX_STORED_BLOB + 1), store_limit: Some(MAX_R2_OBJECT), ..ok(200) };
+        assert!(decide(Kind::Blob, &big, &T).is_cacheable());
+        let too_big = Facts { content_length: Some(MAX_R2_OBJECT + 1), ..big };
+        assert_eq!(decide(Kind::Blob, &too_big, &T), Decision::Uncacheable("larger than the store's object limit"));
     }
 
     #[test]

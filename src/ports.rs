@@ -125,6 +125,10 @@ pub trait Store {
     fn put_manifest(&self, key: &str, manifest: StoredManifest, keep_secs: u64);
     async fn blob(&self, key: &str, range: Option<RangeSpec>, head: bool) -> BlobLookup<Self::Body>;
     fn put_blob(&self, key: &str, digest: &str, size: u64, body: Self::Body, keep_secs: u64);
+    /// The largest blob `put_blob` keeps.
+    fn max_blob(&self) -> u64 {
+        crate::policy::MAX_STORED_BLOB
+    }
     /// A small note of the mirror's own (the prewarm cursor).
     async fn note(&self, key: &str) -> Option<String>;
     fn put_note(&self, key: &str, value: &str, keep_secs: u64);

@@ -67,7 +67,7 @@ fn hit<B>(digest: &Digest, body: Option<B>, size: u64, span: Option<(u64, u64)>)
 async fn miss<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>, key: &str, digest: &Digest, ranged: bool) -> Answer<F::Body> {
     let resp = r.send(r.method.clone()).await?;
     let content_length = resp.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    let facts = Facts { status: resp.status().as_u16(), head: *r.method == Method::HEAD, content_length, ..Default::default() };
+    let facts = Facts { status: resp.status().as_u16(), head: *r.method == Method::HEAD, content_length, store_limit: Some(r.store.max_blob()), ..Default::default() };
     let decision = if ranged { Decision::Uncacheable("range request") } else { decide(Kind::Blob, &facts, &r.upstream.ttls) };
     let (resp, stored) = match (decision, content_length) {
         (Decision::Cacheable { ttl, .. }, Some(size)) => {

@@ -112,6 +112,14 @@ impl Store for RuntimeStore<'_> {
         cache_blob(key, range, head).await
     }
 
+    fn max_blob(&self) -> u64 {
+        if self.bucket.is_some() {
+            crate::policy::MAX_R2_OBJECT
+        } else {
+            crate::policy::MAX_STORED_BLOB
+        }
+    }
+
     async fn note(&self, key: &str) -> Option<String> {
         Cache::default().get(key, false).await.ok()??.text().await.ok()
     }

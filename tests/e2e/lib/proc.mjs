@@ -153,6 +153,7 @@ export function run(cmd, args, { timeout = 60000, env = process.env, cwd, input,
         reject(new Error(`${cmd} ${args.join(' ')} failed (code ${code}${timedOut ? ', timed out' : ''}):\n${stderr}${stdout}`));
       } else resolve(r);
     });
+    child.stdin.on('error', () => {}); // a child that exits before reading its input is no crash
     child.stdin.end(input ?? '');
   });
 }
