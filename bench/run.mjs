@@ -9,6 +9,7 @@
 // machine's description to bench/results/<ISO time>.json and bench/results/latest.json (a --smoke run
 // writes <ISO time>-smoke.json and latest-smoke.json, so it never replaces the full run's results).
 // Every server and subprocess it starts is stopped at the end, on error, on Ctrl-C and at a deadline.
+import { run } from '../tests/e2e/lib/proc.mjs';
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -93,39 +94,13 @@ for (const [sig, n] of [['SIGINT', 2], ['SIGTERM', 15]]) {
   process.once(sig, () => { log(`${sig}: stopping`); cleanupAll().finally(() => process.exit(128 + n)); });
 }
 
-// The harness's run() writes to the child's stdin; a child that exits first makes that an EPIPE
-// 'error' event nobody listens to, which would end this process without its cleanup. The benchmark
-// runs its own commands with stdin closed (below); this catches the harness's (image building).
+// Anything unexpected still ends with every server stopped.
 process.on('uncaughtException', (e) => {
-  if (e?.code === 'EPIPE' && e?.syscall === 'write') { anomaly(`ignored an EPIPE on a child's stdin (tests/e2e/lib/proc.mjs run())`); return; }
   console.error(e?.stack ?? e);
   cleanupAll().finally(() => process.exit(1));
 });
 
 // ---------------------------------------------------------------- small tools
-
-const running = new Set(); // pids of commands in flight, killed on exit
-process.on('exit', () => { for (const pid of running) { try { process.kill(-pid, 'SIGKILL'); } catch { /* gone */ } } });
-/** Runs a command to completion, stdin closed, in its own process group (killed after `timeout` ms).
- *  -> { code, signal, stdout, stderr, timedOut, ms } */
-function run(cmd, args, { timeout = 60_000, env = process.env, cwd } = {}) {
-  const t0 = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env, cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '', stderr = '', timedOut = false;
-    child.stdout.setEncoding('utf8').on('data', (d) => { stdout += d; });
-    child.stderr.setEncoding('utf8').on('data', (d) => { stderr += d; });
-    running.add(child.pid);
-    const timer = setTimeout(() => { timedOut = true; try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ } }, timeout);
-    child.on('error', (e) => { clearTimeout(timer); running.delete(child.pid); reject(e); });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      running.delete(child.pid);
-      if (timedOut) stderr += `\n[bench] ${cmd} killed after ${timeout} ms`;
-      resolve({ code, signal, stdout, stderr, timedOut, ms: Date.now() - t0 });
-    });
-  });
-}
 
 const hr = () => Number(process.hrtime.bigint()) / 1e6; // ms
 const median = (xs) => {
