@@ -218,11 +218,7 @@ async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
         Route::Registry { name, resource } => (name, resource),
     };
     let q = query(&req.url);
-    let host = req.url.host_str().unwrap_or("");
-    let host = match req.url.port() {
-        Some(p) => format!("{host}:{p}"),
-        None => host.to_string(),
-    };
+    let host = upstream::host_of(&req.url);
     let sel = select(config, &host, &name, q.ns.as_deref())?;
     outcome.upstream = Some(sel.upstream.name.clone());
     outcome.by = Some(sel.by);

@@ -4,8 +4,8 @@
 //! scopes rewritten to the upstream's names (`library/`, prefixes stripped; scopes that name other
 //! registries dropped), and the upstream's token comes back to the client.
 
-use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
-use http::{HeaderValue, Method, StatusCode};
+use http::header::AUTHORIZATION;
+use http::{Method, StatusCode};
 
 use super::upstream::basic;
 use super::{Incoming, Reply, Session, ANONYMOUS_TOKEN};
@@ -47,14 +47,6 @@ fn params(req: &Incoming) -> Result<Params, OciError> {
     })
 }
 
-fn host_of(req: &Incoming) -> String {
-    match (req.url.host_str(), req.url.port()) {
-        (Some(h), Some(p)) => format!("{h}:{p}"),
-        (Some(h), None) => h.to_string(),
-        _ => String::new(),
-    }
-}
-
 /// `repository:<client name>:<actions>` → `repository:<upstream name>:pull`, if it names `up`.
 pub fn rewrite_scope(config: &Config, host: &str, up: &Upstream, scope: &str) -> Option<String> {
     let rest = scope.strip_prefix("repository:")?;
@@ -63,9 +55,14 @@ pub fn rewrite_scope(config: &Config, host: &str, up: &Upstream, scope: &str) ->
     (sel.upstream.name == up.name).then(|| format!("repository:{}:pull", sel.name))
 }
 
+/// A token endpoint's answer: the token under both names clients read, and its lifetime.
+pub fn token_response<B>(token: &str, expires_in: u64) -> http::Response<Reply<B>> {
+    let body = serde_json::to_vec(&serde_json::json!({"token": token, "access_token": token, "expires_in": expires_in})).unwrap_or_default();
+    super::small(StatusCode::OK, "application/json", body)
+}
+
 fn anonymous<B>() -> http::Response<Reply<B>> {
-    let body = serde_json::to_vec(&serde_json::json!({"token": ANONYMOUS_TOKEN, "access_token": ANONYMOUS_TOKEN, "expires_in": 3600})).unwrap_or_default();
-    json(StatusCode::OK, body)
+    token_response(ANONYMOUS_TOKEN, 3600)
 }
 
 pub async fn serve<F: Fetcher>(config: &Config, session: &Session<'_, F>, req: &Incoming) -> Result<http::Response<Reply<F::Body>>, OciError> {
@@ -74,7 +71,7 @@ pub async fn serve<F: Fetcher>(config: &Config, session: &Session<'_, F>, req: &
     if p.credentials.is_none() {
         return Ok(anonymous());
     }
-    let host = host_of(req);
+    let host = super::upstream::host_of(&req.url);
     let by_service = p.service.as_deref().and_then(|s| config.upstreams.iter().find(|u| u.name == s));
     let by_scope = || {
         p.scopes.iter().find_map(|s| {
@@ -120,14 +117,5 @@ pub async fn serve<F: Fetcher>(config: &Config, session: &Session<'_, F>, req: &
     })?;
     // A refresh token would let a client come back without credentials; the mirror does not pass one on.
     token.remove("refresh_token");
-    Ok(json(StatusCode::OK, serde_json::to_vec(&token).unwrap_or_default()))
-}
-
-fn json<B>(status: StatusCode, body: Vec<u8>) -> http::Response<Reply<B>> {
-    let mut r = http::Response::new(Reply::Empty);
-    *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
-    *r.body_mut() = Reply::Bytes(body);
-    r
+    Ok(super::small(StatusCode::OK, "application/json", serde_json::to_vec(&token).unwrap_or_default()))
 }

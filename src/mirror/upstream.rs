@@ -52,7 +52,8 @@ fn fetch_error(host: &str, e: FetchError) -> OciError {
     }
 }
 
-fn host_of(url: &url::Url) -> String {
+/// `host` or `host:port` of a URL (what host routing and messages use).
+pub(crate) fn host_of(url: &url::Url) -> String {
     match (url.host_str(), url.port()) {
         (Some(h), Some(p)) => format!("{h}:{p}"),
         (Some(h), None) => h.to_string(),

@@ -50,9 +50,7 @@ fn mirror_login(mc: &crate::mirror_auth::MirrorCredentials, incoming: &mut crate
         };
         let Some(user) = login.as_deref().and_then(|l| mc.user_of_basic(l)) else { return refuse(incoming) };
         let token = mc.issue(user, now);
-        let body = serde_json::to_vec(&serde_json::json!({"token": token, "access_token": token, "expires_in": crate::mirror_auth::TOKEN_LIFETIME})).unwrap_or_default();
-        let mut resp = http::Response::new(crate::mirror::Reply::Bytes(body));
-        resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        let resp = crate::mirror::token_endpoint::token_response(&token, crate::mirror_auth::TOKEN_LIFETIME);
         worker::console_log!("{}", serde_json::json!({"msg": "request", "method": incoming.method.as_str(), "path": "/token", "status": 200, "route": "token", "user": user}));
         return Some(convert::outgoing(resp));
     }
