@@ -41,12 +41,12 @@ impl RepoName {
     pub fn first_component(&self) -> &str {
         self.0.split('/').next().unwrap_or("")
     }
-    /// Docker Hub's rule: `alpine` means `library/alpine`.
-    pub fn with_library_namespace(&self) -> RepoName {
+    /// Docker Hub's rule: `alpine` means `library/alpine` (refused when that is over-long).
+    pub fn with_library_namespace(&self) -> Result<RepoName, OciError> {
         if self.0.contains('/') {
-            self.clone()
+            Ok(self.clone())
         } else {
-            RepoName(format!("{LIBRARY_NAMESPACE}/{}", self.0))
+            RepoName::parse(&format!("{LIBRARY_NAMESPACE}/{}", self.0))
         }
     }
 }
@@ -244,7 +244,16 @@ mod tests {
     #[case("library/alpine", "library/alpine")]
     #[case("bitnami/redis", "bitnami/redis")]
     fn library_namespace(#[case] name: &str, #[case] want: &str) {
-        assert_eq!(RepoName::parse(name).unwrap().with_library_namespace().as_str(), want);
+        assert_eq!(RepoName::parse(name).unwrap().with_library_namespace().unwrap().as_str(), want);
+    }
+
+    /// Found by fuzzing (scope target): a 250-character official-image name is valid, but
+    /// `library/` + it is not, and must not be sent upstream.
+    #[test]
+    fn library_namespace_that_makes_the_name_too_long_is_refused() {
+        let name = RepoName::parse(&"a".repeat(250)).unwrap();
+        assert_eq!(name.with_library_namespace().unwrap_err().code, ErrorCode::NameInvalid);
+        assert!(RepoName::parse(&"a".repeat(247)).unwrap().with_library_namespace().is_ok());
     }
 
     #[rstest]

@@ -57,7 +57,7 @@ pub fn select<'a>(config: &'a Config, host: &str, name: &RepoName, ns: Option<&s
 }
 
 fn finish<'a>(upstream: &'a Upstream, name: RepoName, by: &'static str) -> Result<Selection<'a>, OciError> {
-    let name = if upstream.library { name.with_library_namespace() } else { name };
+    let name = if upstream.library { name.with_library_namespace()? } else { name };
     Ok(Selection { upstream, name, by })
 }
 

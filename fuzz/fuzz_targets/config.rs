@@ -1,0 +1,43 @@
+//! Configuration: any set of variable values and any stored overrides → a table or a named error;
+//! every upstream of an accepted table has an http(s) registry URL and a sane timeout.
+#![no_main]
+use edgemirror::config::{Config, Vars};
+use libfuzzer_sys::fuzz_target;
+
+fn check(c: &Config) {
+    for u in &c.upstreams {
+        let url = url::Url::parse(&u.registry).expect("registry URL of an accepted table parses");
+        assert!(matches!(url.scheme(), "http" | "https"), "{}", u.registry);
+    }
+    if let Some(d) = c.default {
+        assert!(d < c.upstreams.len());
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    // Fields separated by NUL: UPSTREAMS, DEFAULT_UPSTREAM, UPSTREAM_TIMEOUT_MS, PREWARM,
+    // PREWARM_BUDGET, ALLOW_CIDRS, TRUSTED_CIDRS, RATE_LIMIT, then KV overrides.
+    let mut f = text.split('\0');
+    let mut next = || f.next();
+    let vars = Vars {
+        upstreams: next(),
+        default_upstream: next(),
+        upstream_timeout_ms: next(),
+        prewarm: next(),
+        prewarm_budget: next(),
+        allow_cidrs: next(),
+        trusted_cidrs: next(),
+        rate_limit: next(),
+    };
+    let overrides = next();
+    let base = match Config::from_vars(&vars) {
+        Ok(c) => c,
+        Err(_) => Config::built_in(),
+    };
+    check(&base);
+    if let Some(o) = overrides {
+        let (c, _skipped) = base.with_overrides(o);
+        check(&c);
+    }
+});
