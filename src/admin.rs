@@ -43,16 +43,25 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 fn json(status: StatusCode, value: &serde_json::Value) -> http::Response<Vec<u8>> {
     let mut r = http::Response::new(serde_json::to_vec(value).unwrap_or_default());
     *r.status_mut() = status;
-    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
 fn error(e: OciError) -> http::Response<Vec<u8>> {
     let mut r = http::Response::new(e.body());
     *r.status_mut() = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     if e.status == 401 {
-        r.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer realm=\"edgemirror-admin\""));
+        r.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer realm=\"edgemirror-admin\""),
+        );
     }
     r
 }
@@ -79,50 +88,122 @@ pub async fn handle<C: ConfigStore>(
     body: &[u8],
 ) -> (http::Response<Vec<u8>>, Option<serde_json::Value>) {
     let Some(admin) = admin else {
-        return (error(OciError::new(ErrorCode::NameUnknown, "no such endpoint").with_status(404)), None);
+        return (
+            error(OciError::new(ErrorCode::NameUnknown, "no such endpoint").with_status(404)),
+            None,
+        );
     };
-    let presented = authorization.and_then(|a| a.strip_prefix("Bearer ")).unwrap_or("");
+    let presented = authorization
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .unwrap_or("");
     if !constant_time_eq(presented.as_bytes(), admin.token.as_bytes()) || admin.token.is_empty() {
-        return (error(OciError::new(ErrorCode::Unauthorized, "admin token required")), None);
+        return (
+            error(OciError::new(
+                ErrorCode::Unauthorized,
+                "admin token required",
+            )),
+            None,
+        );
     }
     let name = match path.strip_prefix("/_admin/upstreams") {
         Some("") | Some("/") => None,
-        Some(rest) if rest.starts_with('/') && rest.len() > 1 && !rest[1..].contains('/') => Some(&rest[1..]),
-        _ => return (error(OciError::new(ErrorCode::NameUnknown, "no such endpoint").with_status(404)), None),
+        Some(rest) if rest.starts_with('/') && rest.len() > 1 && !rest[1..].contains('/') => {
+            Some(&rest[1..])
+        }
+        _ => {
+            return (
+                error(OciError::new(ErrorCode::NameUnknown, "no such endpoint").with_status(404)),
+                None,
+            )
+        }
     };
     let stored = match store.overrides().await {
         Ok(s) => s.unwrap_or_else(|| "{}".to_string()),
-        Err(e) => return (error(OciError::new(ErrorCode::Unavailable, format!("configuration store: {e}"))), None),
+        Err(e) => {
+            return (
+                error(OciError::new(
+                    ErrorCode::Unavailable,
+                    format!("configuration store: {e}"),
+                )),
+                None,
+            )
+        }
     };
-    let mut overrides: BTreeMap<String, serde_json::Value> = serde_json::from_str(&stored).unwrap_or_default();
+    let mut overrides: BTreeMap<String, serde_json::Value> =
+        serde_json::from_str(&stored).unwrap_or_default();
     let (merged, _) = base.with_overrides(&stored);
-    let source = |n: &str| if overrides.contains_key(n) { "stored" } else { "static" };
+    let source = |n: &str| {
+        if overrides.contains_key(n) {
+            "stored"
+        } else {
+            "static"
+        }
+    };
     match (method, name) {
         (&Method::GET, None) => {
-            let list: Vec<_> = merged.upstreams.iter().map(|u| describe(u, source(&u.name))).collect();
-            (json(StatusCode::OK, &serde_json::json!({ "upstreams": list })), None)
+            let list: Vec<_> = merged
+                .upstreams
+                .iter()
+                .map(|u| describe(u, source(&u.name)))
+                .collect();
+            (
+                json(StatusCode::OK, &serde_json::json!({ "upstreams": list })),
+                None,
+            )
         }
         (&Method::GET, Some(n)) => match merged.upstreams.iter().find(|u| u.name == n) {
             Some(u) => (json(StatusCode::OK, &describe(u, source(n))), None),
-            None => (error(OciError::new(ErrorCode::NameUnknown, format!("no upstream {n:?}"))), None),
+            None => (
+                error(OciError::new(
+                    ErrorCode::NameUnknown,
+                    format!("no upstream {n:?}"),
+                )),
+                None,
+            ),
         },
         (&Method::PUT, Some(n)) => {
             let entry: serde_json::Value = match serde_json::from_slice(body) {
                 Ok(v @ serde_json::Value::Object(_)) => v,
-                _ => return (error(OciError::new(ErrorCode::Unsupported, "the body must be a JSON object describing the upstream").with_status(400)), None),
+                _ => {
+                    return (
+                        error(
+                            OciError::new(
+                                ErrorCode::Unsupported,
+                                "the body must be a JSON object describing the upstream",
+                            )
+                            .with_status(400),
+                        ),
+                        None,
+                    )
+                }
             };
             overrides.insert(n.to_string(), entry);
             let next = serde_json::to_string(&overrides).unwrap_or_default();
             // The same rules as the static table: rejected now, not skipped later.
             let (_, skipped) = base.with_overrides(&next);
             if let Some(e) = skipped.first() {
-                return (error(OciError::new(ErrorCode::Unsupported, format!("{}: {}", e.field, e.problem)).with_status(400)), None);
+                return (
+                    error(
+                        OciError::new(
+                            ErrorCode::Unsupported,
+                            format!("{}: {}", e.field, e.problem),
+                        )
+                        .with_status(400),
+                    ),
+                    None,
+                );
             }
             save(store, &next, admin, "put", n, &overrides).await
         }
         (&Method::DELETE, Some(n)) => {
             if !merged.upstreams.iter().any(|u| u.name == n) {
-                return (error(OciError::new(ErrorCode::NameUnknown, format!("no upstream {n:?}"))), None);
+                return (
+                    error(OciError::new(
+                        ErrorCode::NameUnknown,
+                        format!("no upstream {n:?}"),
+                    )),
+                    None,
+                );
             }
             // A static upstream is hidden by a null override; a stored one is simply removed.
             if base.upstreams.iter().any(|u| u.name == n) {
@@ -133,7 +214,13 @@ pub async fn handle<C: ConfigStore>(
             let next = serde_json::to_string(&overrides).unwrap_or_default();
             save(store, &next, admin, "delete", n, &overrides).await
         }
-        _ => (error(OciError::new(ErrorCode::Unsupported, format!("{method} {path} is not an admin operation"))), None),
+        _ => (
+            error(OciError::new(
+                ErrorCode::Unsupported,
+                format!("{method} {path} is not an admin operation"),
+            )),
+            None,
+        ),
     }
 }
 
@@ -146,11 +233,23 @@ async fn save<C: ConfigStore>(
     overrides: &BTreeMap<String, serde_json::Value>,
 ) -> (http::Response<Vec<u8>>, Option<serde_json::Value>) {
     if let Err(e) = store.put_overrides(next).await {
-        return (error(OciError::new(ErrorCode::Unavailable, format!("configuration store: {e}"))), None);
+        return (
+            error(OciError::new(
+                ErrorCode::Unavailable,
+                format!("configuration store: {e}"),
+            )),
+            None,
+        );
     }
     let registry = overrides.get(name).and_then(|v| v.get("registry")).cloned();
     let log = serde_json::json!({"msg": "admin change", "who": admin.name, "op": op, "upstream": name, "registry": registry});
-    (json(StatusCode::OK, &serde_json::json!({"upstream": name, "op": op, "stored": true})), Some(log))
+    (
+        json(
+            StatusCode::OK,
+            &serde_json::json!({"upstream": name, "op": op, "stored": true}),
+        ),
+        Some(log),
+    )
 }
 
 #[cfg(test)]
@@ -172,15 +271,36 @@ mod tests {
         }
     }
 
-    const ADMIN: Admin = Admin { token: "s3cret-admin-token", name: "ops" };
+    const ADMIN: Admin = Admin {
+        token: "s3cret-admin-token",
+        name: "ops",
+    };
 
     fn base() -> Config {
         Config::from_vars(&Vars { upstreams: Some(r#"{"docker.io": {"registry": "https://hub", "prefixes": ["docker.io"], "library": true}}"#), ..Default::default() }).unwrap()
     }
 
-    fn call(store: &Mem, method: Method, path: &str, auth: Option<&str>, body: &str) -> (u16, serde_json::Value, Option<serde_json::Value>) {
-        let (r, log) = block_on(handle(&base(), store, Some(&ADMIN), &method, path, auth, body.as_bytes()));
-        (r.status().as_u16(), serde_json::from_slice(r.body()).unwrap(), log)
+    fn call(
+        store: &Mem,
+        method: Method,
+        path: &str,
+        auth: Option<&str>,
+        body: &str,
+    ) -> (u16, serde_json::Value, Option<serde_json::Value>) {
+        let (r, log) = block_on(handle(
+            &base(),
+            store,
+            Some(&ADMIN),
+            &method,
+            path,
+            auth,
+            body.as_bytes(),
+        ));
+        (
+            r.status().as_u16(),
+            serde_json::from_slice(r.body()).unwrap(),
+            log,
+        )
     }
 
     const AUTH: Option<&str> = Some("Bearer s3cret-admin-token");
@@ -188,23 +308,56 @@ mod tests {
     #[test]
     fn add_change_and_remove_an_upstream() {
         let s = Mem::default();
-        let (st, _, log) = call(&s, Method::PUT, "/_admin/upstreams/extra", AUTH, r#"{"registry": "http://127.0.0.1:15000", "prefixes": ["extra"]}"#);
+        let (st, _, log) = call(
+            &s,
+            Method::PUT,
+            "/_admin/upstreams/extra",
+            AUTH,
+            r#"{"registry": "http://127.0.0.1:15000", "prefixes": ["extra"]}"#,
+        );
         assert_eq!(st, 200);
         let log = log.unwrap();
-        assert_eq!((log["who"].as_str(), log["op"].as_str()), (Some("ops"), Some("put")));
-        assert!(!log.to_string().contains("s3cret"), "the token's name, never its value");
+        assert_eq!(
+            (log["who"].as_str(), log["op"].as_str()),
+            (Some("ops"), Some("put"))
+        );
+        assert!(
+            !log.to_string().contains("s3cret"),
+            "the token's name, never its value"
+        );
         let (st, list, _) = call(&s, Method::GET, "/_admin/upstreams", AUTH, "");
         assert_eq!(st, 200);
         assert_eq!(list["upstreams"].as_array().unwrap().len(), 2);
         let (_, one, _) = call(&s, Method::GET, "/_admin/upstreams/extra", AUTH, "");
-        assert_eq!((one["registry"].as_str(), one["source"].as_str()), (Some("http://127.0.0.1:15000"), Some("stored")));
-        call(&s, Method::PUT, "/_admin/upstreams/extra", AUTH, r#"{"registry": "http://127.0.0.1:15100", "prefixes": ["extra"], "tag_ttl": "1h"}"#);
+        assert_eq!(
+            (one["registry"].as_str(), one["source"].as_str()),
+            (Some("http://127.0.0.1:15000"), Some("stored"))
+        );
+        call(
+            &s,
+            Method::PUT,
+            "/_admin/upstreams/extra",
+            AUTH,
+            r#"{"registry": "http://127.0.0.1:15100", "prefixes": ["extra"], "tag_ttl": "1h"}"#,
+        );
         let (_, one, _) = call(&s, Method::GET, "/_admin/upstreams/extra", AUTH, "");
-        assert_eq!((one["registry"].as_str(), one["tag_ttl"].as_u64()), (Some("http://127.0.0.1:15100"), Some(3600)));
-        assert_eq!(call(&s, Method::DELETE, "/_admin/upstreams/extra", AUTH, "").0, 200);
-        assert_eq!(call(&s, Method::GET, "/_admin/upstreams/extra", AUTH, "").0, 404);
+        assert_eq!(
+            (one["registry"].as_str(), one["tag_ttl"].as_u64()),
+            (Some("http://127.0.0.1:15100"), Some(3600))
+        );
+        assert_eq!(
+            call(&s, Method::DELETE, "/_admin/upstreams/extra", AUTH, "").0,
+            200
+        );
+        assert_eq!(
+            call(&s, Method::GET, "/_admin/upstreams/extra", AUTH, "").0,
+            404
+        );
         // A static upstream is hidden by a stored null.
-        assert_eq!(call(&s, Method::DELETE, "/_admin/upstreams/docker.io", AUTH, "").0, 200);
+        assert_eq!(
+            call(&s, Method::DELETE, "/_admin/upstreams/docker.io", AUTH, "").0,
+            200
+        );
         let (merged, _) = base().with_overrides(s.0.borrow().as_deref().unwrap());
         assert!(merged.upstreams.is_empty());
     }
@@ -212,7 +365,13 @@ mod tests {
     #[test]
     fn invalid_entries_are_rejected_when_written_and_nothing_changes() {
         let s = Mem::default();
-        for body in [r#"{"registry": "ftp://x"}"#, r#"{"registry": "https://x", "prefixes": ["docker.io"]}"#, "[1]", "not json", r#"{"registry": "https://x", "headers": {"X-A": "a value"}}"#] {
+        for body in [
+            r#"{"registry": "ftp://x"}"#,
+            r#"{"registry": "https://x", "prefixes": ["docker.io"]}"#,
+            "[1]",
+            "not json",
+            r#"{"registry": "https://x", "headers": {"X-A": "a value"}}"#,
+        ] {
             let (st, e, log) = call(&s, Method::PUT, "/_admin/upstreams/bad", AUTH, body);
             assert_eq!(st, 400, "{body}");
             assert!(e["errors"][0]["message"].is_string());
@@ -224,8 +383,22 @@ mod tests {
     #[test]
     fn wrong_missing_or_almost_right_tokens_get_401_and_change_nothing() {
         let s = Mem::default();
-        for auth in [None, Some("Bearer "), Some("Bearer s3cret-admin-toke"), Some("Bearer s3cret-admin-tokenX"), Some("Basic s3cret-admin-token"), Some("bearer s3cret-admin-token"), Some("s3cret-admin-token")] {
-            let (st, e, _) = call(&s, Method::PUT, "/_admin/upstreams/x", auth, r#"{"registry": "https://x"}"#);
+        for auth in [
+            None,
+            Some("Bearer "),
+            Some("Bearer s3cret-admin-toke"),
+            Some("Bearer s3cret-admin-tokenX"),
+            Some("Basic s3cret-admin-token"),
+            Some("bearer s3cret-admin-token"),
+            Some("s3cret-admin-token"),
+        ] {
+            let (st, e, _) = call(
+                &s,
+                Method::PUT,
+                "/_admin/upstreams/x",
+                auth,
+                r#"{"registry": "https://x"}"#,
+            );
             assert_eq!(st, 401, "{auth:?}");
             assert_eq!(e["errors"][0]["code"], "UNAUTHORIZED");
         }
@@ -235,7 +408,15 @@ mod tests {
     #[test]
     fn without_a_token_the_api_does_not_exist() {
         let s = Mem::default();
-        let (r, _) = block_on(handle(&base(), &s, None, &Method::GET, "/_admin/upstreams", AUTH, b""));
+        let (r, _) = block_on(handle(
+            &base(),
+            &s,
+            None,
+            &Method::GET,
+            "/_admin/upstreams",
+            AUTH,
+            b"",
+        ));
         assert_eq!(r.status(), 404);
     }
 
@@ -243,9 +424,18 @@ mod tests {
     fn other_paths_and_methods() {
         let s = Mem::default();
         assert_eq!(call(&s, Method::GET, "/_admin/other", AUTH, "").0, 404);
-        assert_eq!(call(&s, Method::GET, "/_admin/upstreams/a/b", AUTH, "").0, 404);
-        assert_eq!(call(&s, Method::POST, "/_admin/upstreams/a", AUTH, "").0, 405);
-        assert_eq!(call(&s, Method::DELETE, "/_admin/upstreams/none", AUTH, "").0, 404);
+        assert_eq!(
+            call(&s, Method::GET, "/_admin/upstreams/a/b", AUTH, "").0,
+            404
+        );
+        assert_eq!(
+            call(&s, Method::POST, "/_admin/upstreams/a", AUTH, "").0,
+            405
+        );
+        assert_eq!(
+            call(&s, Method::DELETE, "/_admin/upstreams/none", AUTH, "").0,
+            404
+        );
     }
 
     #[test]

@@ -11,22 +11,39 @@ fn enc(s: &str) -> String {
 }
 
 pub fn blob(upstream: &str, name: &RepoName, digest: &Digest) -> String {
-    format!("{BASE}/{}/{}/blobs/{}", enc(upstream), name, digest.as_str())
+    format!(
+        "{BASE}/{}/{}/blobs/{}",
+        enc(upstream),
+        name,
+        digest.as_str()
+    )
 }
 
 pub fn manifest(upstream: &str, name: &RepoName, digest: &Digest) -> String {
-    format!("{BASE}/{}/{}/manifests/{}", enc(upstream), name, digest.as_str())
+    format!(
+        "{BASE}/{}/{}/manifests/{}",
+        enc(upstream),
+        name,
+        digest.as_str()
+    )
 }
 
 /// A tag's record depends on what the client accepts: the same tag may resolve to an index for one
 /// client and a single manifest for another.
 pub fn tag(upstream: &str, name: &RepoName, tag: &Tag, accept: &[String]) -> String {
-    format!("{BASE}/{}/{}/tags/{}?accept={}", enc(upstream), name, tag.as_str(), enc(&accept.join(",")))
+    format!(
+        "{BASE}/{}/{}/tags/{}?accept={}",
+        enc(upstream),
+        name,
+        tag.as_str(),
+        enc(&accept.join(","))
+    )
 }
 
 /// The object name in R2 for a cache key.
 pub fn object_name(key: &str) -> &str {
-    key.strip_prefix(BASE).map_or(key, |k| k.trim_start_matches('/'))
+    key.strip_prefix(BASE)
+        .map_or(key, |k| k.trim_start_matches('/'))
 }
 
 #[cfg(test)]
@@ -38,13 +55,32 @@ mod tests {
         let n = RepoName::parse("library/alpine").unwrap();
         let d = Digest::parse(&format!("sha256:{}", "a".repeat(64))).unwrap();
         let t = Tag::parse("latest").unwrap();
-        assert_eq!(blob("docker.io", &n, &d), format!("https://edgemirror.cache/v1/docker.io/library/alpine/blobs/sha256:{}", "a".repeat(64)));
+        assert_eq!(
+            blob("docker.io", &n, &d),
+            format!(
+                "https://edgemirror.cache/v1/docker.io/library/alpine/blobs/sha256:{}",
+                "a".repeat(64)
+            )
+        );
         assert_ne!(blob("docker.io", &n, &d), blob("ghcr.io", &n, &d));
         assert_ne!(manifest("docker.io", &n, &d), blob("docker.io", &n, &d));
-        let one = tag("docker.io", &n, &t, &["application/vnd.oci.image.index.v1+json".into()]);
-        let other = tag("docker.io", &n, &t, &["application/vnd.docker.distribution.manifest.v2+json".into()]);
+        let one = tag(
+            "docker.io",
+            &n,
+            &t,
+            &["application/vnd.oci.image.index.v1+json".into()],
+        );
+        let other = tag(
+            "docker.io",
+            &n,
+            &t,
+            &["application/vnd.docker.distribution.manifest.v2+json".into()],
+        );
         assert_ne!(one, other);
         assert!(one.ends_with("accept=application%2Fvnd.oci.image.index.v1%2Bjson"));
-        assert_eq!(object_name(&blob("a b", &n, &d)), format!("a+b/library/alpine/blobs/sha256:{}", "a".repeat(64)));
+        assert_eq!(
+            object_name(&blob("a b", &n, &d)),
+            format!("a+b/library/alpine/blobs/sha256:{}", "a".repeat(64))
+        );
     }
 }

@@ -9,7 +9,10 @@ pub struct Challenge {
 
 impl Challenge {
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -19,12 +22,17 @@ pub struct BearerChallenge {
     pub realm: url::Url,
     pub service: Option<String>,
     pub scope: Option<String>,
+    /// RFC 6750's `error`: `invalid_token` (expired, bad signature) or `insufficient_scope`.
+    pub error: Option<String>,
 }
 
 /// Parses one header value into its challenges. Malformed parts end the parse; what was read stays.
 pub fn parse(header: &str) -> Vec<Challenge> {
     let mut out: Vec<Challenge> = Vec::new();
-    let mut p = Parser { s: header.as_bytes(), i: 0 };
+    let mut p = Parser {
+        s: header.as_bytes(),
+        i: 0,
+    };
     loop {
         p.skip(|b| b == b' ' || b == b',' || b == b'\t');
         let Some(word) = p.token() else { break };
@@ -38,7 +46,10 @@ pub fn parse(header: &str) -> Vec<Challenge> {
                 last.params.push((word.to_ascii_lowercase(), value));
             }
         } else {
-            out.push(Challenge { scheme: word.to_ascii_lowercase(), params: Vec::new() });
+            out.push(Challenge {
+                scheme: word.to_ascii_lowercase(),
+                params: Vec::new(),
+            });
         }
     }
     out
@@ -46,14 +57,20 @@ pub fn parse(header: &str) -> Vec<Challenge> {
 
 /// The first Bearer challenge with a usable http(s) realm.
 pub fn bearer(header: &str) -> Option<BearerChallenge> {
-    parse(header).into_iter().filter(|c| c.scheme == "bearer").find_map(|c| {
-        let realm = url::Url::parse(c.param("realm")?).ok().filter(|u| matches!(u.scheme(), "http" | "https"))?;
-        Some(BearerChallenge {
-            realm,
-            service: c.param("service").map(str::to_string),
-            scope: c.param("scope").map(str::to_string),
+    parse(header)
+        .into_iter()
+        .filter(|c| c.scheme == "bearer")
+        .find_map(|c| {
+            let realm = url::Url::parse(c.param("realm")?)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))?;
+            Some(BearerChallenge {
+                realm,
+                service: c.param("service").map(str::to_string),
+                scope: c.param("scope").map(str::to_string),
+                error: c.param("error").map(str::to_string),
+            })
         })
-    })
 }
 
 struct Parser<'a> {
@@ -151,6 +168,9 @@ mod tests {
 
     #[test]
     fn scope_string() {
-        assert_eq!(pull_scope("library/alpine"), "repository:library/alpine:pull");
+        assert_eq!(
+            pull_scope("library/alpine"),
+            "repository:library/alpine:pull"
+        );
     }
 }

@@ -73,7 +73,10 @@ impl std::fmt::Display for ConfigError {
 }
 
 fn err(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
-    ConfigError { field: field.into(), problem: problem.into() }
+    ConfigError {
+        field: field.into(),
+        problem: problem.into(),
+    }
 }
 
 /// The variables the configuration is read from, as the platform found them.
@@ -113,18 +116,38 @@ struct RawUpstream {
 }
 
 /// Headers the mirror sets itself, or that would carry someone else's credentials.
-const RESERVED_HEADERS: &[&str] = &["authorization", "host", "accept", "accept-encoding", "range", "user-agent", "content-length", "connection", "transfer-encoding", "cookie"];
+const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "host",
+    "accept",
+    "accept-encoding",
+    "range",
+    "user-agent",
+    "content-length",
+    "connection",
+    "transfer-encoding",
+    "cookie",
+];
 
 fn check_headers(headers: BTreeMap<String, String>) -> Result<Vec<(String, String)>, String> {
     headers
         .into_iter()
         .map(|(name, secret)| {
-            let token = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            let token = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
             if !token || RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
                 return Err(format!("{name:?} is not a header the mirror can send"));
             }
-            if secret.is_empty() || !secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                return Err(format!("the value of {name:?} must name a secret (letters, digits, _), not hold it"));
+            if secret.is_empty()
+                || !secret
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
+                return Err(format!(
+                    "the value of {name:?} must name a secret (letters, digits, _), not hold it"
+                ));
             }
             Ok((name.to_ascii_lowercase(), secret))
         })
@@ -136,7 +159,9 @@ const MAX_DURATION: u64 = 10 * 365 * 24 * 3600;
 
 /// Seconds as a number, or a string with a unit: `"90s"`, `"10m"`, `"1h"`, `"365d"`.
 pub fn parse_duration(value: &serde_json::Value) -> Result<u64, String> {
-    let bad = || format!("{value} is not a duration (seconds, or a string like \"10m\", \"1h\", \"365d\")");
+    let bad = || {
+        format!("{value} is not a duration (seconds, or a string like \"10m\", \"1h\", \"365d\")")
+    };
     let secs = match value {
         serde_json::Value::Number(n) => n.as_u64().ok_or_else(bad)?,
         serde_json::Value::String(s) => {
@@ -189,13 +214,31 @@ impl Config {
                 credentials: None,
             })
             .collect();
-        Config { upstreams, default: Some(0), upstream_timeout_ms: DEFAULT_TIMEOUT_MS, prewarm: vec![], prewarm_budget: DEFAULT_PREWARM_BUDGET, allow: vec![], trusted: vec![], rate_limit: None }
+        Config {
+            upstreams,
+            default: Some(0),
+            upstream_timeout_ms: DEFAULT_TIMEOUT_MS,
+            prewarm: vec![],
+            prewarm_budget: DEFAULT_PREWARM_BUDGET,
+            allow: vec![],
+            trusted: vec![],
+            rate_limit: None,
+        }
     }
 
     pub fn from_vars(vars: &Vars) -> Result<Config, ConfigError> {
         let mut config = match vars.upstreams.map(str::trim).filter(|s| !s.is_empty()) {
             None => Config::built_in(),
-            Some(text) => Config { upstreams: parse_table(text)?, default: None, upstream_timeout_ms: 0, prewarm: vec![], prewarm_budget: 0, allow: vec![], trusted: vec![], rate_limit: None },
+            Some(text) => Config {
+                upstreams: parse_table(text)?,
+                default: None,
+                upstream_timeout_ms: 0,
+                prewarm: vec![],
+                prewarm_budget: 0,
+                allow: vec![],
+                trusted: vec![],
+                rate_limit: None,
+            },
         };
         config.default = match vars.default_upstream.map(str::trim) {
             Some("") => None,
@@ -204,7 +247,12 @@ impl Config {
                     .upstreams
                     .iter()
                     .position(|u| u.name == name)
-                    .ok_or_else(|| err("DEFAULT_UPSTREAM", format!("{name:?} is not an upstream in UPSTREAMS")))?,
+                    .ok_or_else(|| {
+                        err(
+                            "DEFAULT_UPSTREAM",
+                            format!("{name:?} is not an upstream in UPSTREAMS"),
+                        )
+                    })?,
             ),
             None => config.upstreams.iter().position(|u| u.name == DOCKER_HUB),
         };
@@ -215,7 +263,12 @@ impl Config {
                 text.parse::<u32>()
                     .ok()
                     .filter(|ms| (lo..=hi).contains(ms))
-                    .ok_or_else(|| err("UPSTREAM_TIMEOUT_MS", format!("must be a whole number of milliseconds from {lo} to {hi}")))?
+                    .ok_or_else(|| {
+                        err(
+                            "UPSTREAM_TIMEOUT_MS",
+                            format!("must be a whole number of milliseconds from {lo} to {hi}"),
+                        )
+                    })?
             }
         };
         config.prewarm = parse_prewarm(vars.prewarm)?;
@@ -225,9 +278,17 @@ impl Config {
                 .parse::<u32>()
                 .ok()
                 .filter(|n| (1..=1000).contains(n))
-                .ok_or_else(|| err("PREWARM_BUDGET", "must be a whole number of upstream requests from 1 to 1000"))?,
+                .ok_or_else(|| {
+                    err(
+                        "PREWARM_BUDGET",
+                        "must be a whole number of upstream requests from 1 to 1000",
+                    )
+                })?,
         };
-        let cidrs = |text: Option<&str>, field: &str| match text.map(str::trim).filter(|t| !t.is_empty() && *t != "[]") {
+        let cidrs = |text: Option<&str>, field: &str| match text
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && *t != "[]")
+        {
             None => Ok(vec![]),
             Some(t) => crate::ratelimit::parse_cidrs(t).map_err(|p| err(field, p)),
         };
@@ -236,7 +297,12 @@ impl Config {
         config.rate_limit = match vars.rate_limit.map(str::trim) {
             None | Some("") => Some(crate::ratelimit::DEFAULT_LIMIT),
             Some("off") => None,
-            Some(t) => Some(crate::ratelimit::Limit::parse(t).ok_or_else(|| err("RATE_LIMIT", "must be pulls/window like \"100/6h\", or \"off\""))?),
+            Some(t) => Some(crate::ratelimit::Limit::parse(t).ok_or_else(|| {
+                err(
+                    "RATE_LIMIT",
+                    "must be pulls/window like \"100/6h\", or \"off\"",
+                )
+            })?),
         };
         Ok(config)
     }
@@ -250,9 +316,20 @@ impl Config {
         let mut skipped = Vec::new();
         let map: BTreeMap<String, serde_json::Value> = match serde_json::from_str(overrides) {
             Ok(m) => m,
-            Err(e) => return (out, vec![err("CONFIG", format!("stored upstream overrides are not a JSON object ({e})"))]),
+            Err(e) => {
+                return (
+                    out,
+                    vec![err(
+                        "CONFIG",
+                        format!("stored upstream overrides are not a JSON object ({e})"),
+                    )],
+                )
+            }
         };
-        let default_name = self.default.and_then(|i| self.get(i)).map(|u| u.name.clone());
+        let default_name = self
+            .default
+            .and_then(|i| self.get(i))
+            .map(|u| u.name.clone());
         for (name, value) in map {
             let before = out.upstreams.clone();
             out.upstreams.retain(|u| u.name != name);
@@ -284,13 +361,26 @@ impl Config {
 /// `["docker.io/library/alpine:latest", "ghcr.io/owner/img:v1", "alpine:3.19"]`: names as a client
 /// pulls them through the mirror, each with a tag.
 fn parse_prewarm(text: Option<&str>) -> Result<Vec<(RepoName, Tag)>, ConfigError> {
-    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else { return Ok(vec![]) };
-    let list: Vec<String> = serde_json::from_str(text).map_err(|e| err("PREWARM", format!("must be a list of image references ({e})")))?;
+    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(vec![]);
+    };
+    let list: Vec<String> = serde_json::from_str(text).map_err(|e| {
+        err(
+            "PREWARM",
+            format!("must be a list of image references ({e})"),
+        )
+    })?;
     list.iter()
         .enumerate()
         .map(|(i, image)| {
-            let (name, tag) = image.rsplit_once(':').ok_or_else(|| err(format!("PREWARM[{i}]"), format!("{image:?} needs a tag (name:tag)")))?;
-            let name = RepoName::parse(name).map_err(|e| err(format!("PREWARM[{i}]"), e.message))?;
+            let (name, tag) = image.rsplit_once(':').ok_or_else(|| {
+                err(
+                    format!("PREWARM[{i}]"),
+                    format!("{image:?} needs a tag (name:tag)"),
+                )
+            })?;
+            let name =
+                RepoName::parse(name).map_err(|e| err(format!("PREWARM[{i}]"), e.message))?;
             let tag = Tag::parse(tag).map_err(|e| err(format!("PREWARM[{i}]"), e.message))?;
             Ok((name, tag))
         })
@@ -301,7 +391,11 @@ fn parse_table(text: &str) -> Result<Vec<Upstream>, ConfigError> {
     let de = &mut serde_json::Deserializer::from_str(text);
     let raw: BTreeMap<String, RawUpstream> = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." { "UPSTREAMS".to_string() } else { format!("UPSTREAMS.{path}") };
+        let field = if path == "." {
+            "UPSTREAMS".to_string()
+        } else {
+            format!("UPSTREAMS.{path}")
+        };
         err(field, e.into_inner().to_string())
     })?;
     if raw.is_empty() {
@@ -311,18 +405,31 @@ fn parse_table(text: &str) -> Result<Vec<Upstream>, ConfigError> {
     for (name, raw) in raw {
         let field = |f: &str| format!("UPSTREAMS.{name}.{f}");
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(err(format!("UPSTREAMS.{name:?}"), "an upstream name must be non-empty printable ASCII"));
+            return Err(err(
+                format!("UPSTREAMS.{name:?}"),
+                "an upstream name must be non-empty printable ASCII",
+            ));
         }
         let registry = normalise_registry(&raw.registry).map_err(|p| err(field("registry"), p))?;
         let hosts = lowercase_all(raw.hosts);
         if let Some(h) = hosts.iter().find(|h| !is_host(h)) {
-            return Err(err(field("hosts"), format!("{h:?} is not a host name (or host:port)")));
+            return Err(err(
+                field("hosts"),
+                format!("{h:?} is not a host name (or host:port)"),
+            ));
         }
         let prefixes = lowercase_all(raw.prefixes);
         if let Some(p) = prefixes.iter().find(|p| !is_path_component(p)) {
-            return Err(err(field("prefixes"), format!("{p:?} is not a single repository path component (like ghcr.io or ghcr)")));
+            return Err(err(
+                field("prefixes"),
+                format!("{p:?} is not a single repository path component (like ghcr.io or ghcr)"),
+            ));
         }
-        if let Some(n) = raw.ns.iter().find(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_graphic())) {
+        if let Some(n) = raw
+            .ns
+            .iter()
+            .find(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_graphic()))
+        {
             return Err(err(field("ns"), format!("{n:?} is not a registry name")));
         }
         let mut ttls = Ttls::default();
@@ -330,20 +437,50 @@ fn parse_table(text: &str) -> Result<Vec<Upstream>, ConfigError> {
             ("tag_ttl", &raw.tag_ttl, &mut ttls.tag),
             ("manifest_ttl", &raw.manifest_ttl, &mut ttls.manifest),
             ("blob_ttl", &raw.blob_ttl, &mut ttls.blob),
-            ("stale_if_error", &raw.stale_if_error, &mut ttls.stale_if_error),
+            (
+                "stale_if_error",
+                &raw.stale_if_error,
+                &mut ttls.stale_if_error,
+            ),
         ] {
             if let Some(v) = value {
                 *slot = parse_duration(v).map_err(|p| err(field(key), p))?;
             }
         }
         let headers = check_headers(raw.headers).map_err(|p| err(field("headers"), p))?;
-        if let Some(c) = raw.credentials.as_deref().filter(|c| c.is_empty() || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')) {
-            return Err(err(field("credentials"), format!("{:?} must name a secret (letters, digits, _), not hold it", crate::reference::clip(c))));
+        if let Some(c) = raw
+            .credentials
+            .as_deref()
+            .filter(|c| c.is_empty() || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        {
+            return Err(err(
+                field("credentials"),
+                format!(
+                    "{:?} must name a secret (letters, digits, _), not hold it",
+                    crate::reference::clip(c)
+                ),
+            ));
         }
-        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
-            return Err(err(format!("UPSTREAMS.{name:?}"), "an upstream name is letters, digits, '.', '_' and '-'"));
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Err(err(
+                format!("UPSTREAMS.{name:?}"),
+                "an upstream name is letters, digits, '.', '_' and '-'",
+            ));
         }
-        upstreams.push(Upstream { name, registry, hosts, prefixes, ns: raw.ns, library: raw.library, ttls, headers, credentials: raw.credentials });
+        upstreams.push(Upstream {
+            name,
+            registry,
+            hosts,
+            prefixes,
+            ns: raw.ns,
+            library: raw.library,
+            ttls,
+            headers,
+            credentials: raw.credentials,
+        });
     }
     check_all_unique(&upstreams)?;
     Ok(upstreams)
@@ -360,7 +497,11 @@ fn lowercase_all(v: Vec<String>) -> Vec<String> {
 }
 
 /// A value may route to one upstream only.
-fn check_unique(ups: &[Upstream], what: &str, values: impl Fn(&Upstream) -> &Vec<String>) -> Result<(), ConfigError> {
+fn check_unique(
+    ups: &[Upstream],
+    what: &str,
+    values: impl Fn(&Upstream) -> &Vec<String>,
+) -> Result<(), ConfigError> {
     let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
     for u in ups {
         for v in values(u) {
@@ -381,7 +522,9 @@ fn is_host(h: &str) -> bool {
         None => (h, None),
     };
     let name_ok = !name.is_empty()
-        && name.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        && name
+            .split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
     let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
     name_ok && port_ok
 }

@@ -24,26 +24,94 @@ pub enum ErrorCode {
 
 /// (code, wire name, default status, default message) — the one table of OCI errors.
 const TABLE: &[(ErrorCode, &str, u16, &str)] = &[
-    (ErrorCode::BlobUnknown, "BLOB_UNKNOWN", 404, "blob unknown to registry"),
-    (ErrorCode::DigestInvalid, "DIGEST_INVALID", 400, "provided digest did not match uploaded content"),
-    (ErrorCode::ManifestUnknown, "MANIFEST_UNKNOWN", 404, "manifest unknown"),
-    (ErrorCode::NameInvalid, "NAME_INVALID", 400, "invalid repository name"),
-    (ErrorCode::NameUnknown, "NAME_UNKNOWN", 404, "repository name not known to registry"),
-    (ErrorCode::TagInvalid, "TAG_INVALID", 400, "manifest tag did not match URI"),
-    (ErrorCode::RangeInvalid, "RANGE_INVALID", 416, "invalid content range"),
-    (ErrorCode::PaginationNumberInvalid, "PAGINATION_NUMBER_INVALID", 400, "invalid number of results requested"),
-    (ErrorCode::Unauthorized, "UNAUTHORIZED", 401, "authentication required"),
-    (ErrorCode::Denied, "DENIED", 403, "requested access to the resource is denied"),
-    (ErrorCode::Unsupported, "UNSUPPORTED", 405, "the operation is unsupported"),
-    (ErrorCode::TooManyRequests, "TOOMANYREQUESTS", 429, "too many requests"),
-    (ErrorCode::Unavailable, "UNAVAILABLE", 503, "service unavailable"),
+    (
+        ErrorCode::BlobUnknown,
+        "BLOB_UNKNOWN",
+        404,
+        "blob unknown to registry",
+    ),
+    (
+        ErrorCode::DigestInvalid,
+        "DIGEST_INVALID",
+        400,
+        "provided digest did not match uploaded content",
+    ),
+    (
+        ErrorCode::ManifestUnknown,
+        "MANIFEST_UNKNOWN",
+        404,
+        "manifest unknown",
+    ),
+    (
+        ErrorCode::NameInvalid,
+        "NAME_INVALID",
+        400,
+        "invalid repository name",
+    ),
+    (
+        ErrorCode::NameUnknown,
+        "NAME_UNKNOWN",
+        404,
+        "repository name not known to registry",
+    ),
+    (
+        ErrorCode::TagInvalid,
+        "TAG_INVALID",
+        400,
+        "manifest tag did not match URI",
+    ),
+    (
+        ErrorCode::RangeInvalid,
+        "RANGE_INVALID",
+        416,
+        "invalid content range",
+    ),
+    (
+        ErrorCode::PaginationNumberInvalid,
+        "PAGINATION_NUMBER_INVALID",
+        400,
+        "invalid number of results requested",
+    ),
+    (
+        ErrorCode::Unauthorized,
+        "UNAUTHORIZED",
+        401,
+        "authentication required",
+    ),
+    (
+        ErrorCode::Denied,
+        "DENIED",
+        403,
+        "requested access to the resource is denied",
+    ),
+    (
+        ErrorCode::Unsupported,
+        "UNSUPPORTED",
+        405,
+        "the operation is unsupported",
+    ),
+    (
+        ErrorCode::TooManyRequests,
+        "TOOMANYREQUESTS",
+        429,
+        "too many requests",
+    ),
+    (
+        ErrorCode::Unavailable,
+        "UNAVAILABLE",
+        503,
+        "service unavailable",
+    ),
     (ErrorCode::Unknown, "UNKNOWN", 500, "unknown error"),
 ];
 
 impl ErrorCode {
     fn row(self) -> &'static (ErrorCode, &'static str, u16, &'static str) {
         // Every variant has a row; the test below keeps it that way.
-        TABLE.iter().find(|row| row.0 == self).unwrap_or(&TABLE[TABLE.len() - 1])
+        TABLE
+            .iter()
+            .find(|row| row.0 == self)
+            .unwrap_or(&TABLE[TABLE.len() - 1])
     }
     pub fn as_str(self) -> &'static str {
         self.row().1
@@ -80,7 +148,11 @@ struct Entry<'a> {
 
 impl OciError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        OciError { code, status: code.default_status(), message: message.into() }
+        OciError {
+            code,
+            status: code.default_status(),
+            message: message.into(),
+        }
     }
     pub fn with_status(mut self, status: u16) -> Self {
         self.status = status;
@@ -88,14 +160,25 @@ impl OciError {
     }
     /// The JSON envelope body.
     pub fn body(&self) -> Vec<u8> {
-        let env = Envelope { errors: [Entry { code: self.code.as_str(), message: &self.message }] };
+        let env = Envelope {
+            errors: [Entry {
+                code: self.code.as_str(),
+                message: &self.message,
+            }],
+        };
         serde_json::to_vec(&env).unwrap_or_else(|_| b"{\"errors\":[]}".to_vec())
     }
 }
 
 impl std::fmt::Display for OciError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status, self.code.as_str(), self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status,
+            self.code.as_str(),
+            self.message
+        )
     }
 }
 

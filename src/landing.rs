@@ -18,14 +18,20 @@ fn esc(s: &str) -> String {
 
 /// The registry's host for tools that want a bare host (podman's `location`).
 fn bare(registry: &str) -> &str {
-    registry.split_once("://").map_or(registry, |(_, rest)| rest)
+    registry
+        .split_once("://")
+        .map_or(registry, |(_, rest)| rest)
 }
 
 fn list(items: &[String]) -> String {
     if items.is_empty() {
         "—".to_string()
     } else {
-        items.iter().map(|i| format!("<code>{}</code>", esc(i))).collect::<Vec<_>>().join(" ")
+        items
+            .iter()
+            .map(|i| format!("<code>{}</code>", esc(i)))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -54,7 +60,10 @@ fn registries_conf(host: &str, insecure: bool, config: &Config) -> String {
         } else {
             continue;
         };
-        let prefix = u.ns.first().cloned().unwrap_or_else(|| bare(&u.registry).to_string());
+        let prefix =
+            u.ns.first()
+                .cloned()
+                .unwrap_or_else(|| bare(&u.registry).to_string());
         out.push_str(&format!("[[registry]]\nprefix = \"{prefix}\"\nlocation = \"{}\"\n[[registry.mirror]]\nlocation = \"{mirror}\"\n", bare(&u.registry)));
         if insecure {
             out.push_str("insecure = true\n");
@@ -83,7 +92,12 @@ pub fn page(origin: &str, host: &str, config: &Config) -> String {
             )
         })
         .collect();
-    let hosts: String = config.upstreams.iter().filter_map(|u| hosts_toml(origin, u)).collect::<Vec<_>>().join("\n");
+    let hosts: String = config
+        .upstreams
+        .iter()
+        .filter_map(|u| hosts_toml(origin, u))
+        .collect::<Vec<_>>()
+        .join("\n");
     let mut direct = String::new();
     if config.default.is_some() {
         direct.push_str(&format!("docker pull {host}/library/alpine:latest\n"));
@@ -93,7 +107,14 @@ pub fn page(origin: &str, host: &str, config: &Config) -> String {
             direct.push_str(&format!("docker pull {host}/{p}/OWNER/IMAGE:TAG\n"));
         }
     }
-    let daemon = format!("{{\n  \"registry-mirrors\": [\"{origin}\"]{}\n}}", if insecure { format!(",\n  \"insecure-registries\": [\"{host}\"]") } else { String::new() });
+    let daemon = format!(
+        "{{\n  \"registry-mirrors\": [\"{origin}\"]{}\n}}",
+        if insecure {
+            format!(",\n  \"insecure-registries\": [\"{host}\"]")
+        } else {
+            String::new()
+        }
+    );
     let k8s = "# /etc/containerd/config.toml on every node (containerd 1.x), then restart containerd\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/etc/containerd/certs.d\"\n# and the hosts.toml files above under /etc/containerd/certs.d/";
     format!(
         r#"<!doctype html>
@@ -146,21 +167,29 @@ mod tests {
     fn the_page_is_filled_in_with_the_mirror_host_for_every_client() {
         let c = Config::from_vars(&Vars::default()).unwrap();
         let html = page("https://mirror.example.com", "mirror.example.com", &c);
-        assert!(html.contains(r#"&quot;registry-mirrors&quot;: [&quot;https://mirror.example.com&quot;]"#));
+        assert!(html
+            .contains(r#"&quot;registry-mirrors&quot;: [&quot;https://mirror.example.com&quot;]"#));
         assert!(html.contains("# /etc/containerd/certs.d/docker.io/hosts.toml"));
         assert!(html.contains(r#"[host.&quot;https://mirror.example.com&quot;]"#));
         assert!(html.contains("location = &quot;mirror.example.com/ghcr.io&quot;"));
         assert!(html.contains("docker pull mirror.example.com/ghcr.io/OWNER/IMAGE:TAG"));
         assert!(html.contains("config_path"));
         assert!(!html.contains("insecure"), "https needs no insecure flags");
-        assert!(!html.contains("src=\"http") && !html.contains("href=\"http"), "no external assets");
+        assert!(
+            !html.contains("src=\"http") && !html.contains("href=\"http"),
+            "no external assets"
+        );
     }
 
     #[test]
     fn prefix_only_upstreams_get_override_path_and_http_gets_insecure() {
         let table = r#"{"docker.io": {"registry": "http://127.0.0.1:15100", "ns": ["docker.io"], "library": true},
                         "quay": {"registry": "https://quay.io", "prefixes": ["quay.io"]}}"#;
-        let c = Config::from_vars(&Vars { upstreams: Some(table), ..Default::default() }).unwrap();
+        let c = Config::from_vars(&Vars {
+            upstreams: Some(table),
+            ..Default::default()
+        })
+        .unwrap();
         let html = page("http://127.0.0.1:8787", "127.0.0.1:8787", &c);
         assert!(html.contains("[host.&quot;http://127.0.0.1:8787/v2/quay.io&quot;]"));
         assert!(html.contains("override_path = true"));

@@ -3,22 +3,23 @@
 //! The registry logic is plain Rust on `http` types and runs natively under `cargo test`;
 //! only `platform` (compiled for wasm32) touches the `worker` crate.
 
-pub mod error;
-pub mod landing;
-pub mod reference;
-pub mod config;
-pub mod ratelimit;
-pub mod route;
-pub mod select;
 pub mod admin;
 pub mod cache_key;
 pub mod challenge;
-pub mod token;
+pub mod config;
+pub mod error;
+pub mod landing;
 pub mod mirror;
 pub mod mirror_auth;
 pub mod policy;
 pub mod ports;
 pub mod prewarm;
+pub mod ratelimit;
+pub mod reference;
+pub mod retry;
+pub mod route;
+pub mod select;
+pub mod token;
 
 #[cfg(target_arch = "wasm32")]
 mod platform;

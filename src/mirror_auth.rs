@@ -24,8 +24,15 @@ fn hmac(key: &[u8; 32], message: &[u8]) -> [u8; 32] {
         ipad[i] ^= k;
         opad[i] ^= k;
     }
-    let inner = Sha256::new().chain_update(ipad).chain_update(message).finalize();
-    Sha256::new().chain_update(opad).chain_update(inner).finalize().into()
+    let inner = Sha256::new()
+        .chain_update(ipad)
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(opad)
+        .chain_update(inner)
+        .finalize()
+        .into()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -38,13 +45,22 @@ impl MirrorCredentials {
         let logins: Vec<(String, String)> = secret
             .lines()
             .filter_map(|l| l.trim().split_once(':'))
-            .filter(|(u, p)| !u.is_empty() && !p.is_empty() && u.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b)))
+            .filter(|(u, p)| {
+                !u.is_empty()
+                    && !p.is_empty()
+                    && u.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b))
+            })
             .map(|(u, p)| (u.to_string(), basic(&format!("{u}:{p}"))))
             .collect();
         if logins.is_empty() {
             return None;
         }
-        let key = Sha256::new().chain_update(b"edgemirror mirror tokens\0").chain_update(secret.as_bytes()).finalize().into();
+        let key = Sha256::new()
+            .chain_update(b"edgemirror mirror tokens\0")
+            .chain_update(secret.as_bytes())
+            .finalize()
+            .into();
         Some(MirrorCredentials { logins, key })
     }
 
@@ -67,11 +83,18 @@ impl MirrorCredentials {
     /// The user a token was issued for, if it is genuine and unexpired.
     pub fn user_of_token(&self, token: &str, now: u64) -> Option<String> {
         let (body, mac) = token.rsplit_once('.')?;
-        if !constant_time_eq(mac.as_bytes(), hex(&hmac(&self.key, body.as_bytes())).as_bytes()) {
+        if !constant_time_eq(
+            mac.as_bytes(),
+            hex(&hmac(&self.key, body.as_bytes())).as_bytes(),
+        ) {
             return None;
         }
         let mut parts = body.split('.');
-        let (Some(TOKEN_PREFIX), Some(user), Some(exp), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else { return None };
+        let (Some(TOKEN_PREFIX), Some(user), Some(exp), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
         (exp.parse::<u64>().ok()? > now).then(|| user.to_string())
     }
 
@@ -79,7 +102,9 @@ impl MirrorCredentials {
     pub fn admits(&self, authorization: Option<&str>, now: u64) -> bool {
         match authorization {
             Some(a) if a.starts_with("Basic ") => self.user_of_basic(a).is_some(),
-            Some(a) => a.strip_prefix("Bearer ").is_some_and(|t| self.user_of_token(t, now).is_some()),
+            Some(a) => a
+                .strip_prefix("Bearer ")
+                .is_some_and(|t| self.user_of_token(t, now).is_some()),
             None => false,
         }
     }
@@ -120,11 +145,19 @@ mod tests {
         let t = c.issue("ci", 1000);
         assert_eq!(c.user_of_token(&t, 1000).as_deref(), Some("ci"));
         assert_eq!(c.user_of_token(&t, 1000 + TOKEN_LIFETIME), None, "expired");
-        assert_eq!(c.user_of_token(&t.replace(".ci.", ".ops."), 1000), None, "tampered");
+        assert_eq!(
+            c.user_of_token(&t.replace(".ci.", ".ops."), 1000),
+            None,
+            "tampered"
+        );
         assert_eq!(c.user_of_token(&format!("{t}0"), 1000), None);
         assert_eq!(c.user_of_token("em1.ci.99999999999", 1000), None);
         let rotated = MirrorCredentials::parse("ci:new").unwrap();
-        assert_eq!(rotated.user_of_token(&t, 1000), None, "changing the credentials revokes tokens");
+        assert_eq!(
+            rotated.user_of_token(&t, 1000),
+            None,
+            "changing the credentials revokes tokens"
+        );
         assert!(c.admits(Some(&format!("Bearer {t}")), 1000));
         assert!(c.admits(Some(&basic("ci:pa55word")), 1000));
         assert!(!c.admits(Some("Bearer edgemirror-anonymous"), 1000));

@@ -19,7 +19,12 @@ pub const YEAR: u64 = 365 * 24 * 3600;
 
 impl Default for Ttls {
     fn default() -> Self {
-        Ttls { tag: 600, manifest: YEAR, blob: YEAR, stale_if_error: 24 * 3600 }
+        Ttls {
+            tag: 600,
+            manifest: YEAR,
+            blob: YEAR,
+            stale_if_error: 24 * 3600,
+        }
     }
 }
 
@@ -91,16 +96,29 @@ pub fn decide(kind: Kind, facts: &Facts, ttls: &Ttls) -> Decision {
         return Uncacheable("ttl is 0");
     }
     match kind {
-        Kind::TagRecord if facts.head && !facts.has_digest_header => Uncacheable("HEAD without Docker-Content-Digest"),
-        Kind::TagRecord => Cacheable { ttl, reason: "tag record" },
+        Kind::TagRecord if facts.head && !facts.has_digest_header => {
+            Uncacheable("HEAD without Docker-Content-Digest")
+        }
+        Kind::TagRecord => Cacheable {
+            ttl,
+            reason: "tag record",
+        },
         Kind::DigestManifest if facts.head => Uncacheable("HEAD has no body"),
         Kind::DigestManifest if !facts.digest_ok => Uncacheable("body does not match its digest"),
-        Kind::DigestManifest => Cacheable { ttl, reason: "content-addressed manifest" },
+        Kind::DigestManifest => Cacheable {
+            ttl,
+            reason: "content-addressed manifest",
+        },
         Kind::Blob if facts.head => Uncacheable("HEAD has no body"),
         Kind::Blob => match facts.content_length {
             None => Uncacheable("unknown length"),
-            Some(n) if n > facts.store_limit.unwrap_or(MAX_STORED_BLOB) => Uncacheable("larger than the store's object limit"),
-            Some(_) => Cacheable { ttl, reason: "content-addressed blob" },
+            Some(n) if n > facts.store_limit.unwrap_or(MAX_STORED_BLOB) => {
+                Uncacheable("larger than the store's object limit")
+            }
+            Some(_) => Cacheable {
+                ttl,
+                reason: "content-addressed blob",
+            },
         },
     }
 }
@@ -119,7 +137,9 @@ pub enum Freshness {
 pub fn freshness(stored_at: u64, ttl: u64, stale_if_error: u64, now: u64) -> Freshness {
     let age = now.saturating_sub(stored_at);
     if age < ttl {
-        Freshness::Fresh { remaining: ttl - age }
+        Freshness::Fresh {
+            remaining: ttl - age,
+        }
     } else if age < ttl.saturating_add(stale_if_error) {
         Freshness::Stale
     } else {
@@ -133,7 +153,13 @@ pub fn normalise_accept(values: &[&str]) -> Vec<String> {
     let mut types: Vec<String> = values
         .iter()
         .flat_map(|v| v.split(','))
-        .map(|t| t.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .filter(|t| !t.is_empty())
         .collect();
     types.sort();
@@ -146,15 +172,24 @@ pub fn normalise_accept(values: &[&str]) -> Vec<String> {
 /// empty list can know — so an empty list accepts only through an exact key match.
 pub fn accepts(accept: &[String], media_type: &str) -> bool {
     let media_type = media_type.to_ascii_lowercase();
-    accept.iter().any(|a| *a == media_type || a == "*/*" || a.strip_suffix("/*").is_some_and(|top| media_type.starts_with(&format!("{top}/"))))
+    accept.iter().any(|a| {
+        *a == media_type
+            || a == "*/*"
+            || a.strip_suffix("/*")
+                .is_some_and(|top| media_type.starts_with(&format!("{top}/")))
+    })
 }
 
 /// RFC 9211 `Cache-Status` values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CacheStatus {
-    Hit { ttl: u64 },
+    Hit {
+        ttl: u64,
+    },
     /// Forwarded; `stored` says whether the answer was stored, and if not, why.
-    Miss { stored: Result<(), &'static str> },
+    Miss {
+        stored: Result<(), &'static str>,
+    },
     /// A stale entry was revalidated with the upstream and served.
     Revalidated,
     /// The upstream failed; a stale entry was served.
@@ -170,8 +205,12 @@ impl CacheStatus {
         match self {
             CacheStatus::Hit { ttl } => format!("{CACHE_NAME}; hit; ttl={ttl}"),
             CacheStatus::Miss { stored: Ok(()) } => format!("{CACHE_NAME}; fwd=miss; stored"),
-            CacheStatus::Miss { stored: Err(why) } => format!("{CACHE_NAME}; fwd=miss; detail=\"{why}\""),
-            CacheStatus::Revalidated => format!("{CACHE_NAME}; fwd=stale; fwd-status=200; detail=revalidated"),
+            CacheStatus::Miss { stored: Err(why) } => {
+                format!("{CACHE_NAME}; fwd=miss; detail=\"{why}\"")
+            }
+            CacheStatus::Revalidated => {
+                format!("{CACHE_NAME}; fwd=stale; fwd-status=200; detail=revalidated")
+            }
             CacheStatus::Stale => format!("{CACHE_NAME}; hit; detail=stale-if-error"),
             CacheStatus::Bypass => format!("{CACHE_NAME}; detail=not-forwarded"),
         }
@@ -192,10 +231,21 @@ mod tests {
     use super::*;
     use rstest::rstest;
 
-    const T: Ttls = Ttls { tag: 600, manifest: YEAR, blob: 86_400, stale_if_error: 3_600 };
+    const T: Ttls = Ttls {
+        tag: 600,
+        manifest: YEAR,
+        blob: 86_400,
+        stale_if_error: 3_600,
+    };
 
     fn ok(status: u16) -> Facts {
-        Facts { status, content_length: Some(100), digest_ok: true, has_digest_header: true, ..Default::default() }
+        Facts {
+            status,
+            content_length: Some(100),
+            digest_ok: true,
+            has_digest_header: true,
+            ..Default::default()
+        }
     }
 
     #[rstest]
@@ -222,16 +272,29 @@ mod tests {
 
     #[test]
     fn a_store_with_a_larger_limit_takes_larger_blobs() {
-        let big = Facts { content_length: Some(MAX_STORED_BLOB + 1), store_limit: Some(MAX_R2_OBJECT), ..ok(200) };
+        let big = Facts {
+            content_length: Some(MAX_STORED_BLOB + 1),
+            store_limit: Some(MAX_R2_OBJECT),
+            ..ok(200)
+        };
         assert!(decide(Kind::Blob, &big, &T).is_cacheable());
-        let too_big = Facts { content_length: Some(MAX_R2_OBJECT + 1), ..big };
-        assert_eq!(decide(Kind::Blob, &too_big, &T), Decision::Uncacheable("larger than the store's object limit"));
+        let too_big = Facts {
+            content_length: Some(MAX_R2_OBJECT + 1),
+            ..big
+        };
+        assert_eq!(
+            decide(Kind::Blob, &too_big, &T),
+            Decision::Uncacheable("larger than the store's object limit")
+        );
     }
 
     #[test]
     fn zero_ttl_disables_a_kind() {
         let t = Ttls { tag: 0, ..T };
-        assert_eq!(decide(Kind::TagRecord, &ok(200), &t), Decision::Uncacheable("ttl is 0"));
+        assert_eq!(
+            decide(Kind::TagRecord, &ok(200), &t),
+            Decision::Uncacheable("ttl is 0")
+        );
         assert!(decide(Kind::Blob, &ok(200), &t).is_cacheable());
     }
 
@@ -252,7 +315,12 @@ mod tests {
     #[test]
     fn no_stale_window_goes_straight_to_expired() {
         assert_eq!(freshness(0, 10, 0, 10), Freshness::Expired);
-        assert_eq!(freshness(0, u64::MAX, u64::MAX, 5), Freshness::Fresh { remaining: u64::MAX - 5 });
+        assert_eq!(
+            freshness(0, u64::MAX, u64::MAX, 5),
+            Freshness::Fresh {
+                remaining: u64::MAX - 5
+            }
+        );
     }
 
     #[rstest]
@@ -271,23 +339,41 @@ mod tests {
     #[case("application/vnd.docker.distribution.manifest.list.v2+json", false)]
     #[case("application/vnd.oci.image.manifest.v1+json", false)]
     fn a_client_only_gets_types_it_accepts(#[case] media_type: &str, #[case] want: bool) {
-        let accept = normalise_accept(&["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.v2+json"]);
+        let accept = normalise_accept(&[
+            "application/vnd.oci.image.index.v1+json",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        ]);
         assert_eq!(accepts(&accept, media_type), want);
     }
 
     #[test]
     fn wildcards_and_empty_lists() {
         assert!(accepts(&normalise_accept(&["*/*"]), "application/x"));
-        assert!(accepts(&normalise_accept(&["application/*"]), "application/x"));
+        assert!(accepts(
+            &normalise_accept(&["application/*"]),
+            "application/x"
+        ));
         assert!(!accepts(&normalise_accept(&["text/*"]), "application/x"));
         assert!(!accepts(&[], "application/x"));
     }
 
     #[test]
     fn cache_status_headers() {
-        assert_eq!(CacheStatus::Hit { ttl: 5 }.header(), "edgemirror; hit; ttl=5");
-        assert_eq!(CacheStatus::Miss { stored: Ok(()) }.header(), "edgemirror; fwd=miss; stored");
-        assert_eq!(CacheStatus::Miss { stored: Err("not a 200") }.header(), "edgemirror; fwd=miss; detail=\"not a 200\"");
+        assert_eq!(
+            CacheStatus::Hit { ttl: 5 }.header(),
+            "edgemirror; hit; ttl=5"
+        );
+        assert_eq!(
+            CacheStatus::Miss { stored: Ok(()) }.header(),
+            "edgemirror; fwd=miss; stored"
+        );
+        assert_eq!(
+            CacheStatus::Miss {
+                stored: Err("not a 200")
+            }
+            .header(),
+            "edgemirror; fwd=miss; detail=\"not a 200\""
+        );
         assert_eq!(CacheStatus::Revalidated.short(), "revalidated");
         assert!(CacheStatus::Stale.header().contains("stale"));
     }

@@ -24,13 +24,19 @@ pub enum FetchError {
 pub trait Fetcher {
     type Body;
     /// Sends `req` with redirects *not* followed, waiting at most `timeout_ms` for headers.
-    async fn fetch(&self, req: &UpstreamRequest, timeout_ms: u32) -> Result<http::Response<Self::Body>, FetchError>;
+    async fn fetch(
+        &self,
+        req: &UpstreamRequest,
+        timeout_ms: u32,
+    ) -> Result<http::Response<Self::Body>, FetchError>;
     /// Reads a small body (token JSON, error envelopes), or `None` when it is over `limit` or fails.
     async fn read_small(&self, body: Self::Body, limit: usize) -> Option<Vec<u8>>;
     /// Lets go of a body that will not be read.
     fn discard(&self, body: Self::Body);
     /// Splits a body into two that each yield every byte (one for the client, one for a store).
     fn tee(&self, body: Self::Body) -> (Self::Body, Self::Body);
+    /// Waits `ms` milliseconds (before a retry).
+    async fn pause(&self, ms: u32);
 }
 
 /// A tag's resolution as last seen upstream: enough to answer a HEAD and find the manifest.
@@ -69,7 +75,13 @@ impl RangeSpec {
             return None;
         }
         let (a, b) = spec.split_once('-')?;
-        let num = |s: &str| if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) { None } else { s.parse::<u64>().ok() };
+        let num = |s: &str| {
+            if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
+                None
+            } else {
+                s.parse::<u64>().ok()
+            }
+        };
         match (a.trim(), b.trim()) {
             ("", n) => num(n).filter(|n| *n > 0).map(RangeSpec::Suffix),
             (a, "") => num(a).map(RangeSpec::From),
@@ -107,9 +119,15 @@ impl RangeSpec {
 #[derive(Debug)]
 pub enum BlobLookup<B> {
     /// `body` is `None` for a HEAD; `span` is the inclusive byte span served when a range was asked.
-    Found { body: Option<B>, size: u64, span: Option<(u64, u64)> },
+    Found {
+        body: Option<B>,
+        size: u64,
+        span: Option<(u64, u64)>,
+    },
     /// Stored, but the range asked for lies outside it.
-    Unsatisfiable { size: u64 },
+    Unsatisfiable {
+        size: u64,
+    },
     Missing,
 }
 
@@ -123,7 +141,8 @@ pub trait Store {
     fn delete_tag(&self, key: &str);
     async fn manifest(&self, key: &str) -> Option<StoredManifest>;
     fn put_manifest(&self, key: &str, manifest: StoredManifest, keep_secs: u64);
-    async fn blob(&self, key: &str, range: Option<RangeSpec>, head: bool) -> BlobLookup<Self::Body>;
+    async fn blob(&self, key: &str, range: Option<RangeSpec>, head: bool)
+        -> BlobLookup<Self::Body>;
     fn put_blob(&self, key: &str, digest: &str, size: u64, body: Self::Body, keep_secs: u64);
     /// The largest blob `put_blob` keeps.
     fn max_blob(&self) -> u64 {

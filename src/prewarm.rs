@@ -28,7 +28,11 @@ pub struct Budgeted<'a, F> {
 
 impl<F: Fetcher> Fetcher for Budgeted<'_, F> {
     type Body = F::Body;
-    async fn fetch(&self, req: &UpstreamRequest, timeout_ms: u32) -> Result<http::Response<F::Body>, FetchError> {
+    async fn fetch(
+        &self,
+        req: &UpstreamRequest,
+        timeout_ms: u32,
+    ) -> Result<http::Response<F::Body>, FetchError> {
         if self.used.get() >= self.limit {
             return Err(FetchError::Unreachable("prewarm budget spent".into()));
         }
@@ -40,6 +44,9 @@ impl<F: Fetcher> Fetcher for Budgeted<'_, F> {
     }
     fn discard(&self, body: F::Body) {
         self.inner.discard(body)
+    }
+    async fn pause(&self, ms: u32) {
+        self.inner.pause(ms).await
     }
     fn tee(&self, body: F::Body) -> (F::Body, F::Body) {
         self.inner.tee(body)
@@ -74,10 +81,25 @@ impl<F: Fetcher, S: Store<Body = F::Body>> Walk<'_, F, S> {
     async fn get(&self, path: &str, manifest: bool) -> Result<Reply<F::Body>, String> {
         let mut headers = HeaderMap::new();
         if manifest {
-            headers.insert(http::header::ACCEPT, HeaderValue::from_static(ACCEPT_ALL_MANIFESTS));
+            headers.insert(
+                http::header::ACCEPT,
+                HeaderValue::from_static(ACCEPT_ALL_MANIFESTS),
+            );
         }
-        let url = url::Url::parse(&format!("http://prewarm.invalid{path}")).map_err(|e| e.to_string())?;
-        let (resp, outcome) = handle(Ok(self.config), self.session, self.store, &Incoming { method: Method::GET, url, headers, body: Vec::new() }).await;
+        let url =
+            url::Url::parse(&format!("http://prewarm.invalid{path}")).map_err(|e| e.to_string())?;
+        let (resp, outcome) = handle(
+            Ok(self.config),
+            self.session,
+            self.store,
+            &Incoming {
+                method: Method::GET,
+                url,
+                headers,
+                body: Vec::new(),
+            },
+        )
+        .await;
         if resp.status() != http::StatusCode::OK {
             let (_, body) = resp.into_parts();
             if let Reply::Upstream(b) = body {
@@ -88,9 +110,18 @@ impl<F: Fetcher, S: Store<Body = F::Body>> Walk<'_, F, S> {
         Ok(resp.into_body())
     }
 
-    async fn manifest(&self, name: &RepoName, reference: &str) -> Result<serde_json::Value, String> {
-        match self.get(&format!("/v2/{name}/manifests/{reference}"), true).await? {
-            Reply::Bytes(b) => serde_json::from_slice(&b).map_err(|_| "manifest is not JSON".to_string()),
+    async fn manifest(
+        &self,
+        name: &RepoName,
+        reference: &str,
+    ) -> Result<serde_json::Value, String> {
+        match self
+            .get(&format!("/v2/{name}/manifests/{reference}"), true)
+            .await?
+        {
+            Reply::Bytes(b) => {
+                serde_json::from_slice(&b).map_err(|_| "manifest is not JSON".to_string())
+            }
             Reply::Upstream(b) => {
                 self.session.fetcher.discard(b);
                 Err("manifest too large to read".into())
@@ -106,7 +137,9 @@ impl<F: Fetcher, S: Store<Body = F::Body>> Walk<'_, F, S> {
         match top.get("manifests").and_then(|m| m.as_array()) {
             Some(list) => {
                 for entry in list {
-                    let Some(d) = entry.get("digest").and_then(|d| d.as_str()) else { continue };
+                    let Some(d) = entry.get("digest").and_then(|d| d.as_str()) else {
+                        continue;
+                    };
                     images.push(self.manifest(name, d).await?);
                     report.manifests += 1;
                 }
@@ -119,19 +152,32 @@ impl<F: Fetcher, S: Store<Body = F::Body>> Walk<'_, F, S> {
         let sel = select(self.config, "prewarm.invalid", name, None).map_err(|e| e.message)?;
         for m in &images {
             let config = m.get("config").into_iter();
-            let layers = m.get("layers").and_then(|l| l.as_array()).into_iter().flatten();
+            let layers = m
+                .get("layers")
+                .and_then(|l| l.as_array())
+                .into_iter()
+                .flatten();
             for blob in config.chain(layers) {
                 // Foreign (non-distributable) layers live elsewhere; they are not the mirror's to keep.
                 if blob.get("urls").is_some() {
                     continue;
                 }
-                let Some(digest) = blob.get("digest").and_then(|d| d.as_str()).and_then(|d| Digest::parse(d).ok()) else { continue };
+                let Some(digest) = blob
+                    .get("digest")
+                    .and_then(|d| d.as_str())
+                    .and_then(|d| Digest::parse(d).ok())
+                else {
+                    continue;
+                };
                 let key = cache_key::blob(&sel.upstream.name, &sel.name, &digest);
                 if let BlobLookup::Found { .. } = self.store.blob(&key, None, true).await {
                     report.blobs_held += 1;
                     continue;
                 }
-                match self.get(&format!("/v2/{name}/blobs/{}", digest.as_str()), false).await? {
+                match self
+                    .get(&format!("/v2/{name}/blobs/{}", digest.as_str()), false)
+                    .await?
+                {
                     // The client's half of the split stream is not needed; the store's half goes on.
                     Reply::Upstream(b) => self.session.fetcher.discard(b),
                     Reply::Bytes(_) | Reply::Empty => {}
@@ -155,14 +201,27 @@ pub async fn run<F: Fetcher, S: Store<Body = F::Body>>(
     if n == 0 {
         return vec![];
     }
-    let start = store.note(CURSOR_KEY).await.and_then(|c| c.trim().parse::<usize>().ok()).unwrap_or(0) % n;
-    let walk = Walk { config, session, store, blobs };
+    let start = store
+        .note(CURSOR_KEY)
+        .await
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .unwrap_or(0)
+        % n;
+    let walk = Walk {
+        config,
+        session,
+        store,
+        blobs,
+    };
     let mut reports = Vec::with_capacity(n);
     let mut next = start;
     let mut stopped = false;
     for i in 0..n {
         let (name, tag) = &config.prewarm[(start + i) % n];
-        let mut report = Report { image: format!("{name}:{}", tag.as_str()), ..Default::default() };
+        let mut report = Report {
+            image: format!("{name}:{}", tag.as_str()),
+            ..Default::default()
+        };
         if stopped {
             report.result = "skipped";
         } else {

@@ -12,14 +12,19 @@ pub struct Limit {
     pub window: u64,
 }
 
-pub const DEFAULT_LIMIT: Limit = Limit { count: 100, window: 6 * 3600 };
+pub const DEFAULT_LIMIT: Limit = Limit {
+    count: 100,
+    window: 6 * 3600,
+};
 
 impl Limit {
     /// `"100/6h"`, `"20/60"`; `None` for anything else.
     pub fn parse(text: &str) -> Option<Limit> {
         let (n, w) = text.trim().split_once('/')?;
         let count = n.trim().parse::<u64>().ok().filter(|n| *n > 0)?;
-        let window = parse_duration(&serde_json::Value::String(w.trim().to_string())).ok().filter(|w| *w > 0)?;
+        let window = parse_duration(&serde_json::Value::String(w.trim().to_string()))
+            .ok()
+            .filter(|w| *w > 0)?;
         Some(Limit { count, window })
     }
 }
@@ -56,17 +61,27 @@ pub enum Decision {
 /// A pull when `count` were already made in this window.
 pub fn decide(limit: Limit, count: u64, now: u64) -> Decision {
     if count >= limit.count {
-        Decision::Deny { retry_after: window_left(limit, now) }
+        Decision::Deny {
+            retry_after: window_left(limit, now),
+        }
     } else {
-        Decision::Allow { remaining: limit.count - count - 1 }
+        Decision::Allow {
+            remaining: limit.count - count - 1,
+        }
     }
 }
 
 /// The standard and Docker Hub's headers for `remaining` pulls left.
 pub fn headers(limit: Limit, remaining: u64) -> [(&'static str, String); 4] {
     [
-        ("ratelimit-limit", format!("{};w={}", limit.count, limit.window)),
-        ("ratelimit-remaining", format!("{remaining};w={}", limit.window)),
+        (
+            "ratelimit-limit",
+            format!("{};w={}", limit.count, limit.window),
+        ),
+        (
+            "ratelimit-remaining",
+            format!("{remaining};w={}", limit.window),
+        ),
         ("x-ratelimit-limit", limit.count.to_string()),
         ("x-ratelimit-remaining", remaining.to_string()),
     ]
@@ -94,7 +109,9 @@ impl Cidr {
 
     pub fn contains(&self, ip: IpAddr) -> bool {
         let (a, b, width) = match (self.net, ip) {
-            (IpAddr::V4(n), IpAddr::V4(i)) => (u128::from(u32::from(n)), u128::from(u32::from(i)), 32),
+            (IpAddr::V4(n), IpAddr::V4(i)) => {
+                (u128::from(u32::from(n)), u128::from(u32::from(i)), 32)
+            }
             (IpAddr::V6(n), IpAddr::V6(i)) => (u128::from(n), u128::from(i), 128),
             // An IPv4 client seen as ::ffff:a.b.c.d.
             (IpAddr::V4(n), IpAddr::V6(i)) => match i.to_ipv4_mapped() {
@@ -113,13 +130,25 @@ impl Cidr {
 pub fn parse_cidrs(text: &str) -> Result<Vec<Cidr>, String> {
     let items: Vec<String> = match serde_json::from_str::<Vec<String>>(text) {
         Ok(v) => v,
-        Err(_) => text.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+        Err(_) => text
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
     };
-    items.iter().map(|i| Cidr::parse(i).ok_or_else(|| format!("{i:?} is not a network (like 10.0.0.0/8 or 2001:db8::/32)"))).collect()
+    items
+        .iter()
+        .map(|i| {
+            Cidr::parse(i)
+                .ok_or_else(|| format!("{i:?} is not a network (like 10.0.0.0/8 or 2001:db8::/32)"))
+        })
+        .collect()
 }
 
 pub fn any_contains(list: &[Cidr], ip: &str) -> bool {
-    ip.trim().parse::<IpAddr>().is_ok_and(|ip| list.iter().any(|c| c.contains(ip)))
+    ip.trim()
+        .parse::<IpAddr>()
+        .is_ok_and(|ip| list.iter().any(|c| c.contains(ip)))
 }
 
 #[cfg(test)]
@@ -127,7 +156,10 @@ mod tests {
     use super::*;
     use rstest::rstest;
 
-    const L: Limit = Limit { count: 3, window: 100 };
+    const L: Limit = Limit {
+        count: 3,
+        window: 100,
+    };
 
     #[rstest]
     #[case("100/6h", Some(DEFAULT_LIMIT))]
@@ -157,7 +189,11 @@ mod tests {
     fn windows_are_fixed_and_keyed_by_their_start() {
         assert_eq!(counter_key("1.2.3.4", L, 1000), "rl:1.2.3.4:1000");
         assert_eq!(counter_key("1.2.3.4", L, 1099), "rl:1.2.3.4:1000");
-        assert_eq!(counter_key("1.2.3.4", L, 1100), "rl:1.2.3.4:1100", "a new window, a new counter");
+        assert_eq!(
+            counter_key("1.2.3.4", L, 1100),
+            "rl:1.2.3.4:1100",
+            "a new window, a new counter"
+        );
     }
 
     #[rstest]
@@ -192,7 +228,10 @@ mod tests {
         assert_eq!(parse_cidrs("10.0.0.0/8, 127.0.0.1").unwrap().len(), 2);
         assert!(parse_cidrs("10.0.0.0/33").is_err());
         assert!(parse_cidrs("10.0.0.0/8, nope").is_err());
-        assert!(!any_contains(&parse_cidrs("10.0.0.0/8").unwrap(), "garbage"));
+        assert!(!any_contains(
+            &parse_cidrs("10.0.0.0/8").unwrap(),
+            "garbage"
+        ));
     }
 
     #[test]
@@ -205,8 +244,14 @@ mod tests {
 
 /// Whether `ip` may use the mirror at all (before anything else is done for it).
 pub fn admit(config: &crate::config::Config, ip: &str) -> Result<(), crate::error::OciError> {
-    if config.allow.is_empty() || any_contains(&config.allow, ip) || any_contains(&config.trusted, ip) {
+    if config.allow.is_empty()
+        || any_contains(&config.allow, ip)
+        || any_contains(&config.trusted, ip)
+    {
         return Ok(());
     }
-    Err(crate::error::OciError::new(crate::error::ErrorCode::Denied, "this mirror serves only the networks it is configured for"))
+    Err(crate::error::OciError::new(
+        crate::error::ErrorCode::Denied,
+        "this mirror serves only the networks it is configured for",
+    ))
 }

@@ -58,7 +58,10 @@ impl std::fmt::Display for RepoName {
 }
 
 fn name_invalid(name: &str, why: &str) -> OciError {
-    OciError::new(ErrorCode::NameInvalid, format!("invalid repository name {:?}: {why}", clip(name)))
+    OciError::new(
+        ErrorCode::NameInvalid,
+        format!("invalid repository name {:?}: {why}", clip(name)),
+    )
 }
 
 /// Keeps error messages short whatever the input.
@@ -108,12 +111,19 @@ pub struct Tag(String);
 impl Tag {
     pub fn parse(tag: &str) -> Result<Tag, OciError> {
         let b = tag.as_bytes();
-        let first_ok = b.first().is_some_and(|x| x.is_ascii_alphanumeric() || *x == b'_');
-        let rest_ok = b.iter().all(|x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'));
+        let first_ok = b
+            .first()
+            .is_some_and(|x| x.is_ascii_alphanumeric() || *x == b'_');
+        let rest_ok = b
+            .iter()
+            .all(|x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'));
         if !first_ok || !rest_ok || b.len() > MAX_TAG_LEN {
             return Err(OciError::new(
                 ErrorCode::TagInvalid,
-                format!("invalid tag {:?}: up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'", clip(tag)),
+                format!(
+                    "invalid tag {:?}: up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'",
+                    clip(tag)
+                ),
             ));
         }
         Ok(Tag(tag.to_string()))
@@ -133,15 +143,24 @@ pub struct Digest(String);
 impl Digest {
     pub fn parse(digest: &str) -> Result<Digest, OciError> {
         let bad = |why: &str| {
-            OciError::new(ErrorCode::DigestInvalid, format!("invalid digest {:?}: {why}", clip(digest)))
+            OciError::new(
+                ErrorCode::DigestInvalid,
+                format!("invalid digest {:?}: {why}", clip(digest)),
+            )
         };
-        let (alg, hex) = digest.split_once(':').ok_or_else(|| bad("expected algorithm:hex"))?;
+        let (alg, hex) = digest
+            .split_once(':')
+            .ok_or_else(|| bad("expected algorithm:hex"))?;
         let len = ALGORITHMS
             .iter()
             .find(|(a, _)| *a == alg)
             .map(|(_, len)| *len)
             .ok_or_else(|| bad("unsupported algorithm (sha256 and sha512 are)"))?;
-        if hex.len() != len || !hex.bytes().all(|x| x.is_ascii_digit() || (b'a'..=b'f').contains(&x)) {
+        if hex.len() != len
+            || !hex
+                .bytes()
+                .all(|x| x.is_ascii_digit() || (b'a'..=b'f').contains(&x))
+        {
             return Err(bad(&format!("{alg} needs {len} lowercase hex characters")));
         }
         Ok(Digest(digest.to_string()))
@@ -244,7 +263,14 @@ mod tests {
     #[case("library/alpine", "library/alpine")]
     #[case("bitnami/redis", "bitnami/redis")]
     fn library_namespace(#[case] name: &str, #[case] want: &str) {
-        assert_eq!(RepoName::parse(name).unwrap().with_library_namespace().unwrap().as_str(), want);
+        assert_eq!(
+            RepoName::parse(name)
+                .unwrap()
+                .with_library_namespace()
+                .unwrap()
+                .as_str(),
+            want
+        );
     }
 
     /// Found by fuzzing (scope target): a 250-character official-image name is valid, but
@@ -252,8 +278,14 @@ mod tests {
     #[test]
     fn library_namespace_that_makes_the_name_too_long_is_refused() {
         let name = RepoName::parse(&"a".repeat(250)).unwrap();
-        assert_eq!(name.with_library_namespace().unwrap_err().code, ErrorCode::NameInvalid);
-        assert!(RepoName::parse(&"a".repeat(247)).unwrap().with_library_namespace().is_ok());
+        assert_eq!(
+            name.with_library_namespace().unwrap_err().code,
+            ErrorCode::NameInvalid
+        );
+        assert!(RepoName::parse(&"a".repeat(247))
+            .unwrap()
+            .with_library_namespace()
+            .is_ok());
     }
 
     #[rstest]
@@ -275,7 +307,10 @@ mod tests {
     #[case("a b")]
     #[case("a\nb")]
     fn bad_tags(#[case] tag: &str) {
-        assert_eq!(Reference::parse(tag).unwrap_err().code, ErrorCode::TagInvalid);
+        assert_eq!(
+            Reference::parse(tag).unwrap_err().code,
+            ErrorCode::TagInvalid
+        );
     }
 
     #[test]
@@ -301,7 +336,10 @@ mod tests {
     #[case(":0123")]
     #[case("sha256")]
     fn bad_digests(#[case] digest: &str) {
-        assert_eq!(Digest::parse(digest).unwrap_err().code, ErrorCode::DigestInvalid);
+        assert_eq!(
+            Digest::parse(digest).unwrap_err().code,
+            ErrorCode::DigestInvalid
+        );
     }
 
     #[rstest]

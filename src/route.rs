@@ -51,11 +51,20 @@ impl Route {
 }
 
 fn unsupported(what: &str) -> OciError {
-    OciError::new(ErrorCode::Unsupported, format!("{what}: this is a pull-through mirror; only GET and HEAD of pull endpoints are served"))
+    OciError::new(
+        ErrorCode::Unsupported,
+        format!(
+            "{what}: this is a pull-through mirror; only GET and HEAD of pull endpoints are served"
+        ),
+    )
 }
 
 fn not_found(path: &str) -> OciError {
-    OciError::new(ErrorCode::NameUnknown, format!("no such endpoint {:?}", clip(path))).with_status(404)
+    OciError::new(
+        ErrorCode::NameUnknown,
+        format!("no such endpoint {:?}", clip(path)),
+    )
+    .with_status(404)
 }
 
 /// Parses a request's method and raw (still percent-encoded) path.
@@ -63,14 +72,23 @@ pub fn parse(method: &http::Method, path: &str) -> Result<Route, OciError> {
     let read = *method == http::Method::GET || *method == http::Method::HEAD;
     // Names, tags and digests never contain '%', so an encoded byte is always bad input; refusing it
     // here means no decoding trick (%2e%2e, %2f, %00) can reach a later stage.
-    if path.contains('%') || path.bytes().any(|b| b.is_ascii_control() || b == b' ' || b == b'\\') {
-        return Err(OciError::new(ErrorCode::NameInvalid, format!("malformed path {:?}", clip(path))));
+    if path.contains('%')
+        || path
+            .bytes()
+            .any(|b| b.is_ascii_control() || b == b' ' || b == b'\\')
+    {
+        return Err(OciError::new(
+            ErrorCode::NameInvalid,
+            format!("malformed path {:?}", clip(path)),
+        ));
     }
     match path {
         "/" if read => return Ok(Route::Landing),
         "/healthz" if read => return Ok(Route::Health),
         "/v2" | "/v2/" if read => return Ok(Route::ApiBase),
-        "/token" if *method == http::Method::GET || *method == http::Method::POST => return Ok(Route::Token),
+        "/token" if *method == http::Method::GET || *method == http::Method::POST => {
+            return Ok(Route::Token)
+        }
         "/token" => return Err(unsupported(method.as_str())),
         "/v2" | "/v2/" => return Err(unsupported(method.as_str())),
         _ => {}
@@ -85,7 +103,9 @@ pub fn parse(method: &http::Method, path: &str) -> Result<Route, OciError> {
     let parts: Vec<&str> = rest.split('/').collect();
     let n = parts.len();
     // Uploads: <name>/blobs/uploads/ and <name>/blobs/uploads/<id> are push endpoints.
-    let upload_at = (1..n.saturating_sub(1)).rev().find(|&i| parts[i] == "blobs" && parts[i + 1] == "uploads");
+    let upload_at = (1..n.saturating_sub(1))
+        .rev()
+        .find(|&i| parts[i] == "blobs" && parts[i + 1] == "uploads");
     if let Some(i) = upload_at {
         if i + 3 >= n {
             return Err(unsupported("blob upload"));
@@ -127,7 +147,10 @@ mod tests {
     #[case("/v2/alpine/manifests/latest", "manifest")]
     #[case("/v2/library/alpine/manifests/3.19", "manifest")]
     #[case("/v2/ghcr.io/owner/img/manifests/v1", "manifest")]
-    #[case("/v2/a/b/c/blobs/sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "blob")]
+    #[case(
+        "/v2/a/b/c/blobs/sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "blob"
+    )]
     #[case("/v2/library/alpine/tags/list", "tags")]
     #[case("/v2/library/alpine/referrers/sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "referrers")]
     // A name may itself contain the resource words.
@@ -142,14 +165,20 @@ mod tests {
     fn name_and_reference_are_split_from_the_end() {
         let r = get("/v2/manifests/manifests/latest").unwrap();
         match r {
-            Route::Registry { name, resource: Resource::Manifest(Reference::Tag(t)) } => {
+            Route::Registry {
+                name,
+                resource: Resource::Manifest(Reference::Tag(t)),
+            } => {
                 assert_eq!(name.as_str(), "manifests");
                 assert_eq!(t.as_str(), "latest");
             }
             other => panic!("{other:?}"),
         }
         match get(&format!("/v2/library/alpine/manifests/{SHA}")).unwrap() {
-            Route::Registry { resource: Resource::Manifest(Reference::Digest(d)), .. } => assert_eq!(d.as_str(), SHA),
+            Route::Registry {
+                resource: Resource::Manifest(Reference::Digest(d)),
+                ..
+            } => assert_eq!(d.as_str(), SHA),
             other => panic!("{other:?}"),
         }
     }
@@ -162,7 +191,12 @@ mod tests {
     #[case("POST", "/v2/alpine/blobs/uploads/", ErrorCode::Unsupported, 405)]
     #[case("PATCH", "/v2/alpine/blobs/uploads/abc", ErrorCode::Unsupported, 405)]
     #[case("GET", "/v2/alpine/blobs/uploads/abc", ErrorCode::Unsupported, 405)]
-    #[case("DELETE", "/v2/alpine/blobs/sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", ErrorCode::Unsupported, 405)]
+    #[case(
+        "DELETE",
+        "/v2/alpine/blobs/sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ErrorCode::Unsupported,
+        405
+    )]
     #[case("OPTIONS", "/v2/", ErrorCode::Unsupported, 405)]
     #[case("GET", "/v2/Alpine/manifests/latest", ErrorCode::NameInvalid, 400)]
     #[case("GET", "/v2/../etc/manifests/latest", ErrorCode::NameInvalid, 400)]
@@ -171,12 +205,32 @@ mod tests {
     #[case("GET", "/v2/a/manifests/lat%00est", ErrorCode::NameInvalid, 400)]
     #[case("GET", "/v2/a\r\nb/manifests/latest", ErrorCode::NameInvalid, 400)]
     #[case("GET", "/v2//alpine/manifests/latest", ErrorCode::NameInvalid, 400)]
-    #[case("GET", "/v2/http:/evil.com/x/manifests/latest", ErrorCode::NameInvalid, 400)]
-    #[case("GET", "/v2/user@evil.com/x/manifests/latest", ErrorCode::NameInvalid, 400)]
+    #[case(
+        "GET",
+        "/v2/http:/evil.com/x/manifests/latest",
+        ErrorCode::NameInvalid,
+        400
+    )]
+    #[case(
+        "GET",
+        "/v2/user@evil.com/x/manifests/latest",
+        ErrorCode::NameInvalid,
+        400
+    )]
     #[case("GET", "/v2/alpine/manifests/.bad", ErrorCode::TagInvalid, 400)]
-    #[case("GET", "/v2/alpine/manifests/sha256:abc", ErrorCode::DigestInvalid, 400)]
+    #[case(
+        "GET",
+        "/v2/alpine/manifests/sha256:abc",
+        ErrorCode::DigestInvalid,
+        400
+    )]
     #[case("GET", "/v2/alpine/blobs/latest", ErrorCode::DigestInvalid, 400)]
-    #[case("GET", "/v2/alpine/blobs/md5:0123456789abcdef0123456789abcdef", ErrorCode::DigestInvalid, 400)]
+    #[case(
+        "GET",
+        "/v2/alpine/blobs/md5:0123456789abcdef0123456789abcdef",
+        ErrorCode::DigestInvalid,
+        400
+    )]
     #[case("GET", "/v2/alpine/referrers/latest", ErrorCode::DigestInvalid, 400)]
     #[case("GET", "/v2/alpine/manifests/", ErrorCode::TagInvalid, 400)]
     #[case("GET", "/v2/manifests/latest", ErrorCode::NameUnknown, 404)]
@@ -184,7 +238,12 @@ mod tests {
     #[case("GET", "/v2/alpine/other/x", ErrorCode::NameUnknown, 404)]
     #[case("GET", "/etc/passwd", ErrorCode::NameUnknown, 404)]
     #[case("GET", "/v2/alpine/tags/list/x", ErrorCode::NameUnknown, 404)]
-    fn bad_routes(#[case] method: &str, #[case] path: &str, #[case] code: ErrorCode, #[case] status: u16) {
+    fn bad_routes(
+        #[case] method: &str,
+        #[case] path: &str,
+        #[case] code: ErrorCode,
+        #[case] status: u16,
+    ) {
         let m = http::Method::from_bytes(method.as_bytes()).unwrap();
         let e = parse(&m, path).unwrap_err();
         assert_eq!((e.code, e.status), (code, status), "{path}: {e}");

@@ -36,9 +36,15 @@ impl Token {
     /// Parses a token endpoint's answer (`token` or `access_token`, `expires_in`), at time `now`.
     pub fn from_response(body: &[u8], now: u64) -> Option<Token> {
         let r: TokenResponse = serde_json::from_slice(body).ok()?;
-        let value = r.token.or(r.access_token).filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()))?;
+        let value = r
+            .token
+            .or(r.access_token)
+            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()))?;
         let lifetime = r.expires_in.unwrap_or(DEFAULT_EXPIRES_IN).clamp(0, 86_400);
-        Some(Token { value, expires_at: now.saturating_add(lifetime) })
+        Some(Token {
+            value,
+            expires_at: now.saturating_add(lifetime),
+        })
     }
     pub fn header_value(&self) -> String {
         format!("Bearer {}", self.value)
@@ -56,7 +62,9 @@ pub struct TokenCache {
 
 impl TokenCache {
     pub fn get(&self, upstream: &str, scope: &str, now: u64) -> Option<&Token> {
-        self.tokens.get(&(upstream.to_string(), scope.to_string())).filter(|t| t.usable_at(now))
+        self.tokens
+            .get(&(upstream.to_string(), scope.to_string()))
+            .filter(|t| t.usable_at(now))
     }
     pub fn put(&mut self, upstream: &str, scope: &str, token: Token, now: u64) {
         if !token.usable_at(now) {
@@ -68,10 +76,12 @@ impl TokenCache {
                 self.tokens.clear();
             }
         }
-        self.tokens.insert((upstream.to_string(), scope.to_string()), token);
+        self.tokens
+            .insert((upstream.to_string(), scope.to_string()), token);
     }
     pub fn forget(&mut self, upstream: &str, scope: &str) {
-        self.tokens.remove(&(upstream.to_string(), scope.to_string()));
+        self.tokens
+            .remove(&(upstream.to_string(), scope.to_string()));
     }
     pub fn len(&self) -> usize {
         self.tokens.len()
@@ -96,7 +106,10 @@ mod tests {
     #[case(b"<html>".as_slice(), None)]
     #[case(br#"{"token":"abc","expires_in":99999999999}"#.as_slice(), Some(1000 + 86_400))]
     fn parses_token_responses(#[case] body: &[u8], #[case] expires_at: Option<u64>) {
-        assert_eq!(Token::from_response(body, 1000).map(|t| t.expires_at), expires_at);
+        assert_eq!(
+            Token::from_response(body, 1000).map(|t| t.expires_at),
+            expires_at
+        );
     }
 
     #[test]
@@ -113,7 +126,10 @@ mod tests {
         c.put("hub", "repository:a:pull", t, 1000);
         assert!(c.get("hub", "repository:a:pull", 1000).is_some());
         assert!(c.get("hub", "repository:a:pull", 1089).is_some());
-        assert!(c.get("hub", "repository:a:pull", 1090).is_none(), "dropped 10 s before expiry");
+        assert!(
+            c.get("hub", "repository:a:pull", 1090).is_none(),
+            "dropped 10 s before expiry"
+        );
         assert!(c.get("hub", "repository:b:pull", 1000).is_none());
         assert!(c.get("other", "repository:a:pull", 1000).is_none());
         c.forget("hub", "repository:a:pull");

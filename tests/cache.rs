@@ -32,13 +32,23 @@ struct Upstream {
 }
 
 fn world() -> (World, Rc<Upstream>) {
-    let up = Rc::new(Upstream { manifest: RefCell::new(b"{\"v\":1}".to_vec()), mode: Cell::new(Mode::Up), blob: RefCell::new(LAYER.to_vec()) });
+    let up = Rc::new(Upstream {
+        manifest: RefCell::new(b"{\"v\":1}".to_vec()),
+        mode: Cell::new(Mode::Up),
+        blob: RefCell::new(LAYER.to_vec()),
+    });
     let u = up.clone();
     let net = FakeNet::new(move |req: &UpstreamRequest| {
         match u.mode.get() {
             Mode::Unreachable => return Err(FetchError::Unreachable("down".into())),
             Mode::Fails503 => return resp(503, &[], b""),
-            Mode::Gone => return resp(404, &[], br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"gone"}]}"#),
+            Mode::Gone => {
+                return resp(
+                    404,
+                    &[],
+                    br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"gone"}]}"#,
+                )
+            }
             _ => {}
         }
         let path = req.url.path();
@@ -51,24 +61,56 @@ fn world() -> (World, Rc<Upstream>) {
         }
         let m = u.manifest.borrow().clone();
         let digest = sha(&m);
-        let accept = req.headers.get("accept").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        let accept = req
+            .headers
+            .get("accept")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
         let ct = if accept.contains(INDEX) { INDEX } else { V2 };
-        let body = if u.mode.get() == Mode::Lies { b"{\"tampered\":1}".to_vec() } else { m };
-        resp(200, &[("content-type", ct), ("docker-content-digest", &digest), ("content-length", &body.len().to_string())], &body)
+        let body = if u.mode.get() == Mode::Lies {
+            b"{\"tampered\":1}".to_vec()
+        } else {
+            m
+        };
+        resp(
+            200,
+            &[
+                ("content-type", ct),
+                ("docker-content-digest", &digest),
+                ("content-length", &body.len().to_string()),
+            ],
+            &body,
+        )
     });
     (World::new(net), up)
 }
 
-fn get(w: &World, method: Method, path: &str, headers: &[(&str, &str)]) -> Response<edgemirror::mirror::Reply<Vec<u8>>> {
-    w.request(method, &format!("http://mirror.test{path}"), headers).0
+fn get(
+    w: &World,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Response<edgemirror::mirror::Reply<Vec<u8>>> {
+    w.request(method, &format!("http://mirror.test{path}"), headers)
+        .0
 }
 
 fn tag(w: &World) -> Response<edgemirror::mirror::Reply<Vec<u8>>> {
-    get(w, Method::GET, "/v2/plain/x/manifests/latest", &[("accept", V2)])
+    get(
+        w,
+        Method::GET,
+        "/v2/plain/x/manifests/latest",
+        &[("accept", V2)],
+    )
 }
 
 fn methods(w: &World) -> Vec<String> {
-    w.net.seen.borrow().iter().map(|r| r.method.to_string()).collect()
+    w.net
+        .seen
+        .borrow()
+        .iter()
+        .map(|r| r.method.to_string())
+        .collect()
 }
 
 #[test]
@@ -82,12 +124,20 @@ fn a_second_pull_within_the_tag_ttl_costs_the_upstream_nothing() {
     let second = tag(&w);
     assert_eq!(second.status(), 200);
     assert_eq!(body(&second), *up.manifest.borrow());
-    assert_eq!(second.headers()["docker-content-digest"], sha(&up.manifest.borrow()).as_str());
+    assert_eq!(
+        second.headers()["docker-content-digest"],
+        sha(&up.manifest.borrow()).as_str()
+    );
     assert_eq!(second.headers()["content-type"], V2);
     assert_eq!(h_cache(&second), "edgemirror; hit; ttl=1");
     assert_eq!(w.net.urls().len(), n, "no upstream request");
     // By digest too.
-    let by_digest = get(&w, Method::GET, &format!("/v2/plain/x/manifests/{}", sha(&up.manifest.borrow())), &[]);
+    let by_digest = get(
+        &w,
+        Method::GET,
+        &format!("/v2/plain/x/manifests/{}", sha(&up.manifest.borrow())),
+        &[],
+    );
     assert!(h_cache(&by_digest).contains("hit"));
     assert_eq!(w.net.urls().len(), n);
 }
@@ -115,7 +165,10 @@ fn a_moved_tag_is_fetched_anew() {
     w.now.set(w.now.get() + 601);
     let r = tag(&w);
     assert_eq!(body(&r), b"{\"v\":2}");
-    assert_eq!(r.headers()["docker-content-digest"], sha(b"{\"v\":2}").as_str());
+    assert_eq!(
+        r.headers()["docker-content-digest"],
+        sha(b"{\"v\":2}").as_str()
+    );
     let n = methods(&w).len();
     assert_eq!(methods(&w)[n - 2..], ["HEAD", "GET"]);
     assert!(h_cache(&tag(&w)).contains("hit"));
@@ -135,7 +188,11 @@ fn stale_is_served_when_the_upstream_fails_within_the_window_only() {
         assert_eq!(body(&r), *up.manifest.borrow());
         w.now.set(w.now.get() + 1);
         let r = tag(&w);
-        assert!(r.status() == 502 || r.status() == 503, "past the window the failure shows: {}", r.status());
+        assert!(
+            r.status() == 502 || r.status() == 503,
+            "past the window the failure shows: {}",
+            r.status()
+        );
     }
 }
 
@@ -158,7 +215,12 @@ fn a_tag_whose_manifest_is_held_resolves_with_one_head_and_no_get() {
     let (w, up) = world();
     // Held by digest only (as prewarm or another tag leaves it).
     let digest = sha(&up.manifest.borrow());
-    get(&w, Method::GET, &format!("/v2/plain/x/manifests/{digest}"), &[]);
+    get(
+        &w,
+        Method::GET,
+        &format!("/v2/plain/x/manifests/{digest}"),
+        &[],
+    );
     let n = methods(&w).len();
     let r = tag(&w);
     assert_eq!(r.status(), 200);
@@ -171,15 +233,40 @@ fn a_tag_whose_manifest_is_held_resolves_with_one_head_and_no_get() {
 #[test]
 fn a_client_never_gets_a_media_type_it_did_not_accept() {
     let (w, _up) = world();
-    let index = get(&w, Method::GET, "/v2/plain/x/manifests/latest", &[("accept", INDEX)]);
+    let index = get(
+        &w,
+        Method::GET,
+        "/v2/plain/x/manifests/latest",
+        &[("accept", INDEX)],
+    );
     assert_eq!(index.headers()["content-type"], INDEX);
     let n = w.net.urls().len();
     let old_client = tag(&w);
-    assert_eq!(old_client.headers()["content-type"], V2, "the media type the upstream names for this Accept list");
-    assert!(!h_cache(&old_client).contains("hit"), "a different Accept list is a different key");
-    assert_eq!(methods(&w)[n..], ["HEAD"], "the bytes were held: a HEAD resolves the tag, no GET");
+    assert_eq!(
+        old_client.headers()["content-type"],
+        V2,
+        "the media type the upstream names for this Accept list"
+    );
+    assert!(
+        !h_cache(&old_client).contains("hit"),
+        "a different Accept list is a different key"
+    );
+    assert_eq!(
+        methods(&w)[n..],
+        ["HEAD"],
+        "the bytes were held: a HEAD resolves the tag, no GET"
+    );
     // Both are now cached, each under its own list.
-    assert_eq!(get(&w, Method::GET, "/v2/plain/x/manifests/latest", &[("accept", INDEX)]).headers()["content-type"], INDEX);
+    assert_eq!(
+        get(
+            &w,
+            Method::GET,
+            "/v2/plain/x/manifests/latest",
+            &[("accept", INDEX)]
+        )
+        .headers()["content-type"],
+        INDEX
+    );
     assert_eq!(tag(&w).headers()["content-type"], V2);
     assert_eq!(w.net.urls().len(), n + 1);
 }
@@ -193,7 +280,12 @@ fn a_manifest_that_does_not_match_its_digest_is_refused_and_not_stored() {
     assert_eq!(error_code(&r), "DIGEST_INVALID");
     assert!(w.store.manifests.borrow().is_empty() && w.store.tags.borrow().is_empty());
     let digest = sha(&up.manifest.borrow());
-    let r = get(&w, Method::GET, &format!("/v2/plain/x/manifests/{digest}"), &[]);
+    let r = get(
+        &w,
+        Method::GET,
+        &format!("/v2/plain/x/manifests/{digest}"),
+        &[],
+    );
     assert_eq!(r.status(), 502);
     assert!(w.store.manifests.borrow().is_empty());
 }
@@ -201,13 +293,29 @@ fn a_manifest_that_does_not_match_its_digest_is_refused_and_not_stored() {
 #[test]
 fn a_head_miss_records_the_tag_and_the_next_head_is_a_hit() {
     let (w, _up) = world();
-    let h1 = get(&w, Method::HEAD, "/v2/plain/x/manifests/latest", &[("accept", V2)]);
+    let h1 = get(
+        &w,
+        Method::HEAD,
+        "/v2/plain/x/manifests/latest",
+        &[("accept", V2)],
+    );
     assert_eq!(h1.status(), 200);
     assert_eq!(h_cache(&h1), "edgemirror; fwd=miss; stored");
-    let h2 = get(&w, Method::HEAD, "/v2/plain/x/manifests/latest", &[("accept", V2)]);
+    let h2 = get(
+        &w,
+        Method::HEAD,
+        "/v2/plain/x/manifests/latest",
+        &[("accept", V2)],
+    );
     assert!(h_cache(&h2).contains("hit"));
-    assert_eq!(h2.headers()["docker-content-digest"], h1.headers()["docker-content-digest"]);
-    assert_eq!(h2.headers()["content-length"], h1.headers()["content-length"]);
+    assert_eq!(
+        h2.headers()["docker-content-digest"],
+        h1.headers()["docker-content-digest"]
+    );
+    assert_eq!(
+        h2.headers()["content-length"],
+        h1.headers()["content-length"]
+    );
     assert!(matches!(h2.body(), edgemirror::mirror::Reply::Empty));
     assert_eq!(methods(&w), ["HEAD"]);
     // A GET needs the bytes: fetched once, then held.
@@ -252,7 +360,10 @@ fn a_blob_with_wrong_bytes_is_never_stored() {
     let n = w.net.urls().len();
     *up.blob.borrow_mut() = LAYER.to_vec();
     let r = get(&w, Method::GET, &path, &[]);
-    assert!(h_cache(&r).contains("miss"), "the next pull goes upstream again");
+    assert!(
+        h_cache(&r).contains("miss"),
+        "the next pull goes upstream again"
+    );
     assert!(w.net.urls().len() > n);
 }
 
@@ -261,14 +372,22 @@ fn range_requests_on_a_miss_pass_through_and_are_not_stored() {
     let (w, _up) = world();
     let path = format!("/v2/plain/x/blobs/{}", sha(LAYER));
     let r = get(&w, Method::GET, &path, &[("range", "bytes=0-1")]);
-    assert_eq!(h_cache(&r), "edgemirror; fwd=miss; detail=\"range request\"");
+    assert_eq!(
+        h_cache(&r),
+        "edgemirror; fwd=miss; detail=\"range request\""
+    );
     assert!(w.store.blobs.borrow().is_empty());
 }
 
 #[test]
 fn tag_ttls_are_per_upstream() {
     let (mut w, _up) = world();
-    let plain = w.config.upstreams.iter_mut().find(|u| u.name == "plain").unwrap();
+    let plain = w
+        .config
+        .upstreams
+        .iter_mut()
+        .find(|u| u.name == "plain")
+        .unwrap();
     plain.ttls.tag = 3600;
     tag(&w);
     w.now.set(w.now.get() + 3599);

@@ -20,18 +20,40 @@ const TABLE_CREDS: &str = r#"{
 
 /// A hub where only alice may pull library/private (tokens say who they are for).
 fn private_hub(req: &UpstreamRequest) -> Result<Response<Vec<u8>>, edgemirror::ports::FetchError> {
-    let auth = req.headers.get("authorization").map(|v| v.to_str().unwrap().to_string());
-    let challenge = [("www-authenticate", r#"Bearer realm="http://auth.test/token",service="hub""#)];
+    let auth = req
+        .headers
+        .get("authorization")
+        .map(|v| v.to_str().unwrap().to_string());
+    let challenge = [(
+        "www-authenticate",
+        r#"Bearer realm="http://auth.test/token",service="hub""#,
+    )];
     match (req.url.host_str().unwrap(), req.url.path()) {
         ("auth.test", "/token") => match auth.as_deref() {
-            Some(ALICE) => resp(200, &[], br#"{"token":"tok-alice","expires_in":300,"refresh_token":"r-123"}"#),
+            Some(ALICE) => resp(
+                200,
+                &[],
+                br#"{"token":"tok-alice","expires_in":300,"refresh_token":"r-123"}"#,
+            ),
             Some(_) => resp(401, &[], b"{}"),
             None => resp(200, &[], br#"{"token":"tok-anon","expires_in":300}"#),
         },
         ("hub.test", "/v2/") => resp(401, &challenge, b""),
-        ("hub.test", p) if p.starts_with("/v2/library/private/manifests/") => match auth.as_deref() {
-            Some("Bearer tok-alice") => resp(200, &[("content-type", "application/vnd.oci.image.manifest.v1+json"), ("docker-content-digest", &sha(PRIVATE))], PRIVATE),
-            _ => resp(401, &challenge, br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#),
+        ("hub.test", p) if p.starts_with("/v2/library/private/manifests/") => match auth.as_deref()
+        {
+            Some("Bearer tok-alice") => resp(
+                200,
+                &[
+                    ("content-type", "application/vnd.oci.image.manifest.v1+json"),
+                    ("docker-content-digest", &sha(PRIVATE)),
+                ],
+                PRIVATE,
+            ),
+            _ => resp(
+                401,
+                &challenge,
+                br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+            ),
         },
         (host, path) => panic!("unexpected request to {host}{path}"),
     }
@@ -44,20 +66,57 @@ struct Env {
 
 fn env(table: &str, creds: Option<&'static str>) -> Env {
     let mut w = World::new(FakeNet::new(private_hub));
-    w.config = Config::from_vars(&Vars { upstreams: Some(table), ..Default::default() }).unwrap();
-    Env { w, secret: Box::new(move |name| (name == "HUB_CREDS").then(|| creds.map(str::to_string)).flatten()) }
+    w.config = Config::from_vars(&Vars {
+        upstreams: Some(table),
+        ..Default::default()
+    })
+    .unwrap();
+    Env {
+        w,
+        secret: Box::new(move |name| {
+            (name == "HUB_CREDS")
+                .then(|| creds.map(str::to_string))
+                .flatten()
+        }),
+    }
 }
 
 impl Env {
-    fn call(&self, method: Method, url: &str, headers: &[(&str, &str)], body: &str) -> Response<Reply<Vec<u8>>> {
+    fn call(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Response<Reply<Vec<u8>>> {
         let mut h = HeaderMap::new();
         for (k, v) in headers {
-            h.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         let tokens = &self.w.tokens;
-        let session = Session { fetcher: &self.w.net, tokens, now: 1_000, timeout_ms: 1_000, secret: &*self.secret };
-        let incoming = Incoming { method, url: url::Url::parse(url).unwrap(), headers: h, body: body.as_bytes().to_vec() };
-        block_on(handle(Ok(&self.w.config), &session, &self.w.store, &incoming)).0
+        let session = Session {
+            fetcher: &self.w.net,
+            tokens,
+            now: 1_000,
+            timeout_ms: 1_000,
+            secret: &*self.secret,
+        };
+        let incoming = Incoming {
+            method,
+            url: url::Url::parse(url).unwrap(),
+            headers: h,
+            body: body.as_bytes().to_vec(),
+        };
+        block_on(handle(
+            Ok(&self.w.config),
+            &session,
+            &self.w.store,
+            &incoming,
+        ))
+        .0
     }
 }
 
@@ -69,7 +128,12 @@ fn json(r: &Response<Reply<Vec<u8>>>) -> serde_json::Value {
 fn a_refused_pull_gets_the_mirrors_own_challenge_for_get_and_head() {
     let e = env(TABLE, None);
     for method in [Method::GET, Method::HEAD] {
-        let r = e.call(method, "http://mirror.test:8080/v2/private/manifests/latest", &[], "");
+        let r = e.call(
+            method,
+            "http://mirror.test:8080/v2/private/manifests/latest",
+            &[],
+            "",
+        );
         assert_eq!(r.status(), 401);
         assert_eq!(
             r.headers()["www-authenticate"],
@@ -92,7 +156,11 @@ fn the_token_endpoint_passes_the_login_on_with_rewritten_scopes_and_no_refresh_t
     assert_eq!(t["token"], "tok-alice");
     assert!(t.get("refresh_token").is_none());
     let realm = w_last(&e, "auth.test");
-    assert_eq!(realm.url.query(), Some("service=hub&scope=repository%3Alibrary%2Fprivate%3Apull"), "library/ added, pull only, others dropped");
+    assert_eq!(
+        realm.url.query(),
+        Some("service=hub&scope=repository%3Alibrary%2Fprivate%3Apull"),
+        "library/ added, pull only, others dropped"
+    );
     assert_eq!(realm.headers["authorization"], ALICE);
 }
 
@@ -103,14 +171,24 @@ fn containerds_password_form_works_and_other_grants_do_not() {
     assert_eq!(r.status(), 200);
     assert_eq!(json(&r)["token"], "tok-alice");
     assert_eq!(w_last(&e, "auth.test").headers["authorization"], ALICE);
-    let r = e.call(Method::POST, "http://mirror.test/token", &[], "grant_type=refresh_token&refresh_token=r-123&service=docker.io");
+    let r = e.call(
+        Method::POST,
+        "http://mirror.test/token",
+        &[],
+        "grant_type=refresh_token&refresh_token=r-123&service=docker.io",
+    );
     assert_eq!(r.status(), 400);
 }
 
 #[test]
 fn a_wrong_password_is_a_401_oci_error() {
     let e = env(TABLE, None);
-    let r = e.call(Method::GET, "http://mirror.test/token?service=docker.io&scope=repository:private:pull", &[("authorization", "Basic YWxpY2U6bm9wZQ==")], "");
+    let r = e.call(
+        Method::GET,
+        "http://mirror.test/token?service=docker.io&scope=repository:private:pull",
+        &[("authorization", "Basic YWxpY2U6bm9wZQ==")],
+        "",
+    );
     assert_eq!(r.status(), 401);
     assert_eq!(error_code(&r), "UNAUTHORIZED");
 }
@@ -118,53 +196,122 @@ fn a_wrong_password_is_a_401_oci_error() {
 #[test]
 fn a_clients_token_goes_upstream_as_it_is_and_nothing_it_fetches_is_shared() {
     let e = env(TABLE, None);
-    let r = e.call(Method::GET, "http://mirror.test/v2/private/manifests/latest", &[("authorization", "Bearer tok-alice")], "");
+    let r = e.call(
+        Method::GET,
+        "http://mirror.test/v2/private/manifests/latest",
+        &[("authorization", "Bearer tok-alice")],
+        "",
+    );
     assert_eq!(r.status(), 200);
     assert_eq!(body(&r), PRIVATE);
-    assert_eq!(h_cache(&r), "edgemirror; fwd=miss; detail=\"fetched with a client's credentials\"");
-    assert!(e.w.store.tags.borrow().is_empty() && e.w.store.manifests.borrow().is_empty(), "nothing stored");
-    assert!(e.w.tokens.borrow().is_empty(), "the client's token is not the mirror's to keep");
+    assert_eq!(
+        h_cache(&r),
+        "edgemirror; fwd=miss; detail=\"fetched with a client's credentials\""
+    );
+    assert!(
+        e.w.store.tags.borrow().is_empty() && e.w.store.manifests.borrow().is_empty(),
+        "nothing stored"
+    );
+    assert!(
+        e.w.tokens.borrow().is_empty(),
+        "the client's token is not the mirror's to keep"
+    );
     // Right after, an anonymous client is refused, as before.
-    let anon = e.call(Method::GET, "http://mirror.test/v2/private/manifests/latest", &[], "");
+    let anon = e.call(
+        Method::GET,
+        "http://mirror.test/v2/private/manifests/latest",
+        &[],
+        "",
+    );
     assert_eq!(anon.status(), 401);
     let digest = sha(PRIVATE);
-    let anon = e.call(Method::GET, &format!("http://mirror.test/v2/private/manifests/{digest}"), &[], "");
+    let anon = e.call(
+        Method::GET,
+        &format!("http://mirror.test/v2/private/manifests/{digest}"),
+        &[],
+        "",
+    );
     assert_ne!(anon.status(), 200, "not by digest either");
 }
 
 #[test]
 fn with_operator_credentials_anonymous_clients_pull_the_private_image() {
     let e = env(TABLE_CREDS, Some("alice:secret"));
-    let r = e.call(Method::GET, "http://mirror.test/v2/private/manifests/latest", &[], "");
+    let r = e.call(
+        Method::GET,
+        "http://mirror.test/v2/private/manifests/latest",
+        &[],
+        "",
+    );
     assert_eq!(r.status(), 200);
     assert_eq!(body(&r), PRIVATE);
     let realm = w_last(&e, "auth.test");
-    assert_eq!(realm.headers["authorization"], ALICE, "the operator's credentials went to the realm");
-    assert!(e.w.net.seen.borrow().iter().filter(|r| r.url.host_str() == Some("hub.test")).all(|r| r.headers.get("authorization").map(|v| v.to_str().unwrap()) != Some(ALICE)), "never to the registry itself");
+    assert_eq!(
+        realm.headers["authorization"], ALICE,
+        "the operator's credentials went to the realm"
+    );
+    assert!(
+        e.w.net
+            .seen
+            .borrow()
+            .iter()
+            .filter(|r| r.url.host_str() == Some("hub.test"))
+            .all(|r| r.headers.get("authorization").map(|v| v.to_str().unwrap()) != Some(ALICE)),
+        "never to the registry itself"
+    );
     // An upstream that names a secret that is not set: a clear error.
     let e = env(TABLE_CREDS, None);
-    let r = e.call(Method::GET, "http://mirror.test/v2/private/manifests/latest", &[], "");
+    let r = e.call(
+        Method::GET,
+        "http://mirror.test/v2/private/manifests/latest",
+        &[],
+        "",
+    );
     assert_eq!(r.status(), 503);
-    assert!(String::from_utf8(body(&r)).unwrap().contains("credentials secret HUB_CREDS is not set"));
+    assert!(String::from_utf8(body(&r))
+        .unwrap()
+        .contains("credentials secret HUB_CREDS is not set"));
 }
 
 fn w_last(e: &Env, host: &str) -> UpstreamRequest {
-    e.w.net.seen.borrow().iter().rev().find(|r| r.url.host_str() == Some(host)).cloned().expect("a request to that host")
+    e.w.net
+        .seen
+        .borrow()
+        .iter()
+        .rev()
+        .find(|r| r.url.host_str() == Some(host))
+        .cloned()
+        .expect("a request to that host")
 }
 
 #[test]
 fn docker_login_without_a_scope_is_checked_against_the_default_upstream() {
     let e = env(TABLE, None);
-    let ok = e.call(Method::GET, "http://mirror.test/token?service=edgemirror&account=alice", &[("authorization", ALICE)], "");
+    let ok = e.call(
+        Method::GET,
+        "http://mirror.test/token?service=edgemirror&account=alice",
+        &[("authorization", ALICE)],
+        "",
+    );
     assert_eq!(ok.status(), 200);
-    let bad = e.call(Method::GET, "http://mirror.test/token?service=edgemirror&account=alice", &[("authorization", "Basic YWxpY2U6bm9wZQ==")], "");
+    let bad = e.call(
+        Method::GET,
+        "http://mirror.test/token?service=edgemirror&account=alice",
+        &[("authorization", "Basic YWxpY2U6bm9wZQ==")],
+        "",
+    );
     assert_eq!(bad.status(), 401);
 }
 
 #[test]
 fn token_requests_for_no_configured_upstream_are_refused() {
     let e = env(TABLE, None);
-    let r = e.call(Method::GET, "http://mirror.test/token?service=evil&scope=repository:quay.io/x:pull", &[("authorization", ALICE)], "");
+    let r = e.call(
+        Method::GET,
+        "http://mirror.test/token?service=evil&scope=repository:quay.io/x:pull",
+        &[("authorization", ALICE)],
+        "",
+    );
     assert_eq!(r.status(), 404);
     assert!(e.w.net.urls().is_empty());
 }
@@ -172,11 +319,25 @@ fn token_requests_for_no_configured_upstream_are_refused() {
 #[test]
 fn a_clients_basic_login_on_a_registry_request_is_exchanged_for_that_request_alone() {
     let e = env(TABLE, None);
-    let r = e.call(Method::GET, "http://mirror.test/v2/private/manifests/latest", &[("authorization", ALICE)], "");
+    let r = e.call(
+        Method::GET,
+        "http://mirror.test/v2/private/manifests/latest",
+        &[("authorization", ALICE)],
+        "",
+    );
     assert_eq!(r.status(), 200);
     assert_eq!(body(&r), PRIVATE);
     assert_eq!(w_last(&e, "auth.test").headers["authorization"], ALICE);
     assert!(e.w.tokens.borrow().is_empty(), "alice's token is not kept");
     assert!(e.w.store.manifests.borrow().is_empty(), "nothing stored");
-    assert_eq!(e.call(Method::GET, "http://mirror.test/v2/private/manifests/latest", &[], "").status(), 401);
+    assert_eq!(
+        e.call(
+            Method::GET,
+            "http://mirror.test/v2/private/manifests/latest",
+            &[],
+            ""
+        )
+        .status(),
+        401
+    );
 }

@@ -17,13 +17,26 @@ use rstest::rstest;
 #[test]
 fn manifest_by_tag_with_token_auth_is_passed_through_byte_for_byte() {
     let w = World::new(FakeNet::new(hub));
-    let (r, outcome) = w.request(Method::GET, "http://mirror.test/v2/alpine/manifests/latest", &[("accept", "application/vnd.oci.image.index.v1+json"), ("accept", "application/vnd.docker.distribution.manifest.v2+json")]);
+    let (r, outcome) = w.request(
+        Method::GET,
+        "http://mirror.test/v2/alpine/manifests/latest",
+        &[
+            ("accept", "application/vnd.oci.image.index.v1+json"),
+            (
+                "accept",
+                "application/vnd.docker.distribution.manifest.v2+json",
+            ),
+        ],
+    );
     assert_eq!(r.status(), 200);
     assert_eq!(body(&r), MANIFEST);
     assert_eq!(h_cache(&r), "edgemirror; fwd=miss; stored");
     let h = r.headers();
     assert_eq!(h["docker-content-digest"], sha(MANIFEST).as_str());
-    assert_eq!(h["content-type"], "application/vnd.docker.distribution.manifest.v2+json");
+    assert_eq!(
+        h["content-type"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
     assert_eq!(h["content-length"], MANIFEST.len().to_string().as_str());
     assert_eq!(h["etag"], "\"x\"");
     assert_eq!(h["docker-distribution-api-version"], "registry/2.0");
@@ -43,12 +56,23 @@ fn manifest_by_tag_with_token_auth_is_passed_through_byte_for_byte() {
     assert_eq!(w.net.auth_of(0), None);
     assert_eq!(w.net.auth_of(1), None, "anonymous token request");
     assert_eq!(w.net.auth_of(2).as_deref(), Some("Bearer tok-1"));
-    assert_eq!(w.net.auth_of(3).as_deref(), Some("Bearer tok-1"), "the token is kept for the GET");
-    let accept = w.net.seen.borrow()[3].headers["accept"].to_str().unwrap().to_string();
+    assert_eq!(
+        w.net.auth_of(3).as_deref(),
+        Some("Bearer tok-1"),
+        "the token is kept for the GET"
+    );
+    let accept = w.net.seen.borrow()[3].headers["accept"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert_eq!(accept, "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json");
 
     // The token is kept: the next request for the same scope goes straight through with it.
-    let (r, _) = w.request(Method::HEAD, "http://mirror.test/v2/library/alpine/manifests/missing", &[]);
+    let (r, _) = w.request(
+        Method::HEAD,
+        "http://mirror.test/v2/library/alpine/manifests/missing",
+        &[],
+    );
     assert_eq!(r.status(), 404);
     assert!(matches!(r.body(), Reply::Empty));
     assert_eq!(w.net.urls().len(), 5);
@@ -61,18 +85,33 @@ fn blob_redirect_to_another_host_drops_authorization() {
     let (r, _) = w.get(&format!("/v2/library/alpine/blobs/{SHA}"));
     assert_eq!(r.status(), 200);
     assert_eq!(body(&r), b"LAYERBYTES");
-    assert_eq!(r.headers()["docker-content-digest"], SHA, "named by the digest asked for");
+    assert_eq!(
+        r.headers()["docker-content-digest"],
+        SHA,
+        "named by the digest asked for"
+    );
     let urls = w.net.urls();
-    assert_eq!(urls.last().unwrap(), &format!("GET http://cdn.test/data/{SHA}"));
+    assert_eq!(
+        urls.last().unwrap(),
+        &format!("GET http://cdn.test/data/{SHA}")
+    );
     let n = urls.len();
-    assert_eq!(w.net.auth_of(n - 2).as_deref(), Some("Bearer tok-1"), "the registry gets the token");
+    assert_eq!(
+        w.net.auth_of(n - 2).as_deref(),
+        Some("Bearer tok-1"),
+        "the registry gets the token"
+    );
     assert_eq!(w.net.auth_of(n - 1), None, "the CDN never does");
 }
 
 #[test]
 fn range_requests_reach_the_blob_host_and_come_back_206() {
     let w = World::new(FakeNet::new(hub));
-    let (r, _) = w.request(Method::GET, &format!("http://mirror.test/v2/alpine/blobs/{SHA}"), &[("range", "bytes=0-3")]);
+    let (r, _) = w.request(
+        Method::GET,
+        &format!("http://mirror.test/v2/alpine/blobs/{SHA}"),
+        &[("range", "bytes=0-3")],
+    );
     assert_eq!(r.status(), 206);
     assert_eq!(r.headers()["content-range"], "bytes 0-3/10");
     assert_eq!(body(&r), b"LAYE");
@@ -81,13 +120,25 @@ fn range_requests_reach_the_blob_host_and_come_back_206() {
 #[test]
 fn same_origin_redirect_keeps_authorization_and_loops_are_bounded() {
     let w = World::new(FakeNet::new(|req| {
-        let n: u32 = req.url.query().and_then(|q| q.strip_prefix("hop=")).map_or(0, |n| n.parse().unwrap());
-        resp(302, &[("location", &format!("/v2/x/blobs/{SHA}?hop={}", n + 1))], b"")
+        let n: u32 = req
+            .url
+            .query()
+            .and_then(|q| q.strip_prefix("hop="))
+            .map_or(0, |n| n.parse().unwrap());
+        resp(
+            302,
+            &[("location", &format!("/v2/x/blobs/{SHA}?hop={}", n + 1))],
+            b"",
+        )
     }));
     let (r, _) = w.get(&format!("/v2/plain/x/blobs/{SHA}"));
     assert_eq!(r.status(), 502);
     assert_eq!(error_code(&r), "UNAVAILABLE");
-    assert_eq!(w.net.urls().len(), 6, "the first request and five redirects");
+    assert_eq!(
+        w.net.urls().len(),
+        6,
+        "the first request and five redirects"
+    );
 }
 
 #[rstest]
@@ -107,7 +158,9 @@ fn upstream_failures_become_oci_errors(
     #[case] code: &str,
 ) {
     let answer = RefCell::new(Some(answer));
-    let w = World::new(FakeNet::new(move |_| answer.borrow_mut().take().unwrap_or(resp(599, &[], b""))));
+    let w = World::new(FakeNet::new(move |_| {
+        answer.borrow_mut().take().unwrap_or(resp(599, &[], b""))
+    }));
     let (r, outcome) = w.get("/v2/plain/x/manifests/latest");
     assert_eq!(r.status(), status);
     assert_eq!(error_code(&r), code);
@@ -123,7 +176,9 @@ fn upstream_404_envelope_is_forwarded() {
     let w = World::new(FakeNet::new(hub));
     let (r, _) = w.get("/v2/alpine/manifests/missing");
     assert_eq!(r.status(), 404);
-    assert!(String::from_utf8(body(&r)).unwrap().contains("upstream says no"));
+    assert!(String::from_utf8(body(&r))
+        .unwrap()
+        .contains("upstream says no"));
 }
 
 #[rstest]
@@ -131,7 +186,11 @@ fn upstream_404_envelope_is_forwarded() {
 #[case(resp(200, &[], b"not json"), 502, "UNAVAILABLE")]
 #[case(resp(200, &[], br#"{"token":"tok-1","expires_in":0}"#), 200, "")]
 #[case(resp(500, &[], b""), 502, "UNAVAILABLE")]
-fn token_endpoint_answers(#[case] token: Result<Response<Vec<u8>>, FetchError>, #[case] status: u16, #[case] code: &str) {
+fn token_endpoint_answers(
+    #[case] token: Result<Response<Vec<u8>>, FetchError>,
+    #[case] status: u16,
+    #[case] code: &str,
+) {
     // The same answer every time it is asked (a token that is not kept is asked for again).
     let token = token.unwrap();
     let (parts, body) = token.into_parts();
@@ -155,12 +214,25 @@ fn token_endpoint_answers(#[case] token: Result<Response<Vec<u8>>, FetchError>, 
 #[test]
 fn tags_list_pagination_goes_upstream_and_links_come_back_to_the_mirror() {
     let w = World::new(FakeNet::new(|req| {
-        assert_eq!(req.url.as_str(), "http://plain.test/v2/x/tags/list?n=2&last=a");
-        resp(200, &[("content-type", "application/json"), ("link", "</v2/x/tags/list?last=b&n=2>; rel=\"next\"")], br#"{"name":"x","tags":["b"]}"#)
+        assert_eq!(
+            req.url.as_str(),
+            "http://plain.test/v2/x/tags/list?n=2&last=a"
+        );
+        resp(
+            200,
+            &[
+                ("content-type", "application/json"),
+                ("link", "</v2/x/tags/list?last=b&n=2>; rel=\"next\""),
+            ],
+            br#"{"name":"x","tags":["b"]}"#,
+        )
     }));
     let (r, _) = w.get("/v2/x/tags/list?n=2&last=a&ns=plain.test");
     assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["link"], "</v2/x/tags/list?last=b&n=2&ns=plain.test>; rel=\"next\"");
+    assert_eq!(
+        r.headers()["link"],
+        "</v2/x/tags/list?last=b&n=2&ns=plain.test>; rel=\"next\""
+    );
 }
 
 /// Bad input: a clear 4xx, and no upstream ever hears of it.
@@ -176,13 +248,40 @@ fn tags_list_pagination_goes_upstream_and_links_come_back_to_the_mirror() {
 #[case(Method::DELETE, "/v2/alpine/manifests/latest", 405, "UNSUPPORTED")]
 #[case(Method::GET, "/v2/_catalog", 405, "UNSUPPORTED")]
 #[case(Method::GET, "/v2/quay.io/x/y/manifests/latest", 404, "NAME_UNKNOWN")]
-#[case(Method::GET, "/v2/x/manifests/latest?ns=evil.example.com", 404, "NAME_UNKNOWN")]
-#[case(Method::GET, "/v2/x/tags/list?n=many", 400, "PAGINATION_NUMBER_INVALID")]
-#[case(Method::GET, "/v2/x/tags/list?last=..%2F", 400, "PAGINATION_NUMBER_INVALID")]
-#[case(Method::GET, "/v2/x/tags/list?next_page=a%20b", 400, "PAGINATION_NUMBER_INVALID")]
+#[case(
+    Method::GET,
+    "/v2/x/manifests/latest?ns=evil.example.com",
+    404,
+    "NAME_UNKNOWN"
+)]
+#[case(
+    Method::GET,
+    "/v2/x/tags/list?n=many",
+    400,
+    "PAGINATION_NUMBER_INVALID"
+)]
+#[case(
+    Method::GET,
+    "/v2/x/tags/list?last=..%2F",
+    400,
+    "PAGINATION_NUMBER_INVALID"
+)]
+#[case(
+    Method::GET,
+    "/v2/x/tags/list?next_page=a%20b",
+    400,
+    "PAGINATION_NUMBER_INVALID"
+)]
 #[case(Method::GET, "/nope", 404, "NAME_UNKNOWN")]
-fn bad_input_never_reaches_an_upstream(#[case] method: Method, #[case] path: &str, #[case] status: u16, #[case] code: &str) {
-    let w = World::new(FakeNet::new(|req| panic!("no request expected, got {}", req.url)));
+fn bad_input_never_reaches_an_upstream(
+    #[case] method: Method,
+    #[case] path: &str,
+    #[case] status: u16,
+    #[case] code: &str,
+) {
+    let w = World::new(FakeNet::new(|req| {
+        panic!("no request expected, got {}", req.url)
+    }));
     let (r, _) = w.request(method.clone(), &format!("http://mirror.test{path}"), &[]);
     assert_eq!(r.status(), status, "{path}");
     if method != Method::HEAD {
@@ -195,43 +294,94 @@ fn bad_input_never_reaches_an_upstream(#[case] method: Method, #[case] path: &st
 fn invalid_configuration_answers_every_request_with_the_field() {
     let net = FakeNet::new(|req| panic!("no request expected, got {}", req.url));
     let tokens = RefCell::new(TokenCache::default());
-    let bad = Config::from_vars(&Vars { upstreams: Some(r#"{"x":{"registry":"ftp://h"}}"#), ..Default::default() }).unwrap_err();
-    let session = Session { fetcher: &net, tokens: &tokens, now: 0, timeout_ms: 1_000, secret: &|_| None };
-    let incoming = |path: &str| Incoming { method: Method::GET, url: url::Url::parse(&format!("http://m.test{path}")).unwrap(), headers: HeaderMap::new(), body: Vec::new() };
+    let bad = Config::from_vars(&Vars {
+        upstreams: Some(r#"{"x":{"registry":"ftp://h"}}"#),
+        ..Default::default()
+    })
+    .unwrap_err();
+    let session = Session {
+        fetcher: &net,
+        tokens: &tokens,
+        now: 0,
+        timeout_ms: 1_000,
+        secret: &|_| None,
+    };
+    let incoming = |path: &str| Incoming {
+        method: Method::GET,
+        url: url::Url::parse(&format!("http://m.test{path}")).unwrap(),
+        headers: HeaderMap::new(),
+        body: Vec::new(),
+    };
     let store = FakeStore::default();
-    let (r, _) = block_on(handle(Err(&bad), &session, &store, &incoming("/v2/alpine/manifests/latest")));
+    let (r, _) = block_on(handle(
+        Err(&bad),
+        &session,
+        &store,
+        &incoming("/v2/alpine/manifests/latest"),
+    ));
     assert_eq!(r.status(), 503);
-    assert!(String::from_utf8(body(&r)).unwrap().contains("UPSTREAMS.x.registry"));
+    assert!(String::from_utf8(body(&r))
+        .unwrap()
+        .contains("UPSTREAMS.x.registry"));
     let (r, _) = block_on(handle(Err(&bad), &session, &store, &incoming("/healthz")));
     assert_eq!(r.status(), 503);
-    assert!(String::from_utf8(body(&r)).unwrap().contains("UPSTREAMS.x.registry"));
+    assert!(String::from_utf8(body(&r))
+        .unwrap()
+        .contains("UPSTREAMS.x.registry"));
 }
 
 #[test]
 fn api_base_answers_like_a_registry_with_a_challenge() {
-    let w = World::new(FakeNet::new(|req| panic!("no request expected, got {}", req.url)));
+    let w = World::new(FakeNet::new(|req| {
+        panic!("no request expected, got {}", req.url)
+    }));
     let (r, _) = w.get("/v2/");
     assert_eq!(r.status(), 401, "a challenge, like Docker Hub's");
-    assert_eq!(r.headers()["www-authenticate"], r#"Bearer realm="http://mirror.test/token",service="edgemirror""#);
-    assert_eq!(r.headers()["docker-distribution-api-version"], "registry/2.0");
-    let (r, _) = w.request(Method::GET, "http://mirror.test/v2/", &[("authorization", "Bearer edgemirror-anonymous")]);
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        r#"Bearer realm="http://mirror.test/token",service="edgemirror""#
+    );
+    assert_eq!(
+        r.headers()["docker-distribution-api-version"],
+        "registry/2.0"
+    );
+    let (r, _) = w.request(
+        Method::GET,
+        "http://mirror.test/v2/",
+        &[("authorization", "Bearer edgemirror-anonymous")],
+    );
     assert_eq!(r.status(), 200);
     // The anonymous token comes at once, without any upstream.
     let (t, _) = w.get("/token?service=edgemirror&scope=repository:alpine:pull");
     assert_eq!(t.status(), 200);
-    assert!(String::from_utf8(body(&t)).unwrap().contains("edgemirror-anonymous"));
+    assert!(String::from_utf8(body(&t))
+        .unwrap()
+        .contains("edgemirror-anonymous"));
 }
 
 #[test]
 fn a_401_from_a_redirect_target_is_not_answered_with_a_token() {
     let w = World::new(FakeNet::new(|req| match req.url.host_str().unwrap() {
         "plain.test" => resp(307, &[("location", "http://cdn.test/blob")], b""),
-        "cdn.test" => resp(401, &[("www-authenticate", r#"Bearer realm="http://other-realm.test/t""#)], b""),
+        "cdn.test" => resp(
+            401,
+            &[(
+                "www-authenticate",
+                r#"Bearer realm="http://other-realm.test/t""#,
+            )],
+            b"",
+        ),
         other => panic!("the mirror contacted {other}"),
     }));
     let (r, _) = w.get(&format!("/v2/plain/x/blobs/{SHA}"));
     assert_eq!(r.status(), 401);
-    assert_eq!(w.net.urls(), [format!("GET http://plain.test/v2/x/blobs/{SHA}"), "GET http://cdn.test/blob".to_string()]);
+    assert_eq!(
+        w.net.urls(),
+        [
+            format!("GET http://plain.test/v2/x/blobs/{SHA}"),
+            "GET http://cdn.test/blob".to_string()
+        ]
+    );
     assert!(w.tokens.borrow().is_empty());
 }
 
@@ -239,14 +389,24 @@ fn a_401_from_a_redirect_target_is_not_answered_with_a_token() {
 fn upstreams_are_asked_for_identity_encoding() {
     let w = World::new(FakeNet::new(hub));
     w.get("/v2/alpine/manifests/latest");
-    assert!(w.net.seen.borrow().iter().filter(|r| r.url.host_str() == Some("hub.test")).all(|r| r.headers["accept-encoding"] == "identity"));
+    assert!(w
+        .net
+        .seen
+        .borrow()
+        .iter()
+        .filter(|r| r.url.host_str() == Some("hub.test"))
+        .all(|r| r.headers["accept-encoding"] == "identity"));
 }
 
 #[test]
 fn quay_style_page_tokens_go_upstream() {
     let w = World::new(FakeNet::new(|req| {
         assert_eq!(req.url.query(), Some("n=100&next_page=gAAAA-x_y%3D"));
-        resp(200, &[("content-type", "application/json")], br#"{"name":"x","tags":[]}"#)
+        resp(
+            200,
+            &[("content-type", "application/json")],
+            br#"{"name":"x","tags":[]}"#,
+        )
     }));
     let (r, _) = w.get("/v2/plain/x/tags/list?n=100&next_page=gAAAA-x_y%3D");
     assert_eq!(r.status(), 200);
@@ -257,32 +417,245 @@ fn an_upstreams_private_headers_reach_its_own_origin_only() {
     let table = r#"{"private": {"registry": "http://private.test", "prefixes": ["private"], "headers": {"CF-Access-Client-Id": "ACCESS_ID"}}}"#;
     let net = FakeNet::new(|req| match (req.url.host_str().unwrap(), req.url.path()) {
         ("private.test", "/token") => resp(200, &[], br#"{"token":"t","expires_in":300}"#),
-        ("private.test", _) if req.headers.get("authorization").is_none() => {
-            resp(401, &[("www-authenticate", r#"Bearer realm="http://private.test/token",service="p""#)], b"")
-        }
+        ("private.test", _) if req.headers.get("authorization").is_none() => resp(
+            401,
+            &[(
+                "www-authenticate",
+                r#"Bearer realm="http://private.test/token",service="p""#,
+            )],
+            b"",
+        ),
         ("private.test", _) => resp(307, &[("location", "http://cdn.test/blob")], b""),
         ("cdn.test", _) => resp(200, &[("content-length", "4")], b"blob"),
         (other, _) => panic!("the mirror contacted {other}"),
     });
     let mut w = World::new(net);
-    w.config = Config::from_vars(&Vars { upstreams: Some(table), ..Default::default() }).unwrap();
+    w.config = Config::from_vars(&Vars {
+        upstreams: Some(table),
+        ..Default::default()
+    })
+    .unwrap();
     let secret = |name: &str| (name == "ACCESS_ID").then(|| "id-123".to_string());
-    let session = Session { fetcher: &w.net, tokens: &w.tokens, now: 1_000, timeout_ms: 1_000, secret: &secret };
-    let incoming = Incoming { method: Method::GET, url: url::Url::parse(&format!("http://m.test/v2/private/x/blobs/{SHA}")).unwrap(), headers: HeaderMap::new(), body: Vec::new() };
+    let session = Session {
+        fetcher: &w.net,
+        tokens: &w.tokens,
+        now: 1_000,
+        timeout_ms: 1_000,
+        secret: &secret,
+    };
+    let incoming = Incoming {
+        method: Method::GET,
+        url: url::Url::parse(&format!("http://m.test/v2/private/x/blobs/{SHA}")).unwrap(),
+        headers: HeaderMap::new(),
+        body: Vec::new(),
+    };
     let (r, _) = block_on(handle(Ok(&w.config), &session, &w.store, &incoming));
     assert_eq!(r.status(), 200);
     for req in w.net.seen.borrow().iter() {
-        let has = req.headers.get("cf-access-client-id").map(|v| v.to_str().unwrap().to_string());
+        let has = req
+            .headers
+            .get("cf-access-client-id")
+            .map(|v| v.to_str().unwrap().to_string());
         let want = (req.url.host_str() == Some("private.test")).then(|| "id-123".to_string());
         assert_eq!(has, want, "{}", req.url);
     }
     // Without the secret, a clear error and no request.
     let n = w.net.urls().len();
     let none = |_: &str| None;
-    let session = Session { fetcher: &w.net, tokens: &w.tokens, now: 1_000, timeout_ms: 1_000, secret: &none };
-    let incoming = Incoming { method: Method::GET, url: url::Url::parse("http://m.test/v2/private/y/manifests/latest").unwrap(), headers: HeaderMap::new(), body: Vec::new() };
+    let session = Session {
+        fetcher: &w.net,
+        tokens: &w.tokens,
+        now: 1_000,
+        timeout_ms: 1_000,
+        secret: &none,
+    };
+    let incoming = Incoming {
+        method: Method::GET,
+        url: url::Url::parse("http://m.test/v2/private/y/manifests/latest").unwrap(),
+        headers: HeaderMap::new(),
+        body: Vec::new(),
+    };
     let (r, _) = block_on(handle(Ok(&w.config), &session, &w.store, &incoming));
     assert_eq!(r.status(), 503);
-    assert!(String::from_utf8(body(&r)).unwrap().contains("secret ACCESS_ID"));
+    assert!(String::from_utf8(body(&r))
+        .unwrap()
+        .contains("secret ACCESS_ID"));
     assert_eq!(w.net.urls().len(), n);
+}
+
+/// A hub whose first `fail` answers to the CDN are `status` (with `retry_after`), then normal.
+fn flaky_cdn(fail: usize, status: u16, retry_after: Option<&'static str>) -> FakeNet {
+    let left = RefCell::new(fail);
+    FakeNet::new(move |req| {
+        if req.url.host_str() == Some("cdn.test") && *left.borrow() > 0 {
+            *left.borrow_mut() -= 1;
+            let h: Vec<(&str, &str)> = retry_after.iter().map(|v| ("retry-after", *v)).collect();
+            return resp(status, &h, b"busy");
+        }
+        hub(req)
+    })
+}
+
+#[rstest]
+// (failures, status, Retry-After) -> (client status, requests to the CDN, pauses)
+#[case(1, 500, None, 200, 2, vec![250])]
+#[case(1, 502, None, 200, 2, vec![250])]
+#[case(1, 503, Some("1"), 200, 2, vec![1000])]
+#[case(1, 503, Some("60"), 503, 1, vec![])]
+#[case(1, 429, None, 429, 1, vec![])]
+#[case(1, 429, Some("2"), 200, 2, vec![2000])]
+#[case(2, 500, None, 502, 2, vec![250])]
+#[case(1, 404, None, 404, 1, vec![])]
+fn fast_failures_are_retried_once(
+    #[case] fail: usize,
+    #[case] status: u16,
+    #[case] retry_after: Option<&'static str>,
+    #[case] want: u16,
+    #[case] cdn_requests: usize,
+    #[case] pauses: Vec<u32>,
+) {
+    let w = World::new(flaky_cdn(fail, status, retry_after));
+    let (r, _) = w.get(&format!("/v2/library/alpine/blobs/{SHA}"));
+    assert_eq!(r.status(), want);
+    if want == 200 {
+        assert_eq!(body(&r), b"LAYERBYTES");
+    }
+    assert_eq!(
+        w.net
+            .urls()
+            .iter()
+            .filter(|u| u.contains("cdn.test"))
+            .count(),
+        cdn_requests
+    );
+    assert_eq!(*w.net.pauses.borrow(), pauses);
+}
+
+#[test]
+fn a_refused_connection_is_retried_once_and_a_timeout_is_not() {
+    let left = RefCell::new(1);
+    let w = World::new(FakeNet::new(move |req| {
+        if req.url.host_str() == Some("cdn.test") && *left.borrow() > 0 {
+            *left.borrow_mut() -= 1;
+            return Err(FetchError::Unreachable("connection reset".into()));
+        }
+        hub(req)
+    }));
+    let (r, _) = w.get(&format!("/v2/library/alpine/blobs/{SHA}"));
+    assert_eq!(r.status(), 200);
+    assert_eq!(*w.net.pauses.borrow(), vec![250]);
+
+    let w = World::new(FakeNet::new(|req| {
+        if req.url.host_str() == Some("cdn.test") {
+            Err(FetchError::Timeout)
+        } else {
+            hub(req)
+        }
+    }));
+    let (r, _) = w.get(&format!("/v2/library/alpine/blobs/{SHA}"));
+    assert_eq!(r.status(), 504);
+    assert_eq!(
+        w.net
+            .urls()
+            .iter()
+            .filter(|u| u.contains("cdn.test"))
+            .count(),
+        1,
+        "a timeout is not repeated"
+    );
+}
+
+/// A hub whose token endpoint hands out `expired` tokens before good ones; the registry answers
+/// them with `error="invalid_token"`, as distribution and Docker Hub do.
+fn skewed_realm(expired: usize) -> FakeNet {
+    let issued = RefCell::new(0);
+    FakeNet::new(move |req| {
+        let auth = req
+            .headers
+            .get("authorization")
+            .map(|v| v.to_str().unwrap().to_string());
+        match (req.url.host_str().unwrap(), req.url.path()) {
+            ("auth.test", "/token") => {
+                *issued.borrow_mut() += 1;
+                let n = *issued.borrow();
+                let value = if n <= expired {
+                    format!("stale-{n}")
+                } else {
+                    "tok-1".into()
+                };
+                resp(
+                    200,
+                    &[],
+                    format!(r#"{{"token":"{value}","expires_in":300}}"#).as_bytes(),
+                )
+            }
+            ("hub.test", _)
+                if auth
+                    .as_deref()
+                    .is_some_and(|a| a.starts_with("Bearer stale-")) =>
+            {
+                resp(
+                    401,
+                    &[(
+                        "www-authenticate",
+                        r#"Bearer realm="http://auth.test/token",service="hub",error="invalid_token""#,
+                    )],
+                    b"",
+                )
+            }
+            _ => hub(req),
+        }
+    })
+}
+
+#[rstest]
+#[case(1, 200, 2)]
+#[case(2, 502, 2)]
+fn a_token_refused_as_invalid_is_fetched_once_more(
+    #[case] expired: usize,
+    #[case] want: u16,
+    #[case] token_requests: usize,
+) {
+    let w = World::new(skewed_realm(expired));
+    let (r, _) = w.get(&format!("/v2/library/alpine/blobs/{SHA}"));
+    assert_eq!(r.status(), want, "{}", String::from_utf8_lossy(&body(&r)));
+    assert_eq!(
+        w.net
+            .urls()
+            .iter()
+            .filter(|u| u.contains("auth.test"))
+            .count(),
+        token_requests
+    );
+    if want == 502 {
+        assert!(
+            String::from_utf8_lossy(&body(&r)).contains("refuses the tokens its own realm issues")
+        );
+    }
+}
+
+#[test]
+fn a_token_refused_for_its_scope_is_not_fetched_again() {
+    // The anonymous token has no access to a private repository: the client must log in.
+    let w = World::new(FakeNet::new(|req| match req.url.host_str().unwrap() {
+        "auth.test" => resp(200, &[], br#"{"token":"anon","expires_in":300}"#),
+        _ => resp(
+            401,
+            &[(
+                "www-authenticate",
+                r#"Bearer realm="http://auth.test/token",service="hub",error="insufficient_scope""#,
+            )],
+            b"",
+        ),
+    }));
+    let (r, _) = w.get(&format!("/v2/library/alpine/blobs/{SHA}"));
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        w.net
+            .urls()
+            .iter()
+            .filter(|u| u.contains("auth.test"))
+            .count(),
+        1
+    );
 }

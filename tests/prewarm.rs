@@ -43,26 +43,62 @@ fn registry(images: &[&str]) -> (FakeNet, HashMap<String, (Vec<u8>, &'static str
     let c = content.clone();
     let net = FakeNet::new(move |req| {
         let path = req.url.path();
-        let digest = tags.get(path).cloned().unwrap_or_else(|| path.rsplit('/').next().unwrap().to_string());
+        let digest = tags
+            .get(path)
+            .cloned()
+            .unwrap_or_else(|| path.rsplit('/').next().unwrap().to_string());
         match c.get(&digest) {
-            Some((body, media_type)) => resp(200, &[("content-type", media_type), ("docker-content-digest", &digest), ("content-length", &body.len().to_string())], body),
-            None => resp(404, &[], br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"no"}]}"#),
+            Some((body, media_type)) => resp(
+                200,
+                &[
+                    ("content-type", media_type),
+                    ("docker-content-digest", &digest),
+                    ("content-length", &body.len().to_string()),
+                ],
+                body,
+            ),
+            None => resp(
+                404,
+                &[],
+                br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"no"}]}"#,
+            ),
         }
     });
     (net, content)
 }
 
 fn config(images: &[&str], budget: u32) -> Config {
-    let list = serde_json::to_string(&images.iter().map(|i| format!("plain/{i}:latest")).collect::<Vec<_>>()).unwrap();
-    let mut c = Config::from_vars(&Vars { upstreams: Some(TABLE), prewarm: Some(&list), ..Default::default() }).unwrap();
+    let list = serde_json::to_string(
+        &images
+            .iter()
+            .map(|i| format!("plain/{i}:latest"))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let mut c = Config::from_vars(&Vars {
+        upstreams: Some(TABLE),
+        prewarm: Some(&list),
+        ..Default::default()
+    })
+    .unwrap();
     c.prewarm_budget = budget;
     c
 }
 
 fn warm(w: &World, config: &Config, blobs: bool) -> Vec<edgemirror::prewarm::Report> {
-    let budgeted = Budgeted { inner: &w.net, limit: config.prewarm_budget, used: Cell::new(0) };
+    let budgeted = Budgeted {
+        inner: &w.net,
+        limit: config.prewarm_budget,
+        used: Cell::new(0),
+    };
     let tokens = RefCell::new(TokenCache::default());
-    let session = Session { fetcher: &budgeted, tokens: &tokens, now: w.now.get(), timeout_ms: 1000, secret: &|_| None };
+    let session = Session {
+        fetcher: &budgeted,
+        tokens: &tokens,
+        now: w.now.get(),
+        timeout_ms: 1000,
+        secret: &|_| None,
+    };
     block_on(run(config, &session, &w.store, blobs))
 }
 
@@ -74,21 +110,52 @@ fn an_index_is_warmed_with_every_platform_and_its_blobs() {
     let reports = warm(&w, &c, true);
     assert_eq!(reports.len(), 1);
     let r = &reports[0];
-    assert_eq!((r.result, r.manifests, r.blobs_fetched, r.blobs_held), ("warmed", 3, 4, 0), "{r:?}");
-    assert_eq!(w.store.blobs.borrow().len(), 4, "configs and layers, not the foreign layer");
+    assert_eq!(
+        (r.result, r.manifests, r.blobs_fetched, r.blobs_held),
+        ("warmed", 3, 4, 0),
+        "{r:?}"
+    );
+    assert_eq!(
+        w.store.blobs.borrow().len(),
+        4,
+        "configs and layers, not the foreign layer"
+    );
     assert!(!w.net.urls().iter().any(|u| u.contains("elsewhere")));
     // A client's pull now costs no upstream GET: the tag, each platform, each blob.
     let n = w.net.urls().len();
-    let accept = [("accept", "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json")];
-    let (tag, _) = w.request(Method::GET, "http://mirror.test/v2/plain/team/app/manifests/latest", &accept);
+    let accept = [(
+        "accept",
+        "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json",
+    )];
+    let (tag, _) = w.request(
+        Method::GET,
+        "http://mirror.test/v2/plain/team/app/manifests/latest",
+        &accept,
+    );
     assert_eq!(tag.status(), 200);
     for (digest, (_, media_type)) in &content {
-        let kind = if *media_type == IMAGE_TYPE { "manifests" } else if *media_type == INDEX_TYPE { continue } else { "blobs" };
-        let (resp, _) = w.request(Method::GET, &format!("http://mirror.test/v2/plain/team/app/{kind}/{digest}"), &accept);
+        let kind = if *media_type == IMAGE_TYPE {
+            "manifests"
+        } else if *media_type == INDEX_TYPE {
+            continue;
+        } else {
+            "blobs"
+        };
+        let (resp, _) = w.request(
+            Method::GET,
+            &format!("http://mirror.test/v2/plain/team/app/{kind}/{digest}"),
+            &accept,
+        );
         assert_eq!(resp.status(), 200, "{kind} {digest}");
     }
-    let methods: Vec<_> = w.net.seen.borrow()[n..].iter().map(|r| r.method.to_string()).collect();
-    assert!(methods.iter().all(|m| m == "HEAD"), "only HEADs at most: {methods:?}");
+    let methods: Vec<_> = w.net.seen.borrow()[n..]
+        .iter()
+        .map(|r| r.method.to_string())
+        .collect();
+    assert!(
+        methods.iter().all(|m| m == "HEAD"),
+        "only HEADs at most: {methods:?}"
+    );
     // A second run finds everything held.
     let again = warm(&w, &c, true);
     assert_eq!((again[0].blobs_fetched, again[0].blobs_held), (0, 4));
@@ -111,10 +178,24 @@ fn the_budget_stops_a_run_and_the_next_run_resumes_where_it_stopped() {
     // Each image costs a HEAD and three GETs (tag, two platforms): 4 requests without blobs.
     let c = config(&["a/one", "b/two", "c/three"], 6);
     let first = warm(&w, &c, false);
-    assert_eq!(first.iter().map(|r| r.result).collect::<Vec<_>>(), ["warmed", "stopped", "skipped"]);
-    assert_eq!(w.store.notes.borrow().values().next().map(String::as_str), Some("1"), "resume at b/two");
+    assert_eq!(
+        first.iter().map(|r| r.result).collect::<Vec<_>>(),
+        ["warmed", "stopped", "skipped"]
+    );
+    assert_eq!(
+        w.store.notes.borrow().values().next().map(String::as_str),
+        Some("1"),
+        "resume at b/two"
+    );
     let second = warm(&w, &c, false);
-    assert_eq!(second.iter().map(|r| r.image.as_str()).collect::<Vec<_>>(), ["plain/b/two:latest", "plain/c/three:latest", "plain/a/one:latest"]);
+    assert_eq!(
+        second.iter().map(|r| r.image.as_str()).collect::<Vec<_>>(),
+        [
+            "plain/b/two:latest",
+            "plain/c/three:latest",
+            "plain/a/one:latest"
+        ]
+    );
     assert_eq!(second[0].result, "warmed");
 }
 
@@ -124,6 +205,9 @@ fn a_missing_image_fails_alone() {
     let w = World::new(net);
     let c = config(&["nope/x", "a/one"], 100);
     let r = warm(&w, &c, false);
-    assert_eq!(r.iter().map(|r| r.result).collect::<Vec<_>>(), ["failed", "warmed"]);
+    assert_eq!(
+        r.iter().map(|r| r.result).collect::<Vec<_>>(),
+        ["failed", "warmed"]
+    );
     assert!(r[0].error.is_some());
 }

@@ -3,7 +3,10 @@ use super::*;
 use rstest::rstest;
 
 fn vars(upstreams: &str) -> Vars<'_> {
-    Vars { upstreams: Some(upstreams), ..Default::default() }
+    Vars {
+        upstreams: Some(upstreams),
+        ..Default::default()
+    }
 }
 
 const GOOD: &str = r#"{
@@ -15,7 +18,18 @@ const GOOD: &str = r#"{
 fn built_in_table_has_the_public_registries_and_docker_hub_default() {
     let c = Config::from_vars(&Vars::default()).unwrap();
     let names: Vec<_> = c.upstreams.iter().map(|u| u.name.as_str()).collect();
-    assert_eq!(names, ["docker.io", "ghcr.io", "quay.io", "gcr.io", "registry.k8s.io", "public.ecr.aws", "nvcr.io"]);
+    assert_eq!(
+        names,
+        [
+            "docker.io",
+            "ghcr.io",
+            "quay.io",
+            "gcr.io",
+            "registry.k8s.io",
+            "public.ecr.aws",
+            "nvcr.io"
+        ]
+    );
     assert_eq!(c.get(c.default.unwrap()).unwrap().name, "docker.io");
     assert!(c.upstreams[0].library && !c.upstreams[1].library);
     assert_eq!(c.upstream_timeout_ms, DEFAULT_TIMEOUT_MS);
@@ -36,7 +50,11 @@ fn parses_and_normalises_a_table() {
 #[case(Some(""), None)]
 #[case(None, Some(0))]
 fn default_upstream(#[case] value: Option<&str>, #[case] want: Option<usize>) {
-    let v = Vars { upstreams: Some(GOOD), default_upstream: value, ..Default::default() };
+    let v = Vars {
+        upstreams: Some(GOOD),
+        default_upstream: value,
+        ..Default::default()
+    };
     assert_eq!(Config::from_vars(&v).unwrap().default, want);
 }
 
@@ -47,19 +65,79 @@ fn default_upstream(#[case] value: Option<&str>, #[case] want: Option<usize>) {
 #[case("not json", None, None, "UPSTREAMS")]
 #[case(r#"{"x": {}}"#, None, None, "UPSTREAMS.x")]
 #[case(r#"{"x": {"registry": 5}}"#, None, None, "UPSTREAMS.x.registry")]
-#[case(r#"{"x": {"registry": "ftp://h"}}"#, None, None, "UPSTREAMS.x.registry")]
-#[case(r#"{"x": {"registry": "https://u:p@h"}}"#, None, None, "UPSTREAMS.x.registry")]
-#[case(r#"{"x": {"registry": "https://h/v2/"}}"#, None, None, "UPSTREAMS.x.registry")]
-#[case(r#"{"x": {"registry": "https://h?q"}}"#, None, None, "UPSTREAMS.x.registry")]
-#[case(r#"{"x": {"registry": "https://h", "hosts": ["a b"]}}"#, None, None, "UPSTREAMS.x.hosts")]
-#[case(r#"{"x": {"registry": "https://h", "hosts": ["h:0"]}}"#, None, None, "UPSTREAMS.x.hosts")]
-#[case(r#"{"x": {"registry": "https://h", "prefixes": ["a/b"]}}"#, None, None, "UPSTREAMS.x.prefixes")]
-#[case(r#"{"x": {"registry": "https://h", "prefixes": ["-a"]}}"#, None, None, "UPSTREAMS.x.prefixes")]
-#[case(r#"{"x": {"registry": "https://h", "ns": [""]}}"#, None, None, "UPSTREAMS.x.ns")]
-#[case(r#"{"x": {"registry": "https://h", "library": "yes"}}"#, None, None, "UPSTREAMS.x.library")]
-#[case(r#"{"x": {"registry": "https://h", "prefix": ["a"]}}"#, None, None, "UPSTREAMS.x")]
+#[case(
+    r#"{"x": {"registry": "ftp://h"}}"#,
+    None,
+    None,
+    "UPSTREAMS.x.registry"
+)]
+#[case(
+    r#"{"x": {"registry": "https://u:p@h"}}"#,
+    None,
+    None,
+    "UPSTREAMS.x.registry"
+)]
+#[case(
+    r#"{"x": {"registry": "https://h/v2/"}}"#,
+    None,
+    None,
+    "UPSTREAMS.x.registry"
+)]
+#[case(
+    r#"{"x": {"registry": "https://h?q"}}"#,
+    None,
+    None,
+    "UPSTREAMS.x.registry"
+)]
+#[case(
+    r#"{"x": {"registry": "https://h", "hosts": ["a b"]}}"#,
+    None,
+    None,
+    "UPSTREAMS.x.hosts"
+)]
+#[case(
+    r#"{"x": {"registry": "https://h", "hosts": ["h:0"]}}"#,
+    None,
+    None,
+    "UPSTREAMS.x.hosts"
+)]
+#[case(
+    r#"{"x": {"registry": "https://h", "prefixes": ["a/b"]}}"#,
+    None,
+    None,
+    "UPSTREAMS.x.prefixes"
+)]
+#[case(
+    r#"{"x": {"registry": "https://h", "prefixes": ["-a"]}}"#,
+    None,
+    None,
+    "UPSTREAMS.x.prefixes"
+)]
+#[case(
+    r#"{"x": {"registry": "https://h", "ns": [""]}}"#,
+    None,
+    None,
+    "UPSTREAMS.x.ns"
+)]
+#[case(
+    r#"{"x": {"registry": "https://h", "library": "yes"}}"#,
+    None,
+    None,
+    "UPSTREAMS.x.library"
+)]
+#[case(
+    r#"{"x": {"registry": "https://h", "prefix": ["a"]}}"#,
+    None,
+    None,
+    "UPSTREAMS.x"
+)]
 #[case(r#"{"x": {"registry": "https://h", "prefixes": ["a"]}, "y": {"registry": "https://h", "prefixes": ["a"]}}"#, None, None, "UPSTREAMS.y.prefixes")]
-#[case(r#"{"x": {"registry": "https://h", "ns": ["a"]}, "y": {"registry": "https://h", "ns": ["a"]}}"#, None, None, "UPSTREAMS.y.ns")]
+#[case(
+    r#"{"x": {"registry": "https://h", "ns": ["a"]}, "y": {"registry": "https://h", "ns": ["a"]}}"#,
+    None,
+    None,
+    "UPSTREAMS.y.ns"
+)]
 #[case(r#"{"x": {"registry": "https://h", "hosts": ["a"]}, "y": {"registry": "https://h", "hosts": ["A"]}}"#, None, None, "UPSTREAMS.y.hosts")]
 #[case(GOOD, Some("nope"), None, "DEFAULT_UPSTREAM")]
 #[case(GOOD, None, Some("fast"), "UPSTREAM_TIMEOUT_MS")]
@@ -71,7 +149,12 @@ fn bad_tables_name_the_field(
     #[case] timeout: Option<&str>,
     #[case] field: &str,
 ) {
-    let v = Vars { upstreams: Some(table), default_upstream, upstream_timeout_ms: timeout, ..Default::default() };
+    let v = Vars {
+        upstreams: Some(table),
+        default_upstream,
+        upstream_timeout_ms: timeout,
+        ..Default::default()
+    };
     let e = Config::from_vars(&v).unwrap_err();
     assert!(e.field.starts_with(field), "{e} should name {field}");
     assert!(!e.problem.is_empty());
@@ -101,19 +184,42 @@ fn durations(#[case] v: serde_json::Value, #[case] want: Result<u64, ()>) {
 fn ttls_per_upstream_with_defaults() {
     let table = r#"{"a": {"registry": "https://a", "tag_ttl": "1h", "blob_ttl": "24h"}, "b": {"registry": "https://b"}}"#;
     let c = Config::from_vars(&vars(table)).unwrap();
-    assert_eq!(c.upstreams[0].ttls, Ttls { tag: 3600, blob: 86_400, ..Ttls::default() });
+    assert_eq!(
+        c.upstreams[0].ttls,
+        Ttls {
+            tag: 3600,
+            blob: 86_400,
+            ..Ttls::default()
+        }
+    );
     assert_eq!(c.upstreams[1].ttls, Ttls::default());
     let bad = r#"{"a": {"registry": "https://a", "stale_if_error": "soon"}}"#;
-    assert_eq!(Config::from_vars(&vars(bad)).unwrap_err().field, "UPSTREAMS.a.stale_if_error");
+    assert_eq!(
+        Config::from_vars(&vars(bad)).unwrap_err().field,
+        "UPSTREAMS.a.stale_if_error"
+    );
 }
 
 #[test]
 fn prewarm_lists() {
-    let v = Vars { prewarm: Some(r#"["docker.io/library/alpine:latest", "alpine:3.19"]"#), prewarm_budget: Some("25"), ..Default::default() };
+    let v = Vars {
+        prewarm: Some(r#"["docker.io/library/alpine:latest", "alpine:3.19"]"#),
+        prewarm_budget: Some("25"),
+        ..Default::default()
+    };
     let c = Config::from_vars(&v).unwrap();
-    assert_eq!(c.prewarm.iter().map(|(n, t)| format!("{}:{}", n, t.as_str())).collect::<Vec<_>>(), ["docker.io/library/alpine:latest", "alpine:3.19"]);
+    assert_eq!(
+        c.prewarm
+            .iter()
+            .map(|(n, t)| format!("{}:{}", n, t.as_str()))
+            .collect::<Vec<_>>(),
+        ["docker.io/library/alpine:latest", "alpine:3.19"]
+    );
     assert_eq!(c.prewarm_budget, 25);
-    assert_eq!(Config::from_vars(&Vars::default()).unwrap().prewarm_budget, DEFAULT_PREWARM_BUDGET);
+    assert_eq!(
+        Config::from_vars(&Vars::default()).unwrap().prewarm_budget,
+        DEFAULT_PREWARM_BUDGET
+    );
     for (list, budget, field) in [
         (r#"["alpine"]"#, None, "PREWARM[0]"),
         (r#"["alpine:latest", "Bad:1"]"#, None, "PREWARM[1]"),
@@ -122,7 +228,11 @@ fn prewarm_lists() {
         ("[]", Some("0"), "PREWARM_BUDGET"),
         ("[]", Some("lots"), "PREWARM_BUDGET"),
     ] {
-        let v = Vars { prewarm: Some(list), prewarm_budget: budget, ..Default::default() };
+        let v = Vars {
+            prewarm: Some(list),
+            prewarm_budget: budget,
+            ..Default::default()
+        };
         assert_eq!(Config::from_vars(&v).unwrap_err().field, field, "{list}");
     }
 }
@@ -131,29 +241,54 @@ fn prewarm_lists() {
 fn header_secrets_are_named_not_held() {
     let ok = r#"{"p": {"registry": "https://p", "headers": {"CF-Access-Client-Id": "ACCESS_ID", "CF-Access-Client-Secret": "ACCESS_SECRET"}}}"#;
     let c = Config::from_vars(&vars(ok)).unwrap();
-    assert_eq!(c.upstreams[0].headers, [("cf-access-client-id".to_string(), "ACCESS_ID".to_string()), ("cf-access-client-secret".to_string(), "ACCESS_SECRET".to_string())]);
+    assert_eq!(
+        c.upstreams[0].headers,
+        [
+            ("cf-access-client-id".to_string(), "ACCESS_ID".to_string()),
+            (
+                "cf-access-client-secret".to_string(),
+                "ACCESS_SECRET".to_string()
+            )
+        ]
+    );
     for bad in [
         r#"{"p": {"registry": "https://p", "headers": {"Authorization": "X"}}}"#,
         r#"{"p": {"registry": "https://p", "headers": {"Bad Header": "X"}}}"#,
         r#"{"p": {"registry": "https://p", "headers": {"X-Id": "the actual value!"}}}"#,
     ] {
-        assert_eq!(Config::from_vars(&vars(bad)).unwrap_err().field, "UPSTREAMS.p.headers", "{bad}");
+        assert_eq!(
+            Config::from_vars(&vars(bad)).unwrap_err().field,
+            "UPSTREAMS.p.headers",
+            "{bad}"
+        );
     }
 }
 
 #[test]
 fn overrides_extend_replace_and_remove_and_bad_ones_are_skipped() {
     let base = Config::from_vars(&vars(GOOD)).unwrap();
-    let (c, skipped) = base.with_overrides(r#"{
+    let (c, skipped) = base.with_overrides(
+        r#"{
         "extra": {"registry": "http://127.0.0.1:16000", "prefixes": ["extra"]},
         "plain": {"registry": "http://127.0.0.1:17000", "prefixes": ["plain2"]},
         "broken": {"registry": "ftp://x"},
         "z-clash": {"registry": "https://c", "prefixes": ["extra"]}
-    }"#);
+    }"#,
+    );
     let names: Vec<_> = c.upstreams.iter().map(|u| u.name.as_str()).collect();
     assert_eq!(names, ["docker.io", "extra", "plain"]);
-    assert_eq!(c.upstreams.iter().find(|u| u.name == "plain").unwrap().registry, "http://127.0.0.1:17000");
-    assert_eq!(skipped.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), ["UPSTREAMS.broken.registry", "UPSTREAMS.z-clash.prefixes"]);
+    assert_eq!(
+        c.upstreams
+            .iter()
+            .find(|u| u.name == "plain")
+            .unwrap()
+            .registry,
+        "http://127.0.0.1:17000"
+    );
+    assert_eq!(
+        skipped.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(),
+        ["UPSTREAMS.broken.registry", "UPSTREAMS.z-clash.prefixes"]
+    );
     assert_eq!(c.get(c.default.unwrap()).unwrap().name, "docker.io");
     let (c, _) = base.with_overrides(r#"{"docker.io": null}"#);
     assert_eq!(c.default, None, "removing the default leaves none");
@@ -164,16 +299,50 @@ fn overrides_extend_replace_and_remove_and_bad_ones_are_skipped() {
 
 #[test]
 fn access_and_rate_limit_keys() {
-    let v = Vars { allow_cidrs: Some("10.0.0.0/8, 2001:db8::/32"), trusted_cidrs: Some(r#"["127.0.0.1"]"#), rate_limit: Some("20/1h"), ..Default::default() };
+    let v = Vars {
+        allow_cidrs: Some("10.0.0.0/8, 2001:db8::/32"),
+        trusted_cidrs: Some(r#"["127.0.0.1"]"#),
+        rate_limit: Some("20/1h"),
+        ..Default::default()
+    };
     let c = Config::from_vars(&v).unwrap();
     assert_eq!((c.allow.len(), c.trusted.len()), (2, 1));
     assert_eq!(c.rate_limit, crate::ratelimit::Limit::parse("20/1h"));
-    assert_eq!(Config::from_vars(&Vars::default()).unwrap().rate_limit, Some(crate::ratelimit::DEFAULT_LIMIT));
-    assert_eq!(Config::from_vars(&Vars { rate_limit: Some("off"), ..Default::default() }).unwrap().rate_limit, None);
+    assert_eq!(
+        Config::from_vars(&Vars::default()).unwrap().rate_limit,
+        Some(crate::ratelimit::DEFAULT_LIMIT)
+    );
+    assert_eq!(
+        Config::from_vars(&Vars {
+            rate_limit: Some("off"),
+            ..Default::default()
+        })
+        .unwrap()
+        .rate_limit,
+        None
+    );
     for (v, field) in [
-        (Vars { allow_cidrs: Some("10.0.0.0/99"), ..Default::default() }, "ALLOW_CIDRS"),
-        (Vars { trusted_cidrs: Some("x"), ..Default::default() }, "TRUSTED_CIDRS"),
-        (Vars { rate_limit: Some("lots"), ..Default::default() }, "RATE_LIMIT"),
+        (
+            Vars {
+                allow_cidrs: Some("10.0.0.0/99"),
+                ..Default::default()
+            },
+            "ALLOW_CIDRS",
+        ),
+        (
+            Vars {
+                trusted_cidrs: Some("x"),
+                ..Default::default()
+            },
+            "TRUSTED_CIDRS",
+        ),
+        (
+            Vars {
+                rate_limit: Some("lots"),
+                ..Default::default()
+            },
+            "RATE_LIMIT",
+        ),
     ] {
         assert_eq!(Config::from_vars(&v).unwrap_err().field, field);
     }
@@ -181,6 +350,10 @@ fn access_and_rate_limit_keys() {
 
 #[test]
 fn timeout_in_range() {
-    let v = Vars { upstreams: Some(GOOD), upstream_timeout_ms: Some("2500"), ..Default::default() };
+    let v = Vars {
+        upstreams: Some(GOOD),
+        upstream_timeout_ms: Some("2500"),
+        ..Default::default()
+    };
     assert_eq!(Config::from_vars(&v).unwrap().upstream_timeout_ms, 2500);
 }

@@ -15,7 +15,10 @@ use crate::reference::Digest;
 
 type Answer<B> = Result<(http::Response<Reply<B>>, CacheStatus), OciError>;
 
-pub async fn serve<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>, digest: &Digest) -> Answer<F::Body> {
+pub async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
+    r: &Request<'_, F, S>,
+    digest: &Digest,
+) -> Answer<F::Body> {
     let key = cache_key::blob(&r.upstream.name, r.name, digest);
     let range = r.range.as_deref().map(RangeSpec::parse);
     // A Range the mirror does not understand (several ranges…) goes to the upstream as it is.
@@ -24,22 +27,43 @@ pub async fn serve<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>, 
     }
     let range = range.flatten();
     match r.store.blob(&key, range, *r.method == Method::HEAD).await {
-        BlobLookup::Found { body, size, span } => Ok((hit(digest, body, size, span), CacheStatus::Hit { ttl: r.upstream.ttls.blob })),
+        BlobLookup::Found { body, size, span } => Ok((
+            hit(digest, body, size, span),
+            CacheStatus::Hit {
+                ttl: r.upstream.ttls.blob,
+            },
+        )),
         BlobLookup::Unsatisfiable { size } => {
-            let e = OciError::new(ErrorCode::RangeInvalid, format!("range outside the blob's {size} bytes"));
+            let e = OciError::new(
+                ErrorCode::RangeInvalid,
+                format!("range outside the blob's {size} bytes"),
+            );
             let mut resp = super::respond::oci_error(r.method, &e);
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
                 resp.headers_mut().insert(CONTENT_RANGE, v);
             }
-            Ok((resp, CacheStatus::Hit { ttl: r.upstream.ttls.blob }))
+            Ok((
+                resp,
+                CacheStatus::Hit {
+                    ttl: r.upstream.ttls.blob,
+                },
+            ))
         }
         BlobLookup::Missing => miss(r, &key, digest, range.is_some()).await,
     }
 }
 
-fn hit<B>(digest: &Digest, body: Option<B>, size: u64, span: Option<(u64, u64)>) -> http::Response<Reply<B>> {
+fn hit<B>(
+    digest: &Digest,
+    body: Option<B>,
+    size: u64,
+    span: Option<(u64, u64)>,
+) -> http::Response<Reply<B>> {
     let mut h = HeaderMap::new();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Ok(v) = HeaderValue::from_str(digest.as_str()) {
         h.insert(DIGEST_HEADER, v);
@@ -64,11 +88,30 @@ fn hit<B>(digest: &Digest, body: Option<B>, size: u64, span: Option<(u64, u64)>)
     resp
 }
 
-async fn miss<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>, key: &str, digest: &Digest, ranged: bool) -> Answer<F::Body> {
+async fn miss<F: Fetcher, S: Store<Body = F::Body>>(
+    r: &Request<'_, F, S>,
+    key: &str,
+    digest: &Digest,
+    ranged: bool,
+) -> Answer<F::Body> {
     let resp = r.send(r.method.clone()).await?;
-    let content_length = resp.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    let facts = Facts { status: resp.status().as_u16(), head: *r.method == Method::HEAD, content_length, store_limit: Some(r.store.max_blob()), ..Default::default() };
-    let decision = if ranged { Decision::Uncacheable("range request") } else { decide(Kind::Blob, &facts, &r.upstream.ttls) };
+    let content_length = resp
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let facts = Facts {
+        status: resp.status().as_u16(),
+        head: *r.method == Method::HEAD,
+        content_length,
+        store_limit: Some(r.store.max_blob()),
+        ..Default::default()
+    };
+    let decision = if ranged {
+        Decision::Uncacheable("range request")
+    } else {
+        decide(Kind::Blob, &facts, &r.upstream.ttls)
+    };
     let (resp, stored) = match (decision, content_length) {
         (Decision::Cacheable { ttl, .. }, Some(size)) => {
             let (parts, body) = resp.into_parts();
@@ -78,6 +121,14 @@ async fn miss<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>, key: 
         }
         (d, _) => (resp, Err(d.reason())),
     };
-    let out = to_client(r.session.fetcher, r.method, &r.resource, &r.upstream.name, resp, &r.link).await;
+    let out = to_client(
+        r.session.fetcher,
+        r.method,
+        &r.resource,
+        &r.upstream.name,
+        resp,
+        &r.link,
+    )
+    .await;
     Ok((out, CacheStatus::Miss { stored }))
 }

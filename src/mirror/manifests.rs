@@ -11,7 +11,9 @@ use super::respond::{passed_headers, to_client, API_VERSION, API_VERSION_HEADER,
 use super::{Reply, Request};
 use crate::cache_key;
 use crate::error::{ErrorCode, OciError};
-use crate::policy::{decide, freshness, CacheStatus, Decision, Facts, Freshness, Kind, MAX_MANIFEST};
+use crate::policy::{
+    decide, freshness, CacheStatus, Decision, Facts, Freshness, Kind, MAX_MANIFEST,
+};
 use crate::ports::{Fetcher, Store, StoredManifest, TagRecord};
 use crate::reference::{Digest, Reference, Tag};
 
@@ -31,7 +33,13 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// A manifest response built from what the mirror holds.
-fn cached_response<B>(method: &Method, media_type: &str, digest: &str, size: u64, body: Option<Vec<u8>>) -> http::Response<Reply<B>> {
+fn cached_response<B>(
+    method: &Method,
+    media_type: &str,
+    digest: &str,
+    size: u64,
+    body: Option<Vec<u8>>,
+) -> http::Response<Reply<B>> {
     let mut h = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(media_type) {
         h.insert(CONTENT_TYPE, v);
@@ -53,32 +61,52 @@ fn cached_response<B>(method: &Method, media_type: &str, digest: &str, size: u64
     resp
 }
 
-pub async fn serve<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>, reference: &Reference) -> Answer<F::Body> {
+pub async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
+    r: &Request<'_, F, S>,
+    reference: &Reference,
+) -> Answer<F::Body> {
     match reference {
         Reference::Digest(d) => by_digest(r, d).await,
         Reference::Tag(t) => by_tag(r, t).await,
     }
 }
 
-async fn by_digest<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>, digest: &Digest) -> Answer<F::Body> {
+async fn by_digest<F: Fetcher, S: Store<Body = F::Body>>(
+    r: &Request<'_, F, S>,
+    digest: &Digest,
+) -> Answer<F::Body> {
     let key = cache_key::manifest(&r.upstream.name, r.name, digest);
     if let Some(m) = r.store.manifest(&key).await {
         if r.accept.is_empty() || crate::policy::accepts(&r.accept, &m.media_type) {
             let size = m.body.len() as u64;
-            let resp = cached_response(r.method, &m.media_type, digest.as_str(), size, Some(m.body));
-            return Ok((resp, CacheStatus::Hit { ttl: r.upstream.ttls.manifest }));
+            let resp =
+                cached_response(r.method, &m.media_type, digest.as_str(), size, Some(m.body));
+            return Ok((
+                resp,
+                CacheStatus::Hit {
+                    ttl: r.upstream.ttls.manifest,
+                },
+            ));
         }
     }
     fetch(r, Some(digest), None).await
 }
 
-async fn by_tag<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>, tag: &Tag) -> Answer<F::Body> {
+async fn by_tag<F: Fetcher, S: Store<Body = F::Body>>(
+    r: &Request<'_, F, S>,
+    tag: &Tag,
+) -> Answer<F::Body> {
     let tag_key = cache_key::tag(&r.upstream.name, r.name, tag, &r.accept);
     let ttls = r.upstream.ttls;
     let Some(record) = r.store.tag(&tag_key).await else {
         return resolve(r, &tag_key).await;
     };
-    match freshness(record.stored_at, ttls.tag, ttls.stale_if_error, r.session.now) {
+    match freshness(
+        record.stored_at,
+        ttls.tag,
+        ttls.stale_if_error,
+        r.session.now,
+    ) {
         Freshness::Fresh { remaining } => match from_record(r, &record).await {
             Some(resp) => Ok((resp, CacheStatus::Hit { ttl: remaining })),
             None => fetch(r, None, Some(&tag_key)).await,
@@ -91,25 +119,59 @@ async fn by_tag<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>, tag
 /// No usable record for this Accept list: for a GET, a HEAD first (not a pull on Docker Hub). When
 /// the digest it names is already held (stored for another client's Accept list, or prewarmed),
 /// that is served and no GET is made.
-async fn resolve<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>, tag_key: &str) -> Answer<F::Body> {
+async fn resolve<F: Fetcher, S: Store<Body = F::Body>>(
+    r: &Request<'_, F, S>,
+    tag_key: &str,
+) -> Answer<F::Body> {
     if *r.method == Method::HEAD {
         return fetch(r, None, Some(tag_key)).await;
     }
     let resp = r.send(Method::HEAD).await?;
-    let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let found = match (resp.status(), header(DIGEST_HEADER), header(CONTENT_TYPE.as_str())) {
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let found = match (
+        resp.status(),
+        header(DIGEST_HEADER),
+        header(CONTENT_TYPE.as_str()),
+    ) {
         (StatusCode::OK, Some(digest), Some(media_type)) => Some((digest, media_type)),
         _ => None,
     };
     if let Some((digest, media_type)) = found {
         r.session.fetcher.discard(resp.into_body());
-        let rec = TagRecord { digest, media_type, size: 0, stored_at: r.session.now };
+        let rec = TagRecord {
+            digest,
+            media_type,
+            size: 0,
+            stored_at: r.session.now,
+        };
         if let Some(held) = held_manifest(r, &rec).await {
-            let rec = TagRecord { size: held.len() as u64, ..rec };
-            let facts = Facts { status: 200, head: true, has_digest_header: true, ..Default::default() };
+            let rec = TagRecord {
+                size: held.len() as u64,
+                ..rec
+            };
+            let facts = Facts {
+                status: 200,
+                head: true,
+                has_digest_header: true,
+                ..Default::default()
+            };
             // Storing the record is best effort; the answer is the same either way.
             let _ = store_record(r, tag_key, facts, rec.clone());
-            return Ok((cached_response(r.method, &rec.media_type, &rec.digest, held.len() as u64, Some(held)), CacheStatus::Revalidated));
+            return Ok((
+                cached_response(
+                    r.method,
+                    &rec.media_type,
+                    &rec.digest,
+                    held.len() as u64,
+                    Some(held),
+                ),
+                CacheStatus::Revalidated,
+            ));
         }
         return fetch(r, None, Some(tag_key)).await;
     }
@@ -117,39 +179,81 @@ async fn resolve<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>, ta
         r.session.fetcher.discard(resp.into_body());
         return fetch(r, None, Some(tag_key)).await;
     }
-    let out = to_client(r.session.fetcher, &Method::GET, &r.resource, &r.upstream.name, resp, &r.link).await;
-    Ok((out, CacheStatus::Miss { stored: Err("not a 200") }))
+    let out = to_client(
+        r.session.fetcher,
+        &Method::GET,
+        &r.resource,
+        &r.upstream.name,
+        resp,
+        &r.link,
+    )
+    .await;
+    Ok((
+        out,
+        CacheStatus::Miss {
+            stored: Err("not a 200"),
+        },
+    ))
 }
 
 /// The stored bytes of the manifest a record points at, if held, accepted, and intact.
-async fn held_manifest<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>, rec: &TagRecord) -> Option<Vec<u8>> {
+async fn held_manifest<F: Fetcher, S: Store<Body = F::Body>>(
+    r: &Request<'_, F, S>,
+    rec: &TagRecord,
+) -> Option<Vec<u8>> {
     if !r.accept.is_empty() && !crate::policy::accepts(&r.accept, &rec.media_type) {
         return None;
     }
     let digest = Digest::parse(&rec.digest).ok()?;
-    let m = r.store.manifest(&cache_key::manifest(&r.upstream.name, r.name, &digest)).await?;
+    let m = r
+        .store
+        .manifest(&cache_key::manifest(&r.upstream.name, r.name, &digest))
+        .await?;
     (digest_of(&m.body, &rec.digest) == rec.digest).then_some(m.body)
 }
 
 /// A tag response from a record: a HEAD needs only the record, a GET the stored manifest too.
-async fn from_record<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>, rec: &TagRecord) -> Option<http::Response<Reply<F::Body>>> {
+async fn from_record<F: Fetcher, S: Store<Body = F::Body>>(
+    r: &Request<'_, F, S>,
+    rec: &TagRecord,
+) -> Option<http::Response<Reply<F::Body>>> {
     if *r.method == Method::HEAD {
         if !r.accept.is_empty() && !crate::policy::accepts(&r.accept, &rec.media_type) {
             return None;
         }
-        return Some(cached_response(r.method, &rec.media_type, &rec.digest, rec.size, None));
+        return Some(cached_response(
+            r.method,
+            &rec.media_type,
+            &rec.digest,
+            rec.size,
+            None,
+        ));
     }
     let body = held_manifest(r, rec).await?;
-    Some(cached_response(r.method, &rec.media_type, &rec.digest, body.len() as u64, Some(body)))
+    Some(cached_response(
+        r.method,
+        &rec.media_type,
+        &rec.digest,
+        body.len() as u64,
+        Some(body),
+    ))
 }
 
 /// A stale record: one HEAD upstream decides. Same digest: serve what is held and restart the TTL.
 /// New digest: fetch it. 404 (or any other client error): forget the tag and say so. Upstream down
 /// (5xx, 429, unreachable, timeout): serve the stale record with a warning.
-async fn revalidate<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>, tag_key: &str, mut rec: TagRecord) -> Answer<F::Body> {
+async fn revalidate<F: Fetcher, S: Store<Body = F::Body>>(
+    r: &Request<'_, F, S>,
+    tag_key: &str,
+    mut rec: TagRecord,
+) -> Answer<F::Body> {
     match r.send(Method::HEAD).await {
         Ok(resp) if resp.status() == StatusCode::OK => {
-            let same = resp.headers().get(DIGEST_HEADER).and_then(|v| v.to_str().ok()) == Some(rec.digest.as_str());
+            let same = resp
+                .headers()
+                .get(DIGEST_HEADER)
+                .and_then(|v| v.to_str().ok())
+                == Some(rec.digest.as_str());
             r.session.fetcher.discard(resp.into_body());
             if same {
                 rec.stored_at = r.session.now;
@@ -160,19 +264,38 @@ async fn revalidate<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>,
             }
             return fetch(r, None, Some(tag_key)).await;
         }
-        Ok(resp) if resp.status().is_server_error() || resp.status() == StatusCode::TOO_MANY_REQUESTS => {
+        Ok(resp)
+            if resp.status().is_server_error()
+                || resp.status() == StatusCode::TOO_MANY_REQUESTS =>
+        {
             r.session.fetcher.discard(resp.into_body());
         }
         Ok(resp) => {
             r.store.delete_tag(tag_key);
-            let out = to_client(r.session.fetcher, r.method, &r.resource, &r.upstream.name, resp, &r.link).await;
-            return Ok((out, CacheStatus::Miss { stored: Err("not a 200") }));
+            let out = to_client(
+                r.session.fetcher,
+                r.method,
+                &r.resource,
+                &r.upstream.name,
+                resp,
+                &r.link,
+            )
+            .await;
+            return Ok((
+                out,
+                CacheStatus::Miss {
+                    stored: Err("not a 200"),
+                },
+            ));
         }
         Err(_) => {}
     }
     match from_record(r, &rec).await {
         Some(mut out) => {
-            out.headers_mut().insert("warning", HeaderValue::from_static("110 edgemirror \"Response is Stale\""));
+            out.headers_mut().insert(
+                "warning",
+                HeaderValue::from_static("110 edgemirror \"Response is Stale\""),
+            );
             Ok((out, CacheStatus::Stale))
         }
         None => fetch(r, None, Some(tag_key)).await,
@@ -181,30 +304,76 @@ async fn revalidate<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>,
 
 /// How long a tag record is kept in the store: through its stale window.
 fn keep_tag<F: Fetcher, S: Store>(r: &Request<'_, F, S>) -> u64 {
-    r.upstream.ttls.tag.saturating_add(r.upstream.ttls.stale_if_error)
+    r.upstream
+        .ttls
+        .tag
+        .saturating_add(r.upstream.ttls.stale_if_error)
 }
 
 /// A miss: fetch upstream, verify, store what the policy allows, answer.
-async fn fetch<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>, want: Option<&Digest>, tag_key: Option<&str>) -> Answer<F::Body> {
+async fn fetch<F: Fetcher, S: Store<Body = F::Body>>(
+    r: &Request<'_, F, S>,
+    want: Option<&Digest>,
+    tag_key: Option<&str>,
+) -> Answer<F::Body> {
     let resp = r.send(r.method.clone()).await?;
     let status = resp.status();
-    let declared_len = resp.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared_len = resp
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     let too_big = declared_len.is_some_and(|n| n > MAX_MANIFEST as u64);
     if status != StatusCode::OK || too_big {
-        let why = if too_big { "larger than the manifest limit" } else { "not a 200" };
-        let out = to_client(r.session.fetcher, r.method, &r.resource, &r.upstream.name, resp, &r.link).await;
+        let why = if too_big {
+            "larger than the manifest limit"
+        } else {
+            "not a 200"
+        };
+        let out = to_client(
+            r.session.fetcher,
+            r.method,
+            &r.resource,
+            &r.upstream.name,
+            resp,
+            &r.link,
+        )
+        .await;
         return Ok((out, CacheStatus::Miss { stored: Err(why) }));
     }
     let (parts, body) = resp.into_parts();
-    let announced = parts.headers.get(DIGEST_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let media_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let announced = parts
+        .headers
+        .get(DIGEST_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let media_type = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
 
     if *r.method == Method::HEAD {
         r.session.fetcher.discard(body);
         let stored = match (tag_key, &announced, &media_type, declared_len) {
             (Some(key), Some(digest), Some(mt), Some(size)) => {
-                let facts = Facts { status: 200, head: true, has_digest_header: true, ..Default::default() };
-                store_record(r, key, facts, TagRecord { digest: digest.clone(), media_type: mt.clone(), size, stored_at: r.session.now })
+                let facts = Facts {
+                    status: 200,
+                    head: true,
+                    has_digest_header: true,
+                    ..Default::default()
+                };
+                store_record(
+                    r,
+                    key,
+                    facts,
+                    TagRecord {
+                        digest: digest.clone(),
+                        media_type: mt.clone(),
+                        size,
+                        stored_at: r.session.now,
+                    },
+                )
             }
             _ => Err("HEAD without Docker-Content-Digest"),
         };
@@ -213,19 +382,40 @@ async fn fetch<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>, want
         return Ok((out, CacheStatus::Miss { stored }));
     }
 
-    let bytes = r.session.fetcher.read_small(body, MAX_MANIFEST).await.ok_or_else(|| {
-        OciError::new(ErrorCode::Unavailable, format!("upstream {} sent an unreadable or oversized manifest", r.upstream.name)).with_status(502)
-    })?;
+    let bytes = r
+        .session
+        .fetcher
+        .read_small(body, MAX_MANIFEST)
+        .await
+        .ok_or_else(|| {
+            OciError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "upstream {} sent an unreadable or oversized manifest",
+                    r.upstream.name
+                ),
+            )
+            .with_status(502)
+        })?;
     if declared_len.is_some_and(|n| n != bytes.len() as u64) {
-        return Err(OciError::new(ErrorCode::Unavailable, "upstream sent a truncated manifest").with_status(502));
+        return Err(
+            OciError::new(ErrorCode::Unavailable, "upstream sent a truncated manifest")
+                .with_status(502),
+        );
     }
-    let like = want.map(Digest::as_str).or(announced.as_deref()).unwrap_or("sha256:");
+    let like = want
+        .map(Digest::as_str)
+        .or(announced.as_deref())
+        .unwrap_or("sha256:");
     let actual = digest_of(&bytes, like);
     let expected = want.map(|d| d.as_str().to_string()).or(announced.clone());
     if expected.as_ref().is_some_and(|e| *e != actual) {
         return Err(OciError::new(
             ErrorCode::DigestInvalid,
-            format!("upstream {} sent a manifest whose bytes do not match its digest", r.upstream.name),
+            format!(
+                "upstream {} sent a manifest whose bytes do not match its digest",
+                r.upstream.name
+            ),
         )
         .with_status(502));
     }
@@ -236,18 +426,39 @@ async fn fetch<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>, want
     let stored = match &media_type {
         None => Err("no Content-Type"),
         Some(mt) => {
-            let facts = Facts { status: 200, digest_ok: true, has_digest_header: announced.is_some(), content_length: Some(bytes.len() as u64), ..Default::default() };
-            let stored = match (Digest::parse(&actual), decide(Kind::DigestManifest, &facts, &r.upstream.ttls)) {
+            let facts = Facts {
+                status: 200,
+                digest_ok: true,
+                has_digest_header: announced.is_some(),
+                content_length: Some(bytes.len() as u64),
+                ..Default::default()
+            };
+            let stored = match (
+                Digest::parse(&actual),
+                decide(Kind::DigestManifest, &facts, &r.upstream.ttls),
+            ) {
                 (Ok(d), Decision::Cacheable { ttl, .. }) => {
                     let key = cache_key::manifest(&r.upstream.name, r.name, &d);
-                    r.store.put_manifest(&key, StoredManifest { body: bytes.clone(), media_type: mt.clone() }, ttl);
+                    r.store.put_manifest(
+                        &key,
+                        StoredManifest {
+                            body: bytes.clone(),
+                            media_type: mt.clone(),
+                        },
+                        ttl,
+                    );
                     Ok(())
                 }
                 (_, d) => Err(d.reason()),
             };
             match tag_key {
                 Some(key) if stored.is_ok() => {
-                    let rec = TagRecord { digest: actual.clone(), media_type: mt.clone(), size: bytes.len() as u64, stored_at: r.session.now };
+                    let rec = TagRecord {
+                        digest: actual.clone(),
+                        media_type: mt.clone(),
+                        size: bytes.len() as u64,
+                        stored_at: r.session.now,
+                    };
                     store_record(r, key, facts, rec)
                 }
                 _ => stored,
@@ -259,7 +470,12 @@ async fn fetch<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>, want
     Ok((out, CacheStatus::Miss { stored }))
 }
 
-fn store_record<F: Fetcher, S: Store>(r: &Request<'_, F, S>, key: &str, facts: Facts, rec: TagRecord) -> Result<(), &'static str> {
+fn store_record<F: Fetcher, S: Store>(
+    r: &Request<'_, F, S>,
+    key: &str,
+    facts: Facts,
+    rec: TagRecord,
+) -> Result<(), &'static str> {
     match decide(Kind::TagRecord, &facts, &r.upstream.ttls) {
         Decision::Cacheable { .. } => {
             r.store.put_tag(key, &rec, keep_tag(r));
@@ -268,4 +484,3 @@ fn store_record<F: Fetcher, S: Store>(r: &Request<'_, F, S>, key: &str, facts: F
         d => Err(d.reason()),
     }
 }
-

@@ -90,30 +90,67 @@ impl<F: Fetcher, S> Request<'_, F, S> {
         let identity = match self.client_auth {
             Some(value) if value.starts_with("Basic ") => Identity::ClientLogin(value),
             Some(value) => Identity::Client(value),
-            None => Identity::Mirror { credentials: operator.as_deref() },
+            None => Identity::Mirror {
+                credentials: operator.as_deref(),
+            },
         };
         // Tokens belong to a registry origin, not to a name in the table.
-        self.session.send(&self.upstream.registry, &self.scope, method, self.url.clone(), self.headers.clone(), &private, identity).await
+        self.session
+            .send(
+                &self.upstream.registry,
+                &self.scope,
+                method,
+                self.url.clone(),
+                self.headers.clone(),
+                &private,
+                identity,
+            )
+            .await
     }
 }
 
 /// The operator's credentials for an upstream, from the secret it names.
-fn operator_credentials(upstream: &Upstream, secret: &dyn Fn(&str) -> Option<String>) -> Result<Option<String>, OciError> {
+fn operator_credentials(
+    upstream: &Upstream,
+    secret: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<String>, OciError> {
     match &upstream.credentials {
         None => Ok(None),
-        Some(name) => secret(name).map(|v| Some(v.trim().to_string())).ok_or_else(|| {
-            OciError::new(ErrorCode::Unavailable, format!("upstream {}: credentials secret {name} is not set", upstream.name))
-        }),
+        Some(name) => secret(name)
+            .map(|v| Some(v.trim().to_string()))
+            .ok_or_else(|| {
+                OciError::new(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "upstream {}: credentials secret {name} is not set",
+                        upstream.name
+                    ),
+                )
+            }),
     }
 }
 
 /// An upstream's own headers, their values read from the secrets they name.
-pub(crate) fn private_headers(upstream: &Upstream, secret: &dyn Fn(&str) -> Option<String>) -> Result<HeaderMap, OciError> {
+pub(crate) fn private_headers(
+    upstream: &Upstream,
+    secret: &dyn Fn(&str) -> Option<String>,
+) -> Result<HeaderMap, OciError> {
     let mut out = HeaderMap::new();
     for (name, secret_name) in &upstream.headers {
-        let missing = || OciError::new(ErrorCode::Unavailable, format!("upstream {}: secret {secret_name} for header {name} is not set", upstream.name));
+        let missing = || {
+            OciError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "upstream {}: secret {secret_name} for header {name} is not set",
+                    upstream.name
+                ),
+            )
+        };
         let value = secret(secret_name).ok_or_else(missing)?;
-        let (Ok(name), Ok(value)) = (http::header::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value.trim())) else {
+        let (Ok(name), Ok(value)) = (
+            http::header::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value.trim()),
+        ) else {
             return Err(missing());
         };
         out.insert(name, value);
@@ -155,12 +192,21 @@ pub async fn handle<F: Fetcher, S: Store<Body = F::Body>>(
     store: &S,
     req: &Incoming,
 ) -> (http::Response<Reply<F::Body>>, Outcome) {
-    let mut outcome = Outcome { cache: CacheStatus::Bypass.short(), ..Default::default() };
+    let mut outcome = Outcome {
+        cache: CacheStatus::Bypass.short(),
+        ..Default::default()
+    };
     let (mut resp, cache) = match serve(config, session, store, req, &mut outcome).await {
         Ok(answer) => answer,
         Err(e) => {
             outcome.error = Some(e.to_string());
-            let cache = if outcome.upstream.is_some() { CacheStatus::Miss { stored: Err("error") } } else { CacheStatus::Bypass };
+            let cache = if outcome.upstream.is_some() {
+                CacheStatus::Miss {
+                    stored: Err("error"),
+                }
+            } else {
+                CacheStatus::Bypass
+            };
             (oci_error(&req.method, &e), cache)
         }
     };
@@ -170,7 +216,11 @@ pub async fn handle<F: Fetcher, S: Store<Body = F::Body>>(
         }
     }
     if resp.status() == StatusCode::UNAUTHORIZED {
-        if let Some(v) = outcome.challenge.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
+        if let Some(v) = outcome
+            .challenge
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok())
+        {
             resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
         }
     }
@@ -193,28 +243,54 @@ async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
     let config = match (config, &route) {
         (Err(e), Route::Health) => return Ok((health(Err(e)), CacheStatus::Bypass)),
         (Err(e), _) => {
-            return Err(OciError::new(ErrorCode::Unavailable, format!("mirror configuration is invalid: {e}")));
+            return Err(OciError::new(
+                ErrorCode::Unavailable,
+                format!("mirror configuration is invalid: {e}"),
+            ));
         }
         (Ok(c), _) => c,
     };
     let (name, resource) = match route {
         Route::Landing => {
             let origin = req.url.origin().ascii_serialization();
-            let host = origin.split_once("://").map_or(origin.as_str(), |(_, h)| h).to_string();
+            let host = origin
+                .split_once("://")
+                .map_or(origin.as_str(), |(_, h)| h)
+                .to_string();
             let html = crate::landing::page(&origin, &host, config);
-            return Ok((small(StatusCode::OK, "text/html; charset=utf-8", html.into_bytes()), CacheStatus::Bypass));
+            return Ok((
+                small(
+                    StatusCode::OK,
+                    "text/html; charset=utf-8",
+                    html.into_bytes(),
+                ),
+                CacheStatus::Bypass,
+            ));
         }
         Route::Health => return Ok((health(Ok(config)), CacheStatus::Bypass)),
         Route::ApiBase => {
             // Like Docker Hub: a challenge until the client shows a token. Clients take their login
             // (or an anonymous token) from the mirror's token endpoint only when challenged here.
             if req.headers.contains_key(http::header::AUTHORIZATION) {
-                return Ok((small(StatusCode::OK, "application/json", b"{}".to_vec()), CacheStatus::Bypass));
+                return Ok((
+                    small(StatusCode::OK, "application/json", b"{}".to_vec()),
+                    CacheStatus::Bypass,
+                ));
             }
-            outcome.challenge = Some(format!("Bearer realm=\"{}/token\",service=\"{SERVICE}\"", req.url.origin().ascii_serialization()));
-            return Err(OciError::new(ErrorCode::Unauthorized, "authentication required (an anonymous token from the realm will do)"));
+            outcome.challenge = Some(format!(
+                "Bearer realm=\"{}/token\",service=\"{SERVICE}\"",
+                req.url.origin().ascii_serialization()
+            ));
+            return Err(OciError::new(
+                ErrorCode::Unauthorized,
+                "authentication required (an anonymous token from the realm will do)",
+            ));
         }
-        Route::Token => return token_endpoint::serve(config, session, req).await.map(|r| (r, CacheStatus::Bypass)),
+        Route::Token => {
+            return token_endpoint::serve(config, session, req)
+                .await
+                .map(|r| (r, CacheStatus::Bypass))
+        }
         Route::Registry { name, resource } => (name, resource),
     };
     let q = query(&req.url);
@@ -235,12 +311,25 @@ async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
         Resource::TagsList => "tags/list".to_string(),
         Resource::Referrers(d) => format!("referrers/{}", d.as_str()),
     };
-    let mut url = url::Url::parse(&format!("{}/v2/{}/{suffix}", sel.upstream.registry, sel.name))
-        .map_err(|_| OciError::new(ErrorCode::NameInvalid, "name does not form a valid upstream URL"))?;
+    let mut url = url::Url::parse(&format!(
+        "{}/v2/{}/{suffix}",
+        sel.upstream.registry, sel.name
+    ))
+    .map_err(|_| {
+        OciError::new(
+            ErrorCode::NameInvalid,
+            "name does not form a valid upstream URL",
+        )
+    })?;
     upstream_query(&mut url, &resource, &q)?;
 
     let mut headers = HeaderMap::new();
-    let accept: Vec<&str> = req.headers.get_all(ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect();
+    let accept: Vec<&str> = req
+        .headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
     if !accept.is_empty() {
         if let Ok(v) = HeaderValue::from_str(&accept.join(", ")) {
             headers.insert(ACCEPT, v);
@@ -272,8 +361,16 @@ async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
         headers,
         scope: pull_scope(sel.name.as_str()),
         accept: normalise_accept(&accept),
-        range: req.headers.get(RANGE).and_then(|v| v.to_str().ok()).map(str::to_string),
-        link: LinkRewrite { upstream_name: sel.name.as_str(), client_name: name.as_str(), ns: q.ns.as_deref() },
+        range: req
+            .headers
+            .get(RANGE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        link: LinkRewrite {
+            upstream_name: sel.name.as_str(),
+            client_name: name.as_str(),
+            ns: q.ns.as_deref(),
+        },
     };
     if client_auth.is_some() {
         // Fetched with a client's own credentials: no shared store is read or written.
@@ -291,24 +388,51 @@ async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
             scope: r.scope.clone(),
             accept: r.accept.clone(),
             range: r.range.clone(),
-            link: LinkRewrite { upstream_name: r.link.upstream_name, client_name: r.link.client_name, ns: r.link.ns },
+            link: LinkRewrite {
+                upstream_name: r.link.upstream_name,
+                client_name: r.link.client_name,
+                ns: r.link.ns,
+            },
         };
-        return dispatch(&bypass, &resource).await.map(|(resp, cache)| match cache {
-            CacheStatus::Miss { .. } => (resp, CacheStatus::Miss { stored: Err("fetched with a client's credentials") }),
-            other => (resp, other),
-        });
+        return dispatch(&bypass, &resource)
+            .await
+            .map(|(resp, cache)| match cache {
+                CacheStatus::Miss { .. } => (
+                    resp,
+                    CacheStatus::Miss {
+                        stored: Err("fetched with a client's credentials"),
+                    },
+                ),
+                other => (resp, other),
+            });
     }
     dispatch(&r, &resource).await
 }
 
-async fn dispatch<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>, resource: &Resource) -> Answer<F::Body> {
+async fn dispatch<F: Fetcher, S: Store<Body = F::Body>>(
+    r: &Request<'_, F, S>,
+    resource: &Resource,
+) -> Answer<F::Body> {
     match resource {
         Resource::Manifest(reference) => manifests::serve(r, reference).await,
         Resource::Blob(digest) => blobs::serve(r, digest).await,
         Resource::TagsList | Resource::Referrers(_) => {
             let resp = r.send(r.method.clone()).await?;
-            let out = to_client(r.session.fetcher, r.method, resource, &r.upstream.name, resp, &r.link).await;
-            Ok((out, CacheStatus::Miss { stored: Err("not cached") }))
+            let out = to_client(
+                r.session.fetcher,
+                r.method,
+                resource,
+                &r.upstream.name,
+                resp,
+                &r.link,
+            )
+            .await;
+            Ok((
+                out,
+                CacheStatus::Miss {
+                    stored: Err("not cached"),
+                },
+            ))
         }
     }
 }
@@ -333,7 +457,12 @@ impl<B> Store for NoStore<B> {
         None
     }
     fn put_manifest(&self, _: &str, _: crate::ports::StoredManifest, _: u64) {}
-    async fn blob(&self, _: &str, _: Option<crate::ports::RangeSpec>, _: bool) -> crate::ports::BlobLookup<B> {
+    async fn blob(
+        &self,
+        _: &str,
+        _: Option<crate::ports::RangeSpec>,
+        _: bool,
+    ) -> crate::ports::BlobLookup<B> {
         crate::ports::BlobLookup::Missing
     }
     fn put_blob(&self, _: &str, _: &str, _: u64, _: B, _: u64) {}
@@ -350,7 +479,10 @@ fn upstream_query(url: &mut url::Url, resource: &Resource, q: &Query) -> Result<
             if let Some(n) = &q.n {
                 let ok = n.len() <= 6 && n.parse::<u32>().is_ok();
                 if !ok {
-                    return Err(OciError::new(ErrorCode::PaginationNumberInvalid, format!("n={:?} is not a page size", clip(n))));
+                    return Err(OciError::new(
+                        ErrorCode::PaginationNumberInvalid,
+                        format!("n={:?} is not a page size", clip(n)),
+                    ));
                 }
                 pairs.push(("n", n.clone()));
             }
@@ -358,7 +490,11 @@ fn upstream_query(url: &mut url::Url, resource: &Resource, q: &Query) -> Result<
             for (key, value) in [("last", &q.last), ("next_page", &q.next_page)] {
                 if let Some(v) = value {
                     if !is_page_token(v) {
-                        return Err(OciError::new(ErrorCode::PaginationNumberInvalid, format!("{key}={:?} is not a page token", clip(v))).with_status(400));
+                        return Err(OciError::new(
+                            ErrorCode::PaginationNumberInvalid,
+                            format!("{key}={:?} is not a page token", clip(v)),
+                        )
+                        .with_status(400));
                     }
                     pairs.push((key, v.clone()));
                 }
@@ -366,9 +502,16 @@ fn upstream_query(url: &mut url::Url, resource: &Resource, q: &Query) -> Result<
         }
         Resource::Referrers(_) => {
             if let Some(t) = &q.artifact_type {
-                let ok = !t.is_empty() && t.len() <= 255 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"/.+-_".contains(&b));
+                let ok = !t.is_empty()
+                    && t.len() <= 255
+                    && t.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"/.+-_".contains(&b));
                 if !ok {
-                    return Err(OciError::new(ErrorCode::Unsupported, "artifactType is not a media type").with_status(400));
+                    return Err(OciError::new(
+                        ErrorCode::Unsupported,
+                        "artifactType is not a media type",
+                    )
+                    .with_status(400));
                 }
                 pairs.push(("artifactType", t.clone()));
             }
@@ -386,10 +529,17 @@ fn upstream_query(url: &mut url::Url, resource: &Resource, q: &Query) -> Result<
 
 /// Opaque pagination tokens: URL-safe characters, bounded length.
 fn is_page_token(v: &str) -> bool {
-    !v.is_empty() && v.len() <= 1024 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-~=".contains(&b))
+    !v.is_empty()
+        && v.len() <= 1024
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-~=".contains(&b))
 }
 
-fn small<B>(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> http::Response<Reply<B>> {
+fn small<B>(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Vec<u8>,
+) -> http::Response<Reply<B>> {
     let mut resp = http::Response::new(Reply::Empty);
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -409,9 +559,19 @@ fn health<B>(config: Result<&Config, &ConfigError>) -> http::Response<Reply<B>> 
                 .map(|u| serde_json::json!({"name": u.name, "registry": u.registry, "hosts": u.hosts, "prefixes": u.prefixes, "ns": u.ns}))
                 .collect();
             let default = c.default.and_then(|i| c.get(i)).map(|u| u.name.clone());
-            (StatusCode::OK, serde_json::json!({"status": "ok", "upstreams": ups, "default": default}))
+            (
+                StatusCode::OK,
+                serde_json::json!({"status": "ok", "upstreams": ups, "default": default}),
+            )
         }
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({"status": "invalid configuration", "field": e.field, "problem": e.problem})),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "invalid configuration", "field": e.field, "problem": e.problem}),
+        ),
     };
-    small(status, "application/json", serde_json::to_vec(&body).unwrap_or_default())
+    small(
+        status,
+        "application/json",
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
 }

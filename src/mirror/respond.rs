@@ -28,8 +28,13 @@ const PASSED_HEADERS: &[&str] = &[
 
 pub fn oci_error<B>(method: &Method, e: &OciError) -> http::Response<Reply<B>> {
     let body = e.body();
-    let mut resp = http::Response::new(if *method == Method::HEAD { Reply::Empty } else { Reply::Bytes(body.clone()) });
-    *resp.status_mut() = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = http::Response::new(if *method == Method::HEAD {
+        Reply::Empty
+    } else {
+        Reply::Bytes(body.clone())
+    });
+    *resp.status_mut() =
+        StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
@@ -64,12 +69,18 @@ pub struct LinkRewrite<'a> {
 pub fn rewrite_link(value: &str, rw: &LinkRewrite) -> Option<String> {
     let start = value.find('<')? + 1;
     let end = start + value[start..].find('>')?;
-    let target = url::Url::parse("http://upstream.invalid/").ok()?.join(&value[start..end]).ok()?;
+    let target = url::Url::parse("http://upstream.invalid/")
+        .ok()?
+        .join(&value[start..end])
+        .ok()?;
     let expected = format!("/v2/{}/tags/list", rw.upstream_name);
     if target.path() != expected {
         return None;
     }
-    let mut out = url::Url::parse("http://mirror.invalid/").ok()?.join(&format!("/v2/{}/tags/list", rw.client_name)).ok()?;
+    let mut out = url::Url::parse("http://mirror.invalid/")
+        .ok()?
+        .join(&format!("/v2/{}/tags/list", rw.client_name))
+        .ok()?;
     {
         let mut q = out.query_pairs_mut();
         for (k, v) in target.query_pairs() {
@@ -103,7 +114,12 @@ pub async fn to_client<F: Fetcher>(
     let status = parts.status;
     if status.is_success() || status == StatusCode::NOT_MODIFIED {
         let mut headers = passed_headers(&parts.headers);
-        if let Some(v) = parts.headers.get(LINK).and_then(|v| v.to_str().ok()).and_then(|v| rewrite_link(v, link)) {
+        if let Some(v) = parts
+            .headers
+            .get(LINK)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| rewrite_link(v, link))
+        {
             if let Ok(v) = HeaderValue::from_str(&v) {
                 headers.insert(LINK, v);
             }
@@ -140,7 +156,8 @@ pub async fn to_client<F: Fetcher>(
             Some(b) => {
                 let mut r = oci_error(method, &e);
                 if *method != Method::HEAD {
-                    r.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(b.len()));
+                    r.headers_mut()
+                        .insert(CONTENT_LENGTH, HeaderValue::from(b.len()));
                     *r.body_mut() = Reply::Bytes(b);
                 }
                 r
@@ -166,8 +183,14 @@ fn error_for(status: StatusCode, resource: &Resource, upstream: &str) -> Mapped 
     let s = status.as_u16();
     let e = |code: ErrorCode, msg: String| OciError::new(code, msg).with_status(s);
     match s {
-        401 => Mapped::Own(e(ErrorCode::Unauthorized, format!("upstream {upstream} requires authentication"))),
-        403 => Mapped::Forward(e(ErrorCode::Denied, format!("upstream {upstream} denied access"))),
+        401 => Mapped::Own(e(
+            ErrorCode::Unauthorized,
+            format!("upstream {upstream} requires authentication"),
+        )),
+        403 => Mapped::Forward(e(
+            ErrorCode::Denied,
+            format!("upstream {upstream} denied access"),
+        )),
         404 => {
             let code = match resource {
                 Resource::Blob(_) => ErrorCode::BlobUnknown,
@@ -176,11 +199,29 @@ fn error_for(status: StatusCode, resource: &Resource, upstream: &str) -> Mapped 
             };
             Mapped::Forward(e(code, format!("not found at upstream {upstream}")))
         }
-        416 => Mapped::Own(e(ErrorCode::RangeInvalid, "requested range not satisfiable".into())),
-        429 => Mapped::Own(e(ErrorCode::TooManyRequests, format!("upstream {upstream} is rate limiting the mirror"))),
-        400..=499 => Mapped::Forward(e(ErrorCode::Unknown, format!("upstream {upstream} answered {s}"))),
-        503 => Mapped::Own(e(ErrorCode::Unavailable, format!("upstream {upstream} is unavailable"))),
-        _ => Mapped::Own(OciError::new(ErrorCode::Unavailable, format!("upstream {upstream} answered {s}")).with_status(502)),
+        416 => Mapped::Own(e(
+            ErrorCode::RangeInvalid,
+            "requested range not satisfiable".into(),
+        )),
+        429 => Mapped::Own(e(
+            ErrorCode::TooManyRequests,
+            format!("upstream {upstream} is rate limiting the mirror"),
+        )),
+        400..=499 => Mapped::Forward(e(
+            ErrorCode::Unknown,
+            format!("upstream {upstream} answered {s}"),
+        )),
+        503 => Mapped::Own(e(
+            ErrorCode::Unavailable,
+            format!("upstream {upstream} is unavailable"),
+        )),
+        _ => Mapped::Own(
+            OciError::new(
+                ErrorCode::Unavailable,
+                format!("upstream {upstream} answered {s}"),
+            )
+            .with_status(502),
+        ),
     }
 }
 
@@ -190,12 +231,32 @@ mod tests {
     use rstest::rstest;
 
     #[rstest]
-    #[case(r#"</v2/library/alpine/tags/list?last=b&n=2>; rel="next""#, None, r#"</v2/alpine/tags/list?last=b&n=2>; rel="next""#)]
-    #[case(r#"<http://127.0.0.1:15100/v2/library/alpine/tags/list?n=2&last=b>; rel="next""#, Some("docker.io"), r#"</v2/alpine/tags/list?n=2&last=b&ns=docker.io>; rel="next""#)]
-    #[case(r#"</v2/library/alpine/tags/list?n=100&next_page=gAAAA-x_y%3D>; rel="next""#, None, r#"</v2/alpine/tags/list?n=100&next_page=gAAAA-x_y%3D>; rel="next""#)]
+    #[case(
+        r#"</v2/library/alpine/tags/list?last=b&n=2>; rel="next""#,
+        None,
+        r#"</v2/alpine/tags/list?last=b&n=2>; rel="next""#
+    )]
+    #[case(
+        r#"<http://127.0.0.1:15100/v2/library/alpine/tags/list?n=2&last=b>; rel="next""#,
+        Some("docker.io"),
+        r#"</v2/alpine/tags/list?n=2&last=b&ns=docker.io>; rel="next""#
+    )]
+    #[case(
+        r#"</v2/library/alpine/tags/list?n=100&next_page=gAAAA-x_y%3D>; rel="next""#,
+        None,
+        r#"</v2/alpine/tags/list?n=100&next_page=gAAAA-x_y%3D>; rel="next""#
+    )]
     #[case(r#"</v2/library/alpine/tags/list?n=2&last=a>; rel="next", <https://up.internal/v2/x>; rel="prev""#, None, r#"</v2/alpine/tags/list?n=2&last=a>; rel="next""#)]
-    fn links_point_at_the_mirror(#[case] value: &str, #[case] ns: Option<&str>, #[case] want: &str) {
-        let rw = LinkRewrite { upstream_name: "library/alpine", client_name: "alpine", ns };
+    fn links_point_at_the_mirror(
+        #[case] value: &str,
+        #[case] ns: Option<&str>,
+        #[case] want: &str,
+    ) {
+        let rw = LinkRewrite {
+            upstream_name: "library/alpine",
+            client_name: "alpine",
+            ns,
+        };
         assert_eq!(rewrite_link(value, &rw).as_deref(), Some(want));
     }
 
@@ -204,7 +265,11 @@ mod tests {
     #[case(r#"</v2/other/tags/list>; rel="next""#)]
     #[case("garbage")]
     fn foreign_links_are_dropped(#[case] value: &str) {
-        let rw = LinkRewrite { upstream_name: "library/alpine", client_name: "alpine", ns: None };
+        let rw = LinkRewrite {
+            upstream_name: "library/alpine",
+            client_name: "alpine",
+            ns: None,
+        };
         assert_eq!(rewrite_link(value, &rw), None);
     }
 }

@@ -25,7 +25,9 @@ struct Params {
 fn params(req: &Incoming) -> Result<Params, OciError> {
     let bad = |m: &str| OciError::new(ErrorCode::Unsupported, m.to_string()).with_status(400);
     if req.method == Method::POST {
-        let form: Vec<(String, String)> = url::form_urlencoded::parse(&req.body).into_owned().collect();
+        let form: Vec<(String, String)> = url::form_urlencoded::parse(&req.body)
+            .into_owned()
+            .collect();
         let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         let credentials = match get("grant_type").as_deref() {
             Some("password") => match (get("username"), get("password")) {
@@ -35,14 +37,34 @@ fn params(req: &Incoming) -> Result<Params, OciError> {
             // Refresh tokens are never handed out (see below), so none comes back.
             _ => return Err(bad("unsupported grant_type (use password)")),
         };
-        let scopes = form.iter().filter(|(k, _)| k == "scope").flat_map(|(_, v)| v.split(' ').map(str::to_string).collect::<Vec<_>>()).collect();
-        return Ok(Params { service: get("service"), scopes, credentials });
+        let scopes = form
+            .iter()
+            .filter(|(k, _)| k == "scope")
+            .flat_map(|(_, v)| v.split(' ').map(str::to_string).collect::<Vec<_>>())
+            .collect();
+        return Ok(Params {
+            service: get("service"),
+            scopes,
+            credentials,
+        });
     }
     let q: Vec<(String, String)> = req.url.query_pairs().into_owned().collect();
-    let credentials = req.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).filter(|v| v.starts_with("Basic ")).map(str::to_string);
+    let credentials = req
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.starts_with("Basic "))
+        .map(str::to_string);
     Ok(Params {
-        service: q.iter().find(|(k, _)| k == "service").map(|(_, v)| v.clone()),
-        scopes: q.iter().filter(|(k, _)| k == "scope").flat_map(|(_, v)| v.split(' ').map(str::to_string).collect::<Vec<_>>()).collect(),
+        service: q
+            .iter()
+            .find(|(k, _)| k == "service")
+            .map(|(_, v)| v.clone()),
+        scopes: q
+            .iter()
+            .filter(|(k, _)| k == "scope")
+            .flat_map(|(_, v)| v.split(' ').map(str::to_string).collect::<Vec<_>>())
+            .collect(),
         credentials,
     })
 }
@@ -57,7 +79,10 @@ pub fn rewrite_scope(config: &Config, host: &str, up: &Upstream, scope: &str) ->
 
 /// A token endpoint's answer: the token under both names clients read, and its lifetime.
 pub fn token_response<B>(token: &str, expires_in: u64) -> http::Response<Reply<B>> {
-    let body = serde_json::to_vec(&serde_json::json!({"token": token, "access_token": token, "expires_in": expires_in})).unwrap_or_default();
+    let body = serde_json::to_vec(
+        &serde_json::json!({"token": token, "access_token": token, "expires_in": expires_in}),
+    )
+    .unwrap_or_default();
     super::small(StatusCode::OK, "application/json", body)
 }
 
@@ -65,26 +90,51 @@ fn anonymous<B>() -> http::Response<Reply<B>> {
     token_response(ANONYMOUS_TOKEN, 3600)
 }
 
-pub async fn serve<F: Fetcher>(config: &Config, session: &Session<'_, F>, req: &Incoming) -> Result<http::Response<Reply<F::Body>>, OciError> {
+pub async fn serve<F: Fetcher>(
+    config: &Config,
+    session: &Session<'_, F>,
+    req: &Incoming,
+) -> Result<http::Response<Reply<F::Body>>, OciError> {
     let p = params(req)?;
     // No credentials: the anonymous token, at once; the mirror pulls with its own identity.
     if p.credentials.is_none() {
         return Ok(anonymous());
     }
     let host = super::upstream::host_of(&req.url);
-    let by_service = p.service.as_deref().and_then(|s| config.upstreams.iter().find(|u| u.name == s));
+    let by_service = p
+        .service
+        .as_deref()
+        .and_then(|s| config.upstreams.iter().find(|u| u.name == s));
     let by_scope = || {
         p.scopes.iter().find_map(|s| {
             let name = s.strip_prefix("repository:")?.rsplit_once(':')?.0;
-            select(config, &host, &RepoName::parse(name).ok()?, None).ok().map(|sel| sel.upstream)
+            select(config, &host, &RepoName::parse(name).ok()?, None)
+                .ok()
+                .map(|sel| sel.upstream)
         })
     };
     // `docker login` asks with no scope: its login is checked against the default upstream.
-    let by_default = || if p.scopes.is_empty() { config.default.and_then(|i| config.get(i)) } else { None };
-    let up = by_service.or_else(by_scope).or_else(by_default).ok_or_else(|| {
-        OciError::new(ErrorCode::NameUnknown, "no configured upstream matches this token request's service or scope")
-    })?;
-    let scopes: Vec<String> = p.scopes.iter().filter_map(|s| rewrite_scope(config, &host, up, s)).collect();
+    let by_default = || {
+        if p.scopes.is_empty() {
+            config.default.and_then(|i| config.get(i))
+        } else {
+            None
+        }
+    };
+    let up = by_service
+        .or_else(by_scope)
+        .or_else(by_default)
+        .ok_or_else(|| {
+            OciError::new(
+                ErrorCode::NameUnknown,
+                "no configured upstream matches this token request's service or scope",
+            )
+        })?;
+    let scopes: Vec<String> = p
+        .scopes
+        .iter()
+        .filter_map(|s| rewrite_scope(config, &host, up, s))
+        .collect();
     let private = super::private_headers(up, session.secret)?;
     let Some(realm) = session.realm_of(&up.registry, &private).await? else {
         // The upstream has no token auth: nothing to pass through.
@@ -101,21 +151,52 @@ pub async fn serve<F: Fetcher>(config: &Config, session: &Session<'_, F>, req: &
         }
     }
     // Private (Access) headers go to the realm only if it is on the upstream's own origin.
-    let same_origin = url::Url::parse(&up.registry).is_ok_and(|r| r.origin() == realm.realm.origin());
-    let realm_private = if same_origin { private } else { http::HeaderMap::new() };
-    let resp = session.token_request(url, p.credentials.as_deref(), &realm_private).await?;
+    let same_origin =
+        url::Url::parse(&up.registry).is_ok_and(|r| r.origin() == realm.realm.origin());
+    let realm_private = if same_origin {
+        private
+    } else {
+        http::HeaderMap::new()
+    };
+    let resp = session
+        .token_request(url, p.credentials.as_deref(), &realm_private)
+        .await?;
     let status = resp.status();
-    let body = session.fetcher.read_small(resp.into_body(), super::upstream::SMALL_BODY_LIMIT).await.unwrap_or_default();
+    let body = session
+        .fetcher
+        .read_small(resp.into_body(), super::upstream::SMALL_BODY_LIMIT)
+        .await
+        .unwrap_or_default();
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-        return Err(OciError::new(ErrorCode::Unauthorized, format!("upstream {} refused these credentials", up.name)));
+        return Err(OciError::new(
+            ErrorCode::Unauthorized,
+            format!("upstream {} refused these credentials", up.name),
+        ));
     }
     if !status.is_success() {
-        return Err(OciError::new(ErrorCode::Unavailable, format!("token endpoint of upstream {} answered {}", up.name, status.as_u16())).with_status(502));
+        return Err(OciError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "token endpoint of upstream {} answered {}",
+                up.name,
+                status.as_u16()
+            ),
+        )
+        .with_status(502));
     }
-    let mut token: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body).map_err(|_| {
-        OciError::new(ErrorCode::Unavailable, format!("token endpoint of upstream {} sent no JSON", up.name)).with_status(502)
-    })?;
+    let mut token: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
+        .map_err(|_| {
+            OciError::new(
+                ErrorCode::Unavailable,
+                format!("token endpoint of upstream {} sent no JSON", up.name),
+            )
+            .with_status(502)
+        })?;
     // A refresh token would let a client come back without credentials; the mirror does not pass one on.
     token.remove("refresh_token");
-    Ok(super::small(StatusCode::OK, "application/json", serde_json::to_vec(&token).unwrap_or_default()))
+    Ok(super::small(
+        StatusCode::OK,
+        "application/json",
+        serde_json::to_vec(&token).unwrap_or_default(),
+    ))
 }

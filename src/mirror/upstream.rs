@@ -4,12 +4,15 @@
 
 use std::cell::RefCell;
 
-use http::header::{ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, LOCATION, USER_AGENT, WWW_AUTHENTICATE};
+use http::header::{
+    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, LOCATION, RETRY_AFTER, USER_AGENT, WWW_AUTHENTICATE,
+};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use crate::challenge::{self, BearerChallenge};
 use crate::error::{ErrorCode, OciError};
 use crate::ports::{FetchError, Fetcher, UpstreamRequest};
+use crate::retry;
 use crate::token::{Token, TokenCache};
 
 /// Redirect hops followed before giving up.
@@ -82,29 +85,64 @@ impl<F: Fetcher> Session<'_, F> {
         // What the realm gets (`Basic …`), and whether the tokens it gives may be kept and shared.
         let (realm_auth, keep) = match identity {
             Identity::Client(value) => {
-                let (resp, _) = self.follow(&method, url, headers, Some(value), private).await?;
+                let (resp, _) = self
+                    .follow(&method, url, headers, Some(value), private)
+                    .await?;
                 return Ok(resp);
             }
             Identity::ClientLogin(value) => (Some(value.to_string()), false),
             Identity::Mirror { credentials } => (credentials.map(basic), true),
         };
         // Anonymous and operator tokens are kept apart.
-        let upstream = &format!("{upstream}|{}", if realm_auth.is_some() { "operator" } else { "anonymous" });
-        let cached = if keep { self.tokens.borrow().get(upstream, scope, self.now).map(Token::header_value) } else { None };
+        let token_key = &format!(
+            "{upstream}|{}",
+            if realm_auth.is_some() {
+                "operator"
+            } else {
+                "anonymous"
+            }
+        );
+        let cached = if keep {
+            self.tokens
+                .borrow()
+                .get(token_key, scope, self.now)
+                .map(Token::header_value)
+        } else {
+            None
+        };
         let mut used_cached = cached.is_some();
         let mut auth = cached;
-        for attempt in 0..2 {
-            let (resp, from_registry) = self.follow(&method, url.clone(), headers.clone(), auth.as_deref(), private).await?;
+        let mut fresh_tokens = 0;
+        loop {
+            let (resp, from_registry) = self
+                .follow(
+                    &method,
+                    url.clone(),
+                    headers.clone(),
+                    auth.as_deref(),
+                    private,
+                )
+                .await?;
             // A 401 from a host the registry redirected to is that host's answer, not a challenge
             // the mirror may answer with a token (it would fetch one from a realm nobody configured).
-            if resp.status() != StatusCode::UNAUTHORIZED || attempt == 1 || !from_registry {
+            if resp.status() != StatusCode::UNAUTHORIZED || !from_registry {
                 return Ok(resp);
             }
-            let header = resp.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let header = resp
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
             let Some(challenge) = challenge::bearer(&header) else {
                 // A registry that asks for Basic gets the credentials at hand, if there are any.
                 match &realm_auth {
-                    Some(c) if challenge::parse(&header).iter().any(|c| c.scheme == "basic") && auth.is_none() => {
+                    Some(c)
+                        if challenge::parse(&header)
+                            .iter()
+                            .any(|c| c.scheme == "basic")
+                            && auth.is_none() =>
+                    {
                         self.fetcher.discard(resp.into_body());
                         auth = Some(c.clone());
                         continue;
@@ -112,36 +150,83 @@ impl<F: Fetcher> Session<'_, F> {
                     _ => return Ok(resp),
                 }
             };
+            // A token just fetched and refused: for a missing scope that is the answer (the
+            // repository needs a login); an invalid one (expired on arrival: a realm with a skewed
+            // clock) gets one more fetch, and then the mirror gives up on this upstream.
+            let invalid = challenge.error.as_deref() == Some("invalid_token");
+            match fresh_tokens {
+                0 => {}
+                1 if invalid => {}
+                1 => return Ok(resp),
+                _ => {
+                    self.fetcher.discard(resp.into_body());
+                    return Err(unavailable(
+                        502,
+                        format!("upstream {upstream} refuses the tokens its own realm issues"),
+                    ));
+                }
+            }
+            fresh_tokens += 1;
             self.fetcher.discard(resp.into_body());
             if used_cached {
-                self.tokens.borrow_mut().forget(upstream, scope);
+                self.tokens.borrow_mut().forget(token_key, scope);
                 used_cached = false;
             }
             // The realm gets the private headers only if it is on the registry's own origin.
-            let realm_private = if challenge.realm.origin() == url.origin() { private.clone() } else { HeaderMap::new() };
-            let token = self.fetch_token(upstream, scope, &challenge, &realm_private, realm_auth.as_deref(), keep).await?;
+            let realm_private = if challenge.realm.origin() == url.origin() {
+                private.clone()
+            } else {
+                HeaderMap::new()
+            };
+            let token = self
+                .fetch_token(
+                    upstream,
+                    scope,
+                    &challenge,
+                    &realm_private,
+                    realm_auth.as_deref(),
+                    keep.then_some(token_key.as_str()),
+                )
+                .await?;
             auth = Some(token.header_value());
         }
-        Err(unavailable(502, format!("upstream {upstream} kept refusing its own token")))
     }
 
     /// The Bearer challenge a registry answers an anonymous `GET /v2/` with (its token realm), if any.
-    pub async fn realm_of(&self, registry: &str, private: &HeaderMap) -> Result<Option<BearerChallenge>, OciError> {
-        let url = url::Url::parse(&format!("{registry}/v2/")).map_err(|_| unavailable(502, "bad registry URL".into()))?;
+    pub async fn realm_of(
+        &self,
+        registry: &str,
+        private: &HeaderMap,
+    ) -> Result<Option<BearerChallenge>, OciError> {
+        let url = url::Url::parse(&format!("{registry}/v2/"))
+            .map_err(|_| unavailable(502, "bad registry URL".into()))?;
         let mut headers = HeaderMap::new();
         headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
-        let (resp, _) = self.follow(&Method::GET, url, headers, None, private).await?;
-        let challenge = resp.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).and_then(challenge::bearer);
+        let (resp, _) = self
+            .follow(&Method::GET, url, headers, None, private)
+            .await?;
+        let challenge = resp
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(challenge::bearer);
         self.fetcher.discard(resp.into_body());
         Ok(challenge)
     }
 
     /// A GET to a token realm with the client's credentials; the answer as it is.
-    pub async fn token_request(&self, url: url::Url, authorization: Option<&str>, private: &HeaderMap) -> Result<http::Response<F::Body>, OciError> {
+    pub async fn token_request(
+        &self,
+        url: url::Url,
+        authorization: Option<&str>,
+        private: &HeaderMap,
+    ) -> Result<http::Response<F::Body>, OciError> {
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
-        let (resp, _) = self.follow(&Method::GET, url, headers, authorization, private).await?;
+        let (resp, _) = self
+            .follow(&Method::GET, url, headers, authorization, private)
+            .await?;
         Ok(resp)
     }
 
@@ -163,9 +248,17 @@ impl<F: Fetcher> Session<'_, F> {
             headers.insert(name, value.clone());
         }
         for hop in 0..=MAX_REDIRECTS {
-            let req = UpstreamRequest { method: method.clone(), url: url.clone(), headers: headers.clone() };
-            let resp = self.fetcher.fetch(&req, self.timeout_ms).await.map_err(|e| fetch_error(&host_of(&url), e))?;
-            let location = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+            let req = UpstreamRequest {
+                method: method.clone(),
+                url: url.clone(),
+                headers: headers.clone(),
+            };
+            let resp = self.fetch_retrying(&req).await?;
+            let location = resp
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
             let (true, Some(location)) = (resp.status().is_redirection(), location) else {
                 return Ok((resp, url.origin() == first_origin));
             };
@@ -177,7 +270,15 @@ impl<F: Fetcher> Session<'_, F> {
                 .join(&location)
                 .ok()
                 .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-                .ok_or_else(|| unavailable(502, format!("upstream {} redirected to an unusable location", host_of(&url))))?;
+                .ok_or_else(|| {
+                    unavailable(
+                        502,
+                        format!(
+                            "upstream {} redirected to an unusable location",
+                            host_of(&url)
+                        ),
+                    )
+                })?;
             if next.origin() != url.origin() {
                 headers.remove(AUTHORIZATION);
                 for name in private.keys() {
@@ -186,7 +287,39 @@ impl<F: Fetcher> Session<'_, F> {
             }
             url = next;
         }
-        Err(unavailable(502, format!("more than {MAX_REDIRECTS} redirects from upstream")))
+        Err(unavailable(
+            502,
+            format!("more than {MAX_REDIRECTS} redirects from upstream"),
+        ))
+    }
+
+    /// One request, repeated once when it failed fast in a way worth repeating (see `retry`).
+    async fn fetch_retrying(
+        &self,
+        req: &UpstreamRequest,
+    ) -> Result<http::Response<F::Body>, OciError> {
+        let mut attempt = 1;
+        loop {
+            let wait = match self.fetcher.fetch(req, self.timeout_ms).await {
+                Ok(resp) => {
+                    let retry_after = resp
+                        .headers()
+                        .get(RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok());
+                    match retry::after_status(resp.status(), retry_after) {
+                        Some(ms) if attempt < retry::ATTEMPTS => {
+                            self.fetcher.discard(resp.into_body());
+                            ms
+                        }
+                        _ => return Ok(resp),
+                    }
+                }
+                Err(FetchError::Unreachable(_)) if attempt < retry::ATTEMPTS => retry::PAUSE_MS,
+                Err(e) => return Err(fetch_error(&host_of(&req.url), e)),
+            };
+            attempt += 1;
+            self.fetcher.pause(wait).await;
+        }
     }
 
     async fn fetch_token(
@@ -196,7 +329,7 @@ impl<F: Fetcher> Session<'_, F> {
         challenge: &BearerChallenge,
         private: &HeaderMap,
         realm_auth: Option<&str>,
-        keep: bool,
+        keep_as: Option<&str>,
     ) -> Result<Token, OciError> {
         let mut url = challenge.realm.clone();
         {
@@ -210,9 +343,14 @@ impl<F: Fetcher> Session<'_, F> {
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
         // Credentials go to the realm the registry named (that is where they belong).
-        let (resp, _) = self.follow(&Method::GET, url, headers, realm_auth, private).await?;
+        let (resp, _) = self
+            .follow(&Method::GET, url, headers, realm_auth, private)
+            .await?;
         let status = resp.status();
-        let body = self.fetcher.read_small(resp.into_body(), SMALL_BODY_LIMIT).await;
+        let body = self
+            .fetcher
+            .read_small(resp.into_body(), SMALL_BODY_LIMIT)
+            .await;
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(OciError::new(
                 ErrorCode::Unauthorized,
@@ -220,13 +358,26 @@ impl<F: Fetcher> Session<'_, F> {
             ));
         }
         if !status.is_success() {
-            return Err(unavailable(502, format!("token endpoint of upstream {upstream} answered {}", status.as_u16())));
+            return Err(unavailable(
+                502,
+                format!(
+                    "token endpoint of upstream {upstream} answered {}",
+                    status.as_u16()
+                ),
+            ));
         }
         let token = body
             .and_then(|b| Token::from_response(&b, self.now))
-            .ok_or_else(|| unavailable(502, format!("token endpoint of upstream {upstream} sent no usable token")))?;
-        if keep {
-            self.tokens.borrow_mut().put(upstream, scope, token.clone(), self.now);
+            .ok_or_else(|| {
+                unavailable(
+                    502,
+                    format!("token endpoint of upstream {upstream} sent no usable token"),
+                )
+            })?;
+        if let Some(key) = keep_as {
+            self.tokens
+                .borrow_mut()
+                .put(key, scope, token.clone(), self.now);
         }
         Ok(token)
     }
@@ -241,7 +392,10 @@ fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));

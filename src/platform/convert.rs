@@ -11,7 +11,13 @@ pub type Body = Option<web_sys::ReadableStream>;
 
 /// Request headers the core may look at. Nothing else (cookies…) is copied; `authorization` is the
 /// client's own login, passed through to the upstream it belongs to and never logged.
-const INCOMING_HEADERS: &[&str] = &["accept", "range", "if-none-match", "user-agent", "authorization"];
+const INCOMING_HEADERS: &[&str] = &[
+    "accept",
+    "range",
+    "if-none-match",
+    "user-agent",
+    "authorization",
+];
 
 pub fn incoming(req: &worker::Request, body: Vec<u8>) -> Result<crate::mirror::Incoming, OciError> {
     let bad = || OciError::new(ErrorCode::NameInvalid, "malformed request");
@@ -25,7 +31,12 @@ pub fn incoming(req: &worker::Request, body: Vec<u8>) -> Result<crate::mirror::I
             }
         }
     }
-    Ok(crate::mirror::Incoming { method, url, headers, body })
+    Ok(crate::mirror::Incoming {
+        method,
+        url,
+        headers,
+        body,
+    })
 }
 
 pub fn headers_to_runtime(headers: &HeaderMap) -> worker::Result<web_sys::Headers> {
@@ -40,11 +51,18 @@ pub fn headers_to_runtime(headers: &HeaderMap) -> worker::Result<web_sys::Header
 
 pub fn headers_from_runtime(headers: &web_sys::Headers) -> HeaderMap {
     let mut out = HeaderMap::new();
-    let Ok(Some(iter)) = js_sys::try_iter(headers.as_ref()) else { return out };
+    let Ok(Some(iter)) = js_sys::try_iter(headers.as_ref()) else {
+        return out;
+    };
     for entry in iter.flatten() {
         let pair = js_sys::Array::from(&entry);
-        let (Some(k), Some(v)) = (pair.get(0).as_string(), pair.get(1).as_string()) else { continue };
-        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
+        let (Some(k), Some(v)) = (pair.get(0).as_string(), pair.get(1).as_string()) else {
+            continue;
+        };
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(&v),
+        ) {
             out.append(k, v);
         }
     }
@@ -57,13 +75,17 @@ pub fn outgoing(resp: http::Response<Reply<Body>>) -> worker::Result<web_sys::Re
     init.set_status(parts.status.as_u16());
     init.set_headers(&JsValue::from(headers_to_runtime(&parts.headers)?));
     let resp = match body {
-        Reply::Upstream(Some(stream)) => web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream), &init),
+        Reply::Upstream(Some(stream)) => {
+            web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream), &init)
+        }
         Reply::Bytes(bytes) => {
             // A JS-owned copy, so the runtime knows the length and sends Content-Length.
             let array = js_sys::Uint8Array::from(bytes.as_slice());
             web_sys::Response::new_with_opt_buffer_source_and_init(Some(&array), &init)
         }
-        Reply::Upstream(None) | Reply::Empty => web_sys::Response::new_with_opt_str_and_init(None, &init),
+        Reply::Upstream(None) | Reply::Empty => {
+            web_sys::Response::new_with_opt_str_and_init(None, &init)
+        }
     };
     Ok(resp?)
 }

@@ -28,13 +28,24 @@ pub fn var(env: &Env, name: &str) -> Option<String> {
     if let Some(s) = value.as_string() {
         return Some(s);
     }
-    js_sys::JSON::stringify(&value).ok().and_then(|s| s.as_string())
+    js_sys::JSON::stringify(&value)
+        .ok()
+        .and_then(|s| s.as_string())
 }
 
 pub fn config(env: &Env) -> Parsed {
-    let raw = ["UPSTREAMS", "DEFAULT_UPSTREAM", "UPSTREAM_TIMEOUT_MS", "PREWARM", "PREWARM_BUDGET", "ALLOW_CIDRS", "TRUSTED_CIDRS", "RATE_LIMIT"]
-        .map(|name| var(env, name))
-        .to_vec();
+    let raw = [
+        "UPSTREAMS",
+        "DEFAULT_UPSTREAM",
+        "UPSTREAM_TIMEOUT_MS",
+        "PREWARM",
+        "PREWARM_BUDGET",
+        "ALLOW_CIDRS",
+        "TRUSTED_CIDRS",
+        "RATE_LIMIT",
+    ]
+    .map(|name| var(env, name))
+    .to_vec();
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
         if let Some((seen, parsed)) = cache.as_ref() {
@@ -78,16 +89,26 @@ thread_local! {
 /// How often an isolate re-reads the stored overrides (1 to 3600 s; KV itself takes up to ~60 s to
 /// show a write everywhere).
 fn reload_ms(env: &Env) -> u64 {
-    let secs = var(env, "CONFIG_RELOAD_SECS").and_then(|v| v.trim().parse::<u64>().ok()).filter(|s| (1..=3600).contains(s));
+    let secs = var(env, "CONFIG_RELOAD_SECS")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| (1..=3600).contains(s));
     secs.unwrap_or(DEFAULT_RELOAD_SECS) * 1000
 }
 
 /// The configuration in force: the static table with the stored overrides merged in.
 pub async fn effective(env: &Env, now_ms: u64) -> Parsed {
     let base = config(env)?;
-    let Some(store) = KvConfig::bound(env) else { return Ok(base) };
+    let Some(store) = KvConfig::bound(env) else {
+        return Ok(base);
+    };
     let fresh = MERGED.with(|m| {
-        m.borrow().as_ref().filter(|m| Rc::ptr_eq(&m.base, &base) && now_ms.saturating_sub(m.fetched_at_ms) < reload_ms(env)).map(|m| m.merged.clone())
+        m.borrow()
+            .as_ref()
+            .filter(|m| {
+                Rc::ptr_eq(&m.base, &base)
+                    && now_ms.saturating_sub(m.fetched_at_ms) < reload_ms(env)
+            })
+            .map(|m| m.merged.clone())
     });
     if let Some(merged) = fresh {
         return Ok(merged);
@@ -97,17 +118,29 @@ pub async fn effective(env: &Env, now_ms: u64) -> Parsed {
         Ok(Some(raw)) => {
             let (merged, skipped) = base.with_overrides(&raw);
             for e in skipped {
-                worker::console_warn!("{}", serde_json::json!({"msg": "stored upstream skipped", "field": e.field, "problem": e.problem}));
+                worker::console_warn!(
+                    "{}",
+                    serde_json::json!({"msg": "stored upstream skipped", "field": e.field, "problem": e.problem})
+                );
             }
             Rc::new(merged)
         }
         Err(e) => {
             // The static table keeps serving while KV is out.
-            worker::console_warn!("{}", serde_json::json!({"msg": "configuration store unreadable", "error": e}));
+            worker::console_warn!(
+                "{}",
+                serde_json::json!({"msg": "configuration store unreadable", "error": e})
+            );
             base.clone()
         }
     };
-    MERGED.with(|m| *m.borrow_mut() = Some(Merged { fetched_at_ms: now_ms, base, merged: merged.clone() }));
+    MERGED.with(|m| {
+        *m.borrow_mut() = Some(Merged {
+            fetched_at_ms: now_ms,
+            base,
+            merged: merged.clone(),
+        })
+    });
     Ok(merged)
 }
 
@@ -122,9 +155,18 @@ impl KvConfig {
 
 impl ConfigStore for KvConfig {
     async fn overrides(&self) -> Result<Option<String>, String> {
-        self.0.get(OVERRIDES_KEY).text().await.map_err(|e| e.to_string())
+        self.0
+            .get(OVERRIDES_KEY)
+            .text()
+            .await
+            .map_err(|e| e.to_string())
     }
     async fn put_overrides(&self, json: &str) -> Result<(), String> {
-        self.0.put(OVERRIDES_KEY, json).map_err(|e| e.to_string())?.execute().await.map_err(|e| e.to_string())
+        self.0
+            .put(OVERRIDES_KEY, json)
+            .map_err(|e| e.to_string())?
+            .execute()
+            .await
+            .map_err(|e| e.to_string())
     }
 }

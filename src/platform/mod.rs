@@ -1,6 +1,7 @@
 //! The only code that touches the Workers runtime: the fetch entry point, the upstream client,
 //! configuration from the environment, and conversions between runtime and `http` types.
 
+mod body_deadline;
 mod convert;
 mod env;
 mod fetch;
@@ -26,32 +27,64 @@ thread_local! {
 /// With `MIRROR_CREDENTIALS`: `/token` issues mirror tokens for the mirror's own logins, and a
 /// registry request must show one (or the login itself). What passes goes on without the client's
 /// `Authorization` (upstreams see the mirror's own identity). `Some` is the answer for what does not.
-fn mirror_login(mc: &crate::mirror_auth::MirrorCredentials, incoming: &mut crate::mirror::Incoming, now: u64) -> Option<worker::Result<web_sys::Response>> {
+fn mirror_login(
+    mc: &crate::mirror_auth::MirrorCredentials,
+    incoming: &mut crate::mirror::Incoming,
+    now: u64,
+) -> Option<worker::Result<web_sys::Response>> {
     use crate::error::{ErrorCode, OciError};
     let origin = incoming.url.origin().ascii_serialization();
-    let challenge = format!("Bearer realm=\"{origin}/token\",service=\"{}\"", crate::mirror::SERVICE);
+    let challenge = format!(
+        "Bearer realm=\"{origin}/token\",service=\"{}\"",
+        crate::mirror::SERVICE
+    );
     let refuse = |incoming: &crate::mirror::Incoming| {
-        let mut resp = crate::mirror::respond::oci_error(&incoming.method, &OciError::new(ErrorCode::Unauthorized, "this mirror requires its own login"));
+        let mut resp = crate::mirror::respond::oci_error(
+            &incoming.method,
+            &OciError::new(
+                ErrorCode::Unauthorized,
+                "this mirror requires its own login",
+            ),
+        );
         if let Ok(v) = http::HeaderValue::from_str(&challenge) {
             resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
         }
-        worker::console_log!("{}", serde_json::json!({"msg": "request", "method": incoming.method.as_str(), "path": incoming.url.path(), "status": 401, "error": "mirror login required"}));
+        worker::console_log!(
+            "{}",
+            serde_json::json!({"msg": "request", "method": incoming.method.as_str(), "path": incoming.url.path(), "status": 401, "error": "mirror login required"})
+        );
         Some(convert::outgoing(resp))
     };
-    let authorization = incoming.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let authorization = incoming
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     if incoming.url.path() == "/token" {
         let login = match incoming.method {
             http::Method::POST => {
-                let form: Vec<(String, String)> = url::form_urlencoded::parse(&incoming.body).into_owned().collect();
+                let form: Vec<(String, String)> = url::form_urlencoded::parse(&incoming.body)
+                    .into_owned()
+                    .collect();
                 let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-                get("username").zip(get("password")).map(|(u, p)| crate::mirror::upstream::basic(&format!("{u}:{p}")))
+                get("username")
+                    .zip(get("password"))
+                    .map(|(u, p)| crate::mirror::upstream::basic(&format!("{u}:{p}")))
             }
             _ => authorization,
         };
-        let Some(user) = login.as_deref().and_then(|l| mc.user_of_basic(l)) else { return refuse(incoming) };
+        let Some(user) = login.as_deref().and_then(|l| mc.user_of_basic(l)) else {
+            return refuse(incoming);
+        };
         let token = mc.issue(user, now);
-        let resp = crate::mirror::token_endpoint::token_response(&token, crate::mirror_auth::TOKEN_LIFETIME);
-        worker::console_log!("{}", serde_json::json!({"msg": "request", "method": incoming.method.as_str(), "path": "/token", "status": 200, "route": "token", "user": user}));
+        let resp = crate::mirror::token_endpoint::token_response(
+            &token,
+            crate::mirror_auth::TOKEN_LIFETIME,
+        );
+        worker::console_log!(
+            "{}",
+            serde_json::json!({"msg": "request", "method": incoming.method.as_str(), "path": "/token", "status": 200, "route": "token", "user": user})
+        );
         return Some(convert::outgoing(resp));
     }
     if incoming.url.path().starts_with("/v2") {
@@ -70,7 +103,9 @@ fn mirror_login(mc: &crate::mirror_auth::MirrorCredentials, incoming: &mut crate
 type LimitHeaders = Option<(crate::ratelimit::Limit, u64, Option<u64>)>;
 
 fn add_limit_headers(h: &mut http::HeaderMap, limit: LimitHeaders) {
-    let Some((limit, remaining, retry_after)) = limit else { return };
+    let Some((limit, remaining, retry_after)) = limit else {
+        return;
+    };
     for (name, value) in crate::ratelimit::headers(limit, remaining) {
         if let Ok(v) = http::HeaderValue::from_str(&value) {
             h.insert(name, v);
@@ -82,7 +117,11 @@ fn add_limit_headers(h: &mut http::HeaderMap, limit: LimitHeaders) {
 }
 
 /// An answer given before the request reaches the mirror's flow (access denied, rate limited).
-fn answer_early(incoming: &crate::mirror::Incoming, e: crate::error::OciError, limit: LimitHeaders) -> worker::Result<web_sys::Response> {
+fn answer_early(
+    incoming: &crate::mirror::Incoming,
+    e: crate::error::OciError,
+    limit: LimitHeaders,
+) -> worker::Result<web_sys::Response> {
     let mut resp = crate::mirror::respond::oci_error(&incoming.method, &e);
     add_limit_headers(resp.headers_mut(), limit);
     worker::console_log!(
@@ -95,7 +134,13 @@ fn answer_early(incoming: &crate::mirror::Incoming, e: crate::error::OciError, l
 /// Cloudflare's ray id when there is one (it ties the line to Cloudflare's own logs), else random.
 fn request_id(req: &Request) -> String {
     match req.headers().get("cf-ray") {
-        Ok(Some(ray)) if !ray.is_empty() && ray.len() <= 64 && ray.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') => ray,
+        Ok(Some(ray))
+            if !ray.is_empty()
+                && ray.len() <= 64
+                && ray.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+        {
+            ray
+        }
         _ => format!("{:016x}", (js_sys::Math::random() * 2f64.powi(53)) as u64),
     }
 }
@@ -104,38 +149,85 @@ fn request_id(req: &Request) -> String {
 async fn admin_request(mut req: Request, env: &Env) -> worker::Result<web_sys::Response> {
     let base = match env::config(env) {
         Ok(c) => c,
-        Err(e) => return convert::outgoing(crate::mirror::respond::oci_error(&http::Method::GET, &crate::error::OciError::new(crate::error::ErrorCode::Unavailable, format!("mirror configuration is invalid: {e}")))),
+        Err(e) => {
+            return convert::outgoing(crate::mirror::respond::oci_error(
+                &http::Method::GET,
+                &crate::error::OciError::new(
+                    crate::error::ErrorCode::Unavailable,
+                    format!("mirror configuration is invalid: {e}"),
+                ),
+            ))
+        }
     };
     let token = env::var(env, "ADMIN_TOKEN").filter(|t| !t.is_empty());
     let name = env::var(env, "ADMIN_TOKEN_NAME").unwrap_or_else(|| "admin".into());
     let store = env::KvConfig::bound(env);
     let admin = match (&token, &store) {
-        (Some(t), Some(_)) => Some(crate::admin::Admin { token: t, name: &name }),
+        (Some(t), Some(_)) => Some(crate::admin::Admin {
+            token: t,
+            name: &name,
+        }),
         _ => None,
     };
-    let method = http::Method::from_bytes(req.inner().method().as_bytes()).unwrap_or(http::Method::GET);
+    let method =
+        http::Method::from_bytes(req.inner().method().as_bytes()).unwrap_or(http::Method::GET);
     let path = req.path();
     let authorization = req.headers().get("authorization").ok().flatten();
-    let too_big = req.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<usize>().ok()).is_some_and(|n| n > crate::admin::MAX_BODY);
+    let too_big = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n > crate::admin::MAX_BODY);
     let (resp, change) = match (store, admin.is_some() && too_big) {
         (_, true) => {
-            let e = crate::error::OciError::new(crate::error::ErrorCode::Unsupported, "request body too large").with_status(413);
+            let e = crate::error::OciError::new(
+                crate::error::ErrorCode::Unsupported,
+                "request body too large",
+            )
+            .with_status(413);
             return convert::outgoing(crate::mirror::respond::oci_error(&method, &e));
         }
         (Some(store), false) => {
-            let body = if method == http::Method::PUT { req.bytes().await.unwrap_or_default() } else { Vec::new() };
-            let body = if body.len() > crate::admin::MAX_BODY { Vec::new() } else { body };
-            crate::admin::handle(&base, &store, admin.as_ref(), &method, &path, authorization.as_deref(), &body).await
+            let body = if method == http::Method::PUT {
+                req.bytes().await.unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            let body = if body.len() > crate::admin::MAX_BODY {
+                Vec::new()
+            } else {
+                body
+            };
+            crate::admin::handle(
+                &base,
+                &store,
+                admin.as_ref(),
+                &method,
+                &path,
+                authorization.as_deref(),
+                &body,
+            )
+            .await
         }
         // No store bound: the admin API does not exist.
-        (None, false) => crate::admin::handle(&base, &NoStore, None, &method, &path, None, &[]).await,
+        (None, false) => {
+            crate::admin::handle(&base, &NoStore, None, &method, &path, None, &[]).await
+        }
     };
     if let Some(line) = change {
         worker::console_log!("{line}");
     }
-    worker::console_log!("{}", serde_json::json!({"msg": "request", "method": method.as_str(), "path": path, "route": "admin", "status": resp.status().as_u16()}));
+    worker::console_log!(
+        "{}",
+        serde_json::json!({"msg": "request", "method": method.as_str(), "path": path, "route": "admin", "status": resp.status().as_u16()})
+    );
     let (parts, body) = resp.into_parts();
-    convert::outgoing(http::Response::from_parts(parts, crate::mirror::Reply::Bytes(body)))
+    convert::outgoing(http::Response::from_parts(
+        parts,
+        crate::mirror::Reply::Bytes(body),
+    ))
 }
 
 /// A store for an admin API that is off: never read.
@@ -160,50 +252,109 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<web_s
     let config = env::effective(&env, started).await;
     // Only the token endpoint's form is read (small, bounded).
     let is_form = req.path() == "/token" && req.inner().method() == "POST";
-    let small = req.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<usize>().ok()).is_some_and(|n| n <= 16 * 1024);
-    let body = if is_form && small { req.bytes().await.unwrap_or_default() } else { Vec::new() };
+    let small = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n <= 16 * 1024);
+    let body = if is_form && small {
+        req.bytes().await.unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let mut incoming = match convert::incoming(&req, body) {
         Ok(incoming) => incoming,
-        Err(e) => return convert::outgoing(crate::mirror::respond::oci_error(&req.inner().method().parse().unwrap_or_default(), &e)),
+        Err(e) => {
+            return convert::outgoing(crate::mirror::respond::oci_error(
+                &req.inner().method().parse().unwrap_or_default(),
+                &e,
+            ))
+        }
     };
     // Who may come in, and how many pulls they have left: decided before any upstream is asked.
-    let ip = req.headers().get("cf-connecting-ip").ok().flatten().unwrap_or_default();
+    let ip = req
+        .headers()
+        .get("cf-connecting-ip")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     let mut limit_headers = None;
     if let (Ok(cfg), true) = (&config, incoming.url.path() != "/healthz") {
         if let Err(e) = crate::ratelimit::admit(cfg, &ip) {
             return answer_early(&incoming, e, None);
         }
-        let mirror_creds = env::var(&env, "MIRROR_CREDENTIALS").and_then(|s| crate::mirror_auth::MirrorCredentials::parse(&s));
-        if let (Some(mc), false) = (mirror_creds, crate::ratelimit::any_contains(&cfg.trusted, &ip)) {
+        let mirror_creds = env::var(&env, "MIRROR_CREDENTIALS")
+            .and_then(|s| crate::mirror_auth::MirrorCredentials::parse(&s));
+        if let (Some(mc), false) = (
+            mirror_creds,
+            crate::ratelimit::any_contains(&cfg.trusted, &ip),
+        ) {
             if let Some(resp) = mirror_login(&mc, &mut incoming, started / 1000) {
                 return resp;
             }
         }
         if incoming.url.path().starts_with("/v2/") {
             let counts = incoming.method == http::Method::GET
-                && matches!(crate::route::parse(&incoming.method, incoming.url.path()), Ok(crate::route::Route::Registry { resource: crate::route::Resource::Manifest(_), .. }));
+                && matches!(
+                    crate::route::parse(&incoming.method, incoming.url.path()),
+                    Ok(crate::route::Route::Registry {
+                        resource: crate::route::Resource::Manifest(_),
+                        ..
+                    })
+                );
             match ratelimit::check(&env, &ctx, cfg, &ip, counts, started / 1000).await {
                 ratelimit::Verdict::Deny { limit, retry_after } => {
-                    let e = crate::error::OciError::new(crate::error::ErrorCode::TooManyRequests, format!("pull rate limit of {} per {} s reached; retry in {retry_after} s", limit.count, limit.window));
+                    let e = crate::error::OciError::new(
+                        crate::error::ErrorCode::TooManyRequests,
+                        format!(
+                            "pull rate limit of {} per {} s reached; retry in {retry_after} s",
+                            limit.count, limit.window
+                        ),
+                    );
                     return answer_early(&incoming, e, Some((limit, 0, Some(retry_after))));
                 }
-                ratelimit::Verdict::Pass(l) => limit_headers = l.map(|(limit, remaining)| (limit, remaining, None)),
+                ratelimit::Verdict::Pass(l) => {
+                    limit_headers = l.map(|(limit, remaining)| (limit, remaining, None))
+                }
             }
         }
     }
     let tokens = TOKENS.with(|t| *t);
-    let timeout_ms = config.as_ref().map_or(crate::config::DEFAULT_TIMEOUT_MS, |c| c.upstream_timeout_ms);
+    let timeout_ms = config
+        .as_ref()
+        .map_or(crate::config::DEFAULT_TIMEOUT_MS, |c| c.upstream_timeout_ms);
     let fetcher = fetch::RuntimeFetcher;
     let secret = |name: &str| env::var(&env, name);
-    let session = Session { fetcher: &fetcher, tokens, now: started / 1000, timeout_ms, secret: &secret };
-    let store = store::RuntimeStore { ctx: store::Deferred::Request(&ctx), bucket: env.bucket("BLOBS").ok() };
-    let (mut resp, outcome) = handle(config.as_ref().map(|c| c.as_ref()), &session, &store, &incoming).await;
+    let session = Session {
+        fetcher: &fetcher,
+        tokens,
+        now: started / 1000,
+        timeout_ms,
+        secret: &secret,
+    };
+    let store = store::RuntimeStore {
+        ctx: store::Deferred::Request(&ctx),
+        bucket: env.bucket("BLOBS").ok(),
+    };
+    let (mut resp, outcome) = handle(
+        config.as_ref().map(|c| c.as_ref()),
+        &session,
+        &store,
+        &incoming,
+    )
+    .await;
     let id = request_id(&req);
     if let Ok(v) = http::HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }
     add_limit_headers(resp.headers_mut(), limit_headers);
-    let bytes = resp.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let bytes = resp
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     let line = serde_json::json!({
         "msg": "request",
         "id": id,
@@ -233,13 +384,26 @@ async fn scheduled(event: ScheduledEvent, env: Env, ctx: ScheduleContext) {
     };
     let bucket = env.bucket("BLOBS").ok();
     let blobs = bucket.is_some();
-    let store = store::RuntimeStore { ctx: store::Deferred::Schedule(&ctx), bucket };
+    let store = store::RuntimeStore {
+        ctx: store::Deferred::Schedule(&ctx),
+        bucket,
+    };
     let fetcher = fetch::RuntimeFetcher;
-    let budgeted = crate::prewarm::Budgeted { inner: &fetcher, limit: config.prewarm_budget, used: Cell::new(0) };
+    let budgeted = crate::prewarm::Budgeted {
+        inner: &fetcher,
+        limit: config.prewarm_budget,
+        used: Cell::new(0),
+    };
     let tokens = TOKENS.with(|t| *t);
     let now = worker::Date::now().as_millis() / 1000;
     let secret = |name: &str| env::var(&env, name);
-    let session = Session { fetcher: &budgeted, tokens, now, timeout_ms: config.upstream_timeout_ms, secret: &secret };
+    let session = Session {
+        fetcher: &budgeted,
+        tokens,
+        now,
+        timeout_ms: config.upstream_timeout_ms,
+        secret: &secret,
+    };
     for r in crate::prewarm::run(&config, &session, &store, blobs).await {
         worker::console_log!(
             "{}",
@@ -249,5 +413,8 @@ async fn scheduled(event: ScheduledEvent, env: Env, ctx: ScheduleContext) {
             })
         );
     }
-    worker::console_log!("{}", serde_json::json!({"msg": "prewarm done", "upstream_requests": budgeted.used.get(), "budget": config.prewarm_budget}));
+    worker::console_log!(
+        "{}",
+        serde_json::json!({"msg": "prewarm done", "upstream_requests": budgeted.used.get(), "budget": config.prewarm_budget})
+    );
 }

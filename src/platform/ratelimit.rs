@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use worker::{Context, Env};
 
 use crate::config::Config;
-use crate::ratelimit::{any_contains, client_key, counter_key, decide, window_left, Decision, Limit};
+use crate::ratelimit::{
+    any_contains, client_key, counter_key, decide, window_left, Decision, Limit,
+};
 
 /// Memo entries kept before the memo is cleared.
 const MEMO_MAX: usize = 10_000;
@@ -20,7 +22,10 @@ thread_local! {
 pub enum Verdict {
     /// Go on; with the limit and remaining pulls when limits apply to this client.
     Pass(Option<(Limit, u64)>),
-    Deny { limit: Limit, retry_after: u64 },
+    Deny {
+        limit: Limit,
+        retry_after: u64,
+    },
 }
 
 fn remember(key: &str, remaining: u64) {
@@ -33,12 +38,23 @@ fn remember(key: &str, remaining: u64) {
     });
 }
 
-pub async fn check(env: &Env, ctx: &Context, config: &Config, ip: &str, counts: bool, now: u64) -> Verdict {
-    let (Some(limit), Ok(kv)) = (config.rate_limit, env.kv("RATELIMIT")) else { return Verdict::Pass(None) };
+pub async fn check(
+    env: &Env,
+    ctx: &Context,
+    config: &Config,
+    ip: &str,
+    counts: bool,
+    now: u64,
+) -> Verdict {
+    let (Some(limit), Ok(kv)) = (config.rate_limit, env.kv("RATELIMIT")) else {
+        return Verdict::Pass(None);
+    };
     if any_contains(&config.trusted, ip) {
         return Verdict::Pass(None);
     }
-    let Some(client) = client_key(ip) else { return Verdict::Pass(None) };
+    let Some(client) = client_key(ip) else {
+        return Verdict::Pass(None);
+    };
     let key = counter_key(&client, limit, now);
     if !counts {
         if let Some(remaining) = MEMO.with(|m| m.borrow().get(&key).copied()) {
@@ -48,7 +64,10 @@ pub async fn check(env: &Env, ctx: &Context, config: &Config, ip: &str, counts: 
     let count = match kv.get(&key).text().await {
         Ok(v) => v.and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0),
         Err(e) => {
-            worker::console_warn!("{}", serde_json::json!({"msg": "rate limit store unreadable, not limiting", "error": e.to_string()}));
+            worker::console_warn!(
+                "{}",
+                serde_json::json!({"msg": "rate limit store unreadable, not limiting", "error": e.to_string()})
+            );
             return Verdict::Pass(None);
         }
     };

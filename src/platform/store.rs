@@ -33,10 +33,17 @@ pub struct RuntimeStore<'a> {
 }
 
 fn log_failure(what: &str, key: &str, e: impl std::fmt::Display) {
-    worker::console_warn!("{}", serde_json::json!({"msg": "store write failed", "what": what, "key": object_name(key), "error": clip(&e.to_string())}));
+    worker::console_warn!(
+        "{}",
+        serde_json::json!({"msg": "store write failed", "what": what, "key": object_name(key), "error": clip(&e.to_string())})
+    );
 }
 
-fn response(body: ResponseBody, headers: &[(&str, String)], keep_secs: u64) -> worker::Result<Response> {
+fn response(
+    body: ResponseBody,
+    headers: &[(&str, String)],
+    keep_secs: u64,
+) -> worker::Result<Response> {
     let h = Headers::new();
     for (k, v) in headers {
         h.set(k, v)?;
@@ -52,7 +59,10 @@ async fn cache_put(key: String, resp: worker::Result<Response>, what: &'static s
     };
     match result {
         Err(e) => log_failure(what, &key, e),
-        Ok(()) => worker::console_log!("{}", serde_json::json!({"msg": "stored", "what": what, "key": object_name(&key)})),
+        Ok(()) => worker::console_log!(
+            "{}",
+            serde_json::json!({"msg": "stored", "what": what, "key": object_name(&key)})
+        ),
     }
 }
 
@@ -65,8 +75,14 @@ impl Store for RuntimeStore<'_> {
     }
 
     fn put_tag(&self, key: &str, record: &TagRecord, keep_secs: u64) {
-        let Ok(json) = serde_json::to_vec(record) else { return };
-        let resp = response(ResponseBody::Body(json), &[("content-type", "application/json".into())], keep_secs);
+        let Ok(json) = serde_json::to_vec(record) else {
+            return;
+        };
+        let resp = response(
+            ResponseBody::Body(json),
+            &[("content-type", "application/json".into())],
+            keep_secs,
+        );
         self.ctx.wait_until(cache_put(key.to_string(), resp, "tag"));
     }
 
@@ -80,9 +96,18 @@ impl Store for RuntimeStore<'_> {
     async fn manifest(&self, key: &str) -> Option<StoredManifest> {
         if let Ok(Some(mut resp)) = Cache::default().get(key, false).await {
             let media_type = resp.headers().get("content-type").ok()??;
-            return Some(StoredManifest { body: resp.bytes().await.ok()?, media_type });
+            return Some(StoredManifest {
+                body: resp.bytes().await.ok()?,
+                media_type,
+            });
         }
-        let object = self.bucket.as_ref()?.get(object_name(key)).execute().await.ok()??;
+        let object = self
+            .bucket
+            .as_ref()?
+            .get(object_name(key))
+            .execute()
+            .await
+            .ok()??;
         let media_type = object.http_metadata().content_type?;
         let body = object.body()?.bytes().await.ok()?;
         Some(StoredManifest { body, media_type })
@@ -90,16 +115,33 @@ impl Store for RuntimeStore<'_> {
 
     fn put_manifest(&self, key: &str, m: StoredManifest, keep_secs: u64) {
         if let Some(bucket) = self.bucket.clone() {
-            let (name, body, media_type) = (object_name(key).to_string(), m.body.clone(), m.media_type.clone());
+            let (name, body, media_type) = (
+                object_name(key).to_string(),
+                m.body.clone(),
+                m.media_type.clone(),
+            );
             self.ctx.wait_until(async move {
-                let meta = worker::HttpMetadata { content_type: Some(media_type), ..Default::default() };
-                if let Err(e) = bucket.put(name.as_str(), body).http_metadata(meta).execute().await {
+                let meta = worker::HttpMetadata {
+                    content_type: Some(media_type),
+                    ..Default::default()
+                };
+                if let Err(e) = bucket
+                    .put(name.as_str(), body)
+                    .http_metadata(meta)
+                    .execute()
+                    .await
+                {
                     log_failure("manifest", &name, e);
                 }
             });
         }
-        let resp = response(ResponseBody::Body(m.body), &[("content-type", m.media_type)], keep_secs);
-        self.ctx.wait_until(cache_put(key.to_string(), resp, "manifest"));
+        let resp = response(
+            ResponseBody::Body(m.body),
+            &[("content-type", m.media_type)],
+            keep_secs,
+        );
+        self.ctx
+            .wait_until(cache_put(key.to_string(), resp, "manifest"));
     }
 
     async fn blob(&self, key: &str, range: Option<RangeSpec>, head: bool) -> BlobLookup<Body> {
@@ -121,12 +163,23 @@ impl Store for RuntimeStore<'_> {
     }
 
     async fn note(&self, key: &str) -> Option<String> {
-        Cache::default().get(key, false).await.ok()??.text().await.ok()
+        Cache::default()
+            .get(key, false)
+            .await
+            .ok()??
+            .text()
+            .await
+            .ok()
     }
 
     fn put_note(&self, key: &str, value: &str, keep_secs: u64) {
-        let resp = response(ResponseBody::Body(value.as_bytes().to_vec()), &[("content-type", "text/plain".into())], keep_secs);
-        self.ctx.wait_until(cache_put(key.to_string(), resp, "note"));
+        let resp = response(
+            ResponseBody::Body(value.as_bytes().to_vec()),
+            &[("content-type", "text/plain".into())],
+            keep_secs,
+        );
+        self.ctx
+            .wait_until(cache_put(key.to_string(), resp, "note"));
     }
 
     fn put_blob(&self, key: &str, digest: &str, size: u64, body: Body, keep_secs: u64) {
@@ -185,49 +238,94 @@ fn stream_of(resp: &Response) -> Body {
     }
 }
 
-async fn r2_blob(bucket: &Bucket, key: &str, range: Option<RangeSpec>, head: bool) -> BlobLookup<Body> {
+async fn r2_blob(
+    bucket: &Bucket,
+    key: &str,
+    range: Option<RangeSpec>,
+    head: bool,
+) -> BlobLookup<Body> {
     let name = object_name(key);
-    let Ok(Some(meta)) = bucket.head(name).await else { return BlobLookup::Missing };
+    let Ok(Some(meta)) = bucket.head(name).await else {
+        return BlobLookup::Missing;
+    };
     let size = meta.size();
-    let Ok(span) = RangeSpec::span(range, size) else { return BlobLookup::Unsatisfiable { size } };
+    let Ok(span) = RangeSpec::span(range, size) else {
+        return BlobLookup::Unsatisfiable { size };
+    };
     if head {
-        return BlobLookup::Found { body: None, size, span };
+        return BlobLookup::Found {
+            body: None,
+            size,
+            span,
+        };
     }
     let mut get = bucket.get(name);
     if let Some((a, b)) = span {
-        get = get.range(worker::Range::OffsetWithLength { offset: a, length: b - a + 1 });
+        get = get.range(worker::Range::OffsetWithLength {
+            offset: a,
+            length: b - a + 1,
+        });
     }
-    let Ok(Some(object)) = get.execute().await else { return BlobLookup::Missing };
+    let Ok(Some(object)) = get.execute().await else {
+        return BlobLookup::Missing;
+    };
     match object.body().map(|b| b.response_body()) {
-        Some(Ok(ResponseBody::Stream(s))) => BlobLookup::Found { body: Some(Some(s)), size, span },
+        Some(Ok(ResponseBody::Stream(s))) => BlobLookup::Found {
+            body: Some(Some(s)),
+            size,
+            span,
+        },
         _ => BlobLookup::Missing,
     }
 }
 
 async fn cache_blob(key: &str, range: Option<RangeSpec>, head: bool) -> BlobLookup<Body> {
-    let Ok(Some(resp)) = Cache::default().get(key, false).await else { return BlobLookup::Missing };
-    let size = resp.headers().get(SIZE_HEADER).ok().flatten().and_then(|v| v.parse::<u64>().ok());
+    let Ok(Some(resp)) = Cache::default().get(key, false).await else {
+        return BlobLookup::Missing;
+    };
+    let size = resp
+        .headers()
+        .get(SIZE_HEADER)
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<u64>().ok());
     let Some(size) = size else {
         return BlobLookup::Missing;
     };
-    let Ok(span) = RangeSpec::span(range, size) else { return BlobLookup::Unsatisfiable { size } };
+    let Ok(span) = RangeSpec::span(range, size) else {
+        return BlobLookup::Unsatisfiable { size };
+    };
     let Some((a, b)) = span.filter(|_| !head) else {
         let body = stream_of(&resp);
         if head {
             if let Some(s) = body {
                 let _ = s.cancel();
             }
-            return BlobLookup::Found { body: None, size, span };
+            return BlobLookup::Found {
+                body: None,
+                size,
+                span,
+            };
         }
-        return BlobLookup::Found { body: Some(body), size, span };
+        return BlobLookup::Found {
+            body: Some(body),
+            size,
+            span,
+        };
     };
     if let Some(s) = stream_of(&resp) {
         let _ = s.cancel();
     }
     // The Cache API answers a Range request itself (206); ask again with the range.
-    let Ok(req) = ranged_request(key, a, b) else { return BlobLookup::Missing };
+    let Ok(req) = ranged_request(key, a, b) else {
+        return BlobLookup::Missing;
+    };
     match Cache::default().get(&req, false).await {
-        Ok(Some(part)) if part.status_code() == 206 => BlobLookup::Found { body: Some(stream_of(&part)), size, span },
+        Ok(Some(part)) if part.status_code() == 206 => BlobLookup::Found {
+            body: Some(stream_of(&part)),
+            size,
+            span,
+        },
         _ => BlobLookup::Missing,
     }
 }

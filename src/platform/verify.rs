@@ -64,12 +64,22 @@ pub fn with_length(body: &web_sys::ReadableStream, size: u64) -> web_sys::Readab
 }
 
 /// Stores `body` in the Cache API under `key` if it is `size` bytes hashing to `digest`.
-pub async fn cache_put(body: &web_sys::ReadableStream, key: &str, digest: &str, size: u64, headers: &web_sys::Headers) -> Result<(), String> {
+pub async fn cache_put(
+    body: &web_sys::ReadableStream,
+    key: &str,
+    digest: &str,
+    size: u64,
+    headers: &web_sys::Headers,
+) -> Result<(), String> {
     let (alg, hex) = algorithm(digest).ok_or("unsupported digest algorithm")?;
     cache_put_verified(body, key, alg, hex, size as f64, headers.as_ref())
         .await
         .map(|_| ())
-        .map_err(|e| e.as_string().or_else(|| js_sys::Error::from(e).message().as_string()).unwrap_or_default())
+        .map_err(|e| {
+            e.as_string()
+                .or_else(|| js_sys::Error::from(e).message().as_string())
+                .unwrap_or_default()
+        })
 }
 
 /// Bytes of a hex string (a digest's encoded part).
@@ -77,5 +87,8 @@ pub fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
     if hex.len() % 2 != 0 {
         return None;
     }
-    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect()
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
 }

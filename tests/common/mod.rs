@@ -7,14 +7,17 @@ use std::collections::HashMap;
 
 use edgemirror::config::{Config, Vars};
 use edgemirror::mirror::{handle, Incoming, Outcome, Reply, Session};
-use edgemirror::ports::{BlobLookup, FetchError, Fetcher, RangeSpec, Store, StoredManifest, TagRecord, UpstreamRequest};
-use sha2::Digest as _;
+use edgemirror::ports::{
+    BlobLookup, FetchError, Fetcher, RangeSpec, Store, StoredManifest, TagRecord, UpstreamRequest,
+};
 use edgemirror::token::TokenCache;
 use futures::executor::block_on;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use sha2::Digest as _;
 
 pub const SHA: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-pub const MANIFEST: &[u8] = br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#;
+pub const MANIFEST: &[u8] =
+    br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#;
 pub const TABLE: &str = r#"{
     "docker.io": {"registry": "http://hub.test", "prefixes": ["docker.io"], "ns": ["docker.io"], "library": true},
     "plain": {"registry": "http://plain.test", "prefixes": ["plain"], "ns": ["plain.test"]}
@@ -26,23 +29,42 @@ pub type Handler = Box<dyn Fn(&UpstreamRequest) -> Result<Response<Vec<u8>>, Fet
 pub struct FakeNet {
     pub handler: Handler,
     pub seen: RefCell<Vec<UpstreamRequest>>,
+    /// Every pause before a retry, in milliseconds.
+    pub pauses: RefCell<Vec<u32>>,
 }
 
 impl FakeNet {
-    pub fn new(handler: impl Fn(&UpstreamRequest) -> Result<Response<Vec<u8>>, FetchError> + 'static) -> Self {
-        FakeNet { handler: Box::new(handler), seen: RefCell::new(Vec::new()) }
+    pub fn new(
+        handler: impl Fn(&UpstreamRequest) -> Result<Response<Vec<u8>>, FetchError> + 'static,
+    ) -> Self {
+        FakeNet {
+            handler: Box::new(handler),
+            seen: RefCell::new(Vec::new()),
+            pauses: RefCell::new(Vec::new()),
+        }
     }
     pub fn urls(&self) -> Vec<String> {
-        self.seen.borrow().iter().map(|r| format!("{} {}", r.method, r.url)).collect()
+        self.seen
+            .borrow()
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.url))
+            .collect()
     }
     pub fn auth_of(&self, i: usize) -> Option<String> {
-        self.seen.borrow()[i].headers.get("authorization").map(|v| v.to_str().unwrap().to_string())
+        self.seen.borrow()[i]
+            .headers
+            .get("authorization")
+            .map(|v| v.to_str().unwrap().to_string())
     }
 }
 
 impl Fetcher for FakeNet {
     type Body = Vec<u8>;
-    async fn fetch(&self, req: &UpstreamRequest, _timeout_ms: u32) -> Result<Response<Vec<u8>>, FetchError> {
+    async fn fetch(
+        &self,
+        req: &UpstreamRequest,
+        _timeout_ms: u32,
+    ) -> Result<Response<Vec<u8>>, FetchError> {
         self.seen.borrow_mut().push(req.clone());
         (self.handler)(req)
     }
@@ -52,6 +74,9 @@ impl Fetcher for FakeNet {
     fn discard(&self, _body: Vec<u8>) {}
     fn tee(&self, body: Vec<u8>) -> (Vec<u8>, Vec<u8>) {
         (body.clone(), body)
+    }
+    async fn pause(&self, ms: u32) {
+        self.pauses.borrow_mut().push(ms);
     }
 }
 
@@ -67,7 +92,13 @@ pub struct FakeStore {
 }
 
 pub fn sha(bytes: &[u8]) -> String {
-    format!("sha256:{}", sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "sha256:{}",
+        sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
 }
 
 impl Store for FakeStore {
@@ -76,7 +107,9 @@ impl Store for FakeStore {
         self.tags.borrow().get(key).cloned()
     }
     fn put_tag(&self, key: &str, record: &TagRecord, _keep: u64) {
-        self.tags.borrow_mut().insert(key.to_string(), record.clone());
+        self.tags
+            .borrow_mut()
+            .insert(key.to_string(), record.clone());
     }
     fn delete_tag(&self, key: &str) {
         self.tags.borrow_mut().remove(key);
@@ -89,11 +122,19 @@ impl Store for FakeStore {
     }
     async fn blob(&self, key: &str, range: Option<RangeSpec>, head: bool) -> BlobLookup<Vec<u8>> {
         let blobs = self.blobs.borrow();
-        let Some(b) = blobs.get(key) else { return BlobLookup::Missing };
+        let Some(b) = blobs.get(key) else {
+            return BlobLookup::Missing;
+        };
         let size = b.len() as u64;
-        let Ok(span) = RangeSpec::span(range, size) else { return BlobLookup::Unsatisfiable { size } };
+        let Ok(span) = RangeSpec::span(range, size) else {
+            return BlobLookup::Unsatisfiable { size };
+        };
         let body = span.map_or(b.clone(), |(a, z)| b[a as usize..=z as usize].to_vec());
-        BlobLookup::Found { body: (!head).then_some(body), size, span }
+        BlobLookup::Found {
+            body: (!head).then_some(body),
+            size,
+            span,
+        }
     }
     fn put_blob(&self, key: &str, digest: &str, size: u64, body: Vec<u8>, _keep: u64) {
         if sha(&body) != digest || body.len() as u64 != size {
@@ -106,38 +147,75 @@ impl Store for FakeStore {
         self.notes.borrow().get(key).cloned()
     }
     fn put_note(&self, key: &str, value: &str, _keep: u64) {
-        self.notes.borrow_mut().insert(key.to_string(), value.to_string());
+        self.notes
+            .borrow_mut()
+            .insert(key.to_string(), value.to_string());
     }
 }
 
-pub fn resp(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<Response<Vec<u8>>, FetchError> {
+pub fn resp(
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Response<Vec<u8>>, FetchError> {
     let mut r = Response::new(body.to_vec());
     *r.status_mut() = StatusCode::from_u16(status).unwrap();
     for (k, v) in headers {
-        r.headers_mut().append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        r.headers_mut().append(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
     }
     Ok(r)
 }
 
 /// A Docker-Hub-like registry at hub.test: bearer tokens from auth.test, blobs 307 to cdn.test.
 pub fn hub(req: &UpstreamRequest) -> Result<Response<Vec<u8>>, FetchError> {
-    let authed = req.headers.get("authorization").map(|v| v.to_str().unwrap()) == Some("Bearer tok-1");
+    let authed = req
+        .headers
+        .get("authorization")
+        .map(|v| v.to_str().unwrap())
+        == Some("Bearer tok-1");
     match (req.url.host_str().unwrap(), req.url.path()) {
         ("auth.test", "/token") => resp(200, &[], br#"{"token":"tok-1","expires_in":300}"#),
         ("hub.test", _) if !authed => resp(
             401,
-            &[("www-authenticate", r#"Bearer realm="http://auth.test/token",service="hub",scope="repository:library/alpine:pull""#)],
+            &[(
+                "www-authenticate",
+                r#"Bearer realm="http://auth.test/token",service="hub",scope="repository:library/alpine:pull""#,
+            )],
             br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
         ),
         ("hub.test", "/v2/library/alpine/manifests/latest") => resp(
             200,
-            &[("content-type", "application/vnd.docker.distribution.manifest.v2+json"), ("docker-content-digest", &sha(MANIFEST)), ("content-length", &MANIFEST.len().to_string()), ("etag", "\"x\""), ("x-internal", "secret")],
+            &[
+                (
+                    "content-type",
+                    "application/vnd.docker.distribution.manifest.v2+json",
+                ),
+                ("docker-content-digest", &sha(MANIFEST)),
+                ("content-length", &MANIFEST.len().to_string()),
+                ("etag", "\"x\""),
+                ("x-internal", "secret"),
+            ],
             MANIFEST,
         ),
-        ("hub.test", "/v2/library/alpine/manifests/missing") => resp(404, &[], br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"upstream says no"}]}"#),
-        ("hub.test", p) if p.starts_with("/v2/library/alpine/blobs/") => resp(307, &[("location", &format!("http://cdn.test/data/{SHA}"))], b""),
+        ("hub.test", "/v2/library/alpine/manifests/missing") => resp(
+            404,
+            &[],
+            br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"upstream says no"}]}"#,
+        ),
+        ("hub.test", p) if p.starts_with("/v2/library/alpine/blobs/") => resp(
+            307,
+            &[("location", &format!("http://cdn.test/data/{SHA}"))],
+            b"",
+        ),
         ("cdn.test", _) => match req.headers.get("range") {
-            Some(_) => resp(206, &[("content-range", "bytes 0-3/10"), ("content-length", "4")], b"LAYE"),
+            Some(_) => resp(
+                206,
+                &[("content-range", "bytes 0-3/10"), ("content-length", "4")],
+                b"LAYE",
+            ),
             None => resp(200, &[("content-length", "10")], b"LAYERBYTES"),
         },
         _ => resp(404, &[], b"<Error>NoSuchKey</Error>"),
@@ -154,16 +232,45 @@ pub struct World {
 
 impl World {
     pub fn new(net: FakeNet) -> World {
-        let config = Config::from_vars(&Vars { upstreams: Some(TABLE), ..Default::default() }).unwrap();
-        World { net, tokens: RefCell::new(TokenCache::default()), store: FakeStore::default(), config, now: Cell::new(1_000) }
+        let config = Config::from_vars(&Vars {
+            upstreams: Some(TABLE),
+            ..Default::default()
+        })
+        .unwrap();
+        World {
+            net,
+            tokens: RefCell::new(TokenCache::default()),
+            store: FakeStore::default(),
+            config,
+            now: Cell::new(1_000),
+        }
     }
-    pub fn request(&self, method: Method, url: &str, headers: &[(&str, &str)]) -> (Response<Reply<Vec<u8>>>, Outcome) {
+    pub fn request(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> (Response<Reply<Vec<u8>>>, Outcome) {
         let mut h = HeaderMap::new();
         for (k, v) in headers {
-            h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
-        let session = Session { fetcher: &self.net, tokens: &self.tokens, now: self.now.get(), timeout_ms: 1_000, secret: &|_| None };
-        let incoming = Incoming { method, url: url::Url::parse(url).unwrap(), headers: h, body: Vec::new() };
+        let session = Session {
+            fetcher: &self.net,
+            tokens: &self.tokens,
+            now: self.now.get(),
+            timeout_ms: 1_000,
+            secret: &|_| None,
+        };
+        let incoming = Incoming {
+            method,
+            url: url::Url::parse(url).unwrap(),
+            headers: h,
+            body: Vec::new(),
+        };
         block_on(handle(Ok(&self.config), &session, &self.store, &incoming))
     }
     pub fn get(&self, path: &str) -> (Response<Reply<Vec<u8>>>, Outcome) {
@@ -179,11 +286,13 @@ pub fn body(r: &Response<Reply<Vec<u8>>>) -> Vec<u8> {
 }
 
 pub fn h_cache(r: &Response<Reply<Vec<u8>>>) -> String {
-    r.headers().get("cache-status").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+    r.headers()
+        .get("cache-status")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
 }
 
 pub fn error_code(r: &Response<Reply<Vec<u8>>>) -> String {
     let v: serde_json::Value = serde_json::from_slice(&body(r)).expect("an OCI error envelope");
     v["errors"][0]["code"].as_str().unwrap().to_string()
 }
-
