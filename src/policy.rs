@@ -2,6 +2,11 @@
 //! is good for at `now` (`Freshness`), and how `Accept` lists become cache keys. Pure functions of
 //! their arguments; time is passed in.
 
+/// Every manifest type a current client pulls: what the mirror asks for when the client named none
+/// (with no Accept, distribution answers with a re-signed schema 1 manifest whose digest is not
+/// its bytes').
+pub const ACCEPT_ALL_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+
 /// Per-upstream lifetimes, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ttls {

@@ -15,7 +15,6 @@ use crate::reference::{Digest, RepoName, Tag};
 use crate::select::select;
 
 /// Every manifest type a registry may answer a tag with.
-pub const ACCEPT_ALL_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 pub const CURSOR_KEY: &str = "https://edgemirror.cache/v1/_prewarm/cursor";
 const CURSOR_KEEP_SECS: u64 = 7 * 24 * 3600;
 
@@ -83,7 +82,7 @@ impl<F: Fetcher, S: Store<Body = F::Body>> Walk<'_, F, S> {
         if manifest {
             headers.insert(
                 http::header::ACCEPT,
-                HeaderValue::from_static(ACCEPT_ALL_MANIFESTS),
+                HeaderValue::from_static(crate::policy::ACCEPT_ALL_MANIFESTS),
             );
         }
         let url =

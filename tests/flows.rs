@@ -273,6 +273,18 @@ fn tags_list_pagination_goes_upstream_and_links_come_back_to_the_mirror() {
     "PAGINATION_NUMBER_INVALID"
 )]
 #[case(Method::GET, "/nope", 404, "NAME_UNKNOWN")]
+#[case(
+    Method::GET,
+    "/v2/x/manifests/latest?ns=docker.io&ns=evil.example.com",
+    400,
+    "NAME_INVALID"
+)]
+#[case(
+    Method::GET,
+    "/v2/x/manifests/latest?ns=docker.io&ns=docker.io",
+    400,
+    "NAME_INVALID"
+)]
 fn bad_input_never_reaches_an_upstream(
     #[case] method: Method,
     #[case] path: &str,
@@ -658,4 +670,17 @@ fn a_token_refused_for_its_scope_is_not_fetched_again() {
             .count(),
         1
     );
+}
+
+#[test]
+fn a_manifest_request_without_accept_asks_upstream_for_every_current_type() {
+    let w = World::new(FakeNet::new(hub));
+    let (r, _) = w.get("/v2/alpine/manifests/latest");
+    assert_eq!(r.status(), 200);
+    let seen = w.net.seen.borrow();
+    let accept = seen.last().unwrap().headers["accept"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(accept, edgemirror::policy::ACCEPT_ALL_MANIFESTS);
 }

@@ -168,9 +168,16 @@ struct Query {
     artifact_type: Option<String>,
 }
 
-fn query(url: &url::Url) -> Query {
+fn query(url: &url::Url) -> Result<Query, OciError> {
     let mut q = Query::default();
     for (k, v) in url.query_pairs() {
+        // Two namespaces is no namespace: which registry was meant cannot be told.
+        if k == "ns" && q.ns.is_some() {
+            return Err(OciError::new(
+                ErrorCode::NameInvalid,
+                "ns given more than once",
+            ));
+        }
         let slot = match k.as_ref() {
             "ns" => &mut q.ns,
             "n" => &mut q.n,
@@ -179,10 +186,10 @@ fn query(url: &url::Url) -> Query {
             "artifactType" => &mut q.artifact_type,
             _ => continue,
         };
-        // containerd sends one ns; a repeated parameter keeps its first value.
+        // A repeated pagination parameter keeps its first value.
         slot.get_or_insert_with(|| v.into_owned());
     }
-    q
+    Ok(q)
 }
 
 /// Handles one request. `config` is the parsed configuration or why it is invalid.
@@ -293,7 +300,7 @@ async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
         }
         Route::Registry { name, resource } => (name, resource),
     };
-    let q = query(&req.url);
+    let q = query(&req.url)?;
     let host = upstream::host_of(&req.url);
     let sel = select(config, &host, &name, q.ns.as_deref())?;
     outcome.upstream = Some(sel.upstream.name.clone());
@@ -334,6 +341,11 @@ async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
         if let Ok(v) = HeaderValue::from_str(&accept.join(", ")) {
             headers.insert(ACCEPT, v);
         }
+    } else if let Resource::Manifest(_) = resource {
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static(crate::policy::ACCEPT_ALL_MANIFESTS),
+        );
     }
     let pass = |name: http::header::HeaderName, headers: &mut HeaderMap| {
         if let Some(v) = req.headers.get(&name) {
