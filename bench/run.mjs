@@ -10,6 +10,7 @@
 // writes <ISO time>-smoke.json and latest-smoke.json, so it never replaces the full run's results).
 // Every server and subprocess it starts is stopped at the end, on error, on Ctrl-C and at a deadline.
 import { run } from '../tests/e2e/lib/proc.mjs';
+import { rssKb, findWorkerd } from '../tests/e2e/lib/procstats.mjs';
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -150,13 +151,6 @@ function listenOverflows() {
   } catch { return null; }
 }
 
-function rssKb(pid) {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) : null;
-  } catch { return null; }
-}
-
 /** Samples a process's RSS every `everyMs` until stop(): -> { peakMb, lastMb, samples } */
 function sampleRss(pid, everyMs = 20) {
   let peak = rssKb(pid) ?? 0, n = 1;
@@ -167,20 +161,6 @@ async function idleRssMb(pid, ms = 1000) {
   const s = sampleRss(pid, 50);
   await sleep(ms);
   return s.stop().lastMb;
-}
-
-/** The workerd process Miniflare runs for us: a child of this node process named workerd. */
-function findWorkerd() {
-  const mine = [];
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-      const m = /^\d+ \((.*)\) \S+ (\d+)/s.exec(stat);
-      if (m && m[1] === 'workerd' && Number(m[2]) === process.pid) mine.push(Number(d));
-    } catch { /* gone */ }
-  }
-  return mine;
 }
 
 // ---------------------------------------------------------------- curl

@@ -13,6 +13,7 @@ use std::cell::RefCell;
 
 use std::cell::Cell;
 
+use wasm_bindgen::JsCast;
 use worker::{event, Context, Env, Request, ScheduleContext, ScheduledEvent};
 
 use crate::mirror::{handle, Session};
@@ -350,6 +351,12 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<web_s
         resp.headers_mut().insert("x-request-id", v);
     }
     add_limit_headers(resp.headers_mut(), limit_headers);
+    if incoming.url.path() == "/healthz" {
+        // The isolate's wasm memory (it only grows): for operators watching for leaks.
+        let memory = wasm_bindgen::memory().unchecked_into::<js_sys::WebAssembly::Memory>();
+        let size = js_sys::ArrayBuffer::from(memory.buffer()).byte_length();
+        resp.headers_mut().insert("edgemirror-wasm-memory", http::HeaderValue::from(size));
+    }
     let bytes = resp
         .headers()
         .get(http::header::CONTENT_LENGTH)

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { mirrorWith, ROOT, outputFile } from './lib/world.mjs';
-import { startUpstreams, PORTS, MEDIA } from './lib/upstreams.mjs';
+import { startUpstreams, pushImage, MEDIA } from './lib/upstreams.mjs';
 import { startFaultProxies } from './lib/faultproxy.mjs';
 import { sleep } from './lib/proc.mjs';
 
@@ -24,28 +24,6 @@ const LAYER_BYTES = 512 * 1024;
 // A body must be done within the upstream timeout plus its length at 64 KiB/s (src/platform/body_deadline.rs).
 const BODY_DEADLINE_MS = TIMEOUT_MS + (LAYER_BYTES * 1000) / (64 * 1024);
 const sha256 = (b) => `sha256:${crypto.createHash('sha256').update(b).digest('hex')}`;
-
-/** Pushes a fresh single-layer image to the plain registry (shared storage: the hub serves it too). */
-async function pushImage(repo) {
-  const base = `http://127.0.0.1:${PORTS.plain}/v2/${repo}`;
-  const blob = async (bytes) => {
-    const digest = sha256(bytes);
-    const start = await fetch(`${base}/blobs/uploads/`, { method: 'POST' });
-    const loc = new URL(start.headers.get('location'), base);
-    loc.searchParams.set('digest', digest);
-    const put = await fetch(loc, { method: 'PUT', body: bytes, headers: { 'content-type': 'application/octet-stream' } });
-    if (put.status !== 201) throw new Error(`push blob: ${put.status}`);
-    return { digest, size: bytes.length, bytes };
-  };
-  const layer = await blob(crypto.randomBytes(LAYER_BYTES));
-  const config = await blob(Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [layer.digest] }, nonce: crypto.randomUUID() })));
-  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA.dockerManifest,
-    config: { mediaType: 'application/vnd.docker.container.image.v1+json', digest: config.digest, size: config.size },
-    layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', digest: layer.digest, size: layer.size }] }));
-  const put = await fetch(`${base}/manifests/latest`, { method: 'PUT', body: manifest, headers: { 'content-type': MEDIA.dockerManifest } });
-  if (put.status !== 201) throw new Error(`push manifest: ${put.status}`);
-  return { repo, layer, manifest: { digest: sha256(manifest), bytes: manifest } };
-}
 
 /** One GET through the mirror, as a client sees it: never throws. */
 function pull(port, p, accept) {
@@ -169,7 +147,7 @@ describe('faults between the mirror and its upstreams', { timeout: 900_000 }, ()
       it(`${c.id} (${store})`, { timeout: 90_000 }, async () => {
         const mirror = mirrors[store];
         const slug = c.id.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
-        const img = await pushImage(`faults/${slug}-${store}`);
+        const img = await pushImage(`faults/${slug}-${store}`, { layerBytes: LAYER_BYTES });
         const upstream = c.via === 'hub' ? 'docker.io' : 'plain';
         const name = c.via === 'hub' ? img.repo : `plain/${img.repo}`;
         const [p, want, accept] = c.what === 'blob'

@@ -193,6 +193,35 @@ export async function makeImages({ root, registry = `127.0.0.1:${PORTS.plain}`, 
   return images;
 }
 
+/**
+ * Pushes a fresh image of random layers straight to the plain registry (the hub shares its
+ * storage, so it serves the image too) with the registry API: no skopeo, ~10 ms an image.
+ * -> { repo, layers: [{digest, size}], layer (the first), manifest: {digest, bytes} }
+ */
+export async function pushImage(repo, { layers = 1, layerBytes = 512 * 1024, registry = `127.0.0.1:${PORTS.plain}` } = {}) {
+  const base = `http://${registry}/v2/${repo}`;
+  const sha = (b) => `sha256:${crypto.createHash('sha256').update(b).digest('hex')}`;
+  const blob = async (bytes) => {
+    const digest = sha(bytes);
+    const start = await fetch(`${base}/blobs/uploads/`, { method: 'POST' });
+    const loc = new URL(start.headers.get('location'), base);
+    loc.searchParams.set('digest', digest);
+    const put = await fetch(loc, { method: 'PUT', body: bytes, headers: { 'content-type': 'application/octet-stream' } });
+    if (put.status !== 201) throw new Error(`push blob to ${repo}: ${put.status}`);
+    return { digest, size: bytes.length };
+  };
+  const made = [];
+  for (let i = 0; i < layers; i++) made.push(await blob(crypto.randomBytes(layerBytes)));
+  const config = await blob(Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux',
+    rootfs: { type: 'layers', diff_ids: made.map((l) => l.digest) }, nonce: crypto.randomUUID() })));
+  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA.dockerManifest,
+    config: { mediaType: 'application/vnd.docker.container.image.v1+json', digest: config.digest, size: config.size },
+    layers: made.map((l) => ({ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', ...l })) }));
+  const put = await fetch(`${base}/manifests/latest`, { method: 'PUT', body: manifest, headers: { 'content-type': MEDIA.dockerManifest } });
+  if (put.status !== 201) throw new Error(`push manifest to ${repo}: ${put.status}`);
+  return { repo, layers: made, layer: made[0], manifest: { digest: sha(manifest), bytes: manifest } };
+}
+
 // ---------------------------------------------------------------- logs
 
 /** Current byte size of a log file (0 if missing): pass it later as `fromOffset`. */
