@@ -14,9 +14,9 @@ targets=("${@:-${all[@]}}")
 
 # cargo-fuzz passes -Z flags (sanitizer coverage); RUSTC_BOOTSTRAP lets stable rustc take them.
 export RUSTC_BOOTSTRAP=1
-command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.1
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
 cd fuzz
-cargo fuzz build -s none
+if ! out=$(cargo fuzz build -s none 2>&1); then echo "$out" >&2; exit 1; fi
 mkdir -p ../test-output
 out=${FUZZ_REPORT:-../test-output/fuzz.md}
 {

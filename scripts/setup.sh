@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what building (and with --test, testing) needs; each step is skipped when already done.
 #   build: Rust's wasm32 target, worker-build and wasm-bindgen-cli at pinned versions, npm packages.
-#   test:  Debian packages for the real upstream registry and clients and the browser test (Chromium),
+#   test:  cargo-fuzz, Debian packages for the real upstream registry and clients and the browser test (Chromium),
 #          python3's cryptography.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORKER_BUILD_VERSION=0.8.7
+CARGO_FUZZ_VERSION=0.13.2
 # The CLI must equal the wasm-bindgen library in Cargo.lock.
 WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/"/, "", $3); print $3}' Cargo.lock)
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -28,6 +29,10 @@ if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.
 fi
 
 if [ "${1:-}" = "--test" ]; then
+  if [ "$(cargo fuzz --version 2>/dev/null | awk '{print $NF}')" != "$CARGO_FUZZ_VERSION" ]; then
+    say "installing cargo-fuzz $CARGO_FUZZ_VERSION (the fuzz targets' runner)"
+    cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
+  fi
   need=()
   for cmd_pkg in docker-registry:docker-registry skopeo:skopeo containerd:containerd runc:runc dockerd:docker.io curl:curl chromium:chromium wrk:wrk; do
     command -v "${cmd_pkg%%:*}" >/dev/null || need+=("${cmd_pkg#*:}")

@@ -532,14 +532,7 @@ fn fast_failures_are_retried_once(
     if want == 200 {
         assert_eq!(body(&r), b"LAYERBYTES");
     }
-    assert_eq!(
-        w.net
-            .urls()
-            .iter()
-            .filter(|u| u.contains("cdn.test"))
-            .count(),
-        cdn_requests
-    );
+    assert_eq!(w.net.requests_to("cdn.test"), cdn_requests);
     assert_eq!(*w.net.pauses.borrow(), pauses);
 }
 
@@ -567,11 +560,7 @@ fn a_refused_connection_is_retried_once_and_a_timeout_is_not() {
     let (r, _) = w.get(&format!("/v2/library/alpine/blobs/{SHA}"));
     assert_eq!(r.status(), 504);
     assert_eq!(
-        w.net
-            .urls()
-            .iter()
-            .filter(|u| u.contains("cdn.test"))
-            .count(),
+        w.net.requests_to("cdn.test"),
         1,
         "a timeout is not repeated"
     );
@@ -631,14 +620,7 @@ fn a_token_refused_as_invalid_is_fetched_once_more(
     let w = World::new(skewed_realm(expired));
     let (r, _) = w.get(&format!("/v2/library/alpine/blobs/{SHA}"));
     assert_eq!(r.status(), want, "{}", String::from_utf8_lossy(&body(&r)));
-    assert_eq!(
-        w.net
-            .urls()
-            .iter()
-            .filter(|u| u.contains("auth.test"))
-            .count(),
-        token_requests
-    );
+    assert_eq!(w.net.requests_to("auth.test"), token_requests);
     if want == 502 {
         assert!(
             String::from_utf8_lossy(&body(&r)).contains("refuses the tokens its own realm issues")
@@ -662,14 +644,7 @@ fn a_token_refused_for_its_scope_is_not_fetched_again() {
     }));
     let (r, _) = w.get(&format!("/v2/library/alpine/blobs/{SHA}"));
     assert_eq!(r.status(), 401);
-    assert_eq!(
-        w.net
-            .urls()
-            .iter()
-            .filter(|u| u.contains("auth.test"))
-            .count(),
-        1
-    );
+    assert_eq!(w.net.requests_to("auth.test"), 1);
 }
 
 #[test]

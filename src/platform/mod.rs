@@ -355,7 +355,8 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<web_s
         // The isolate's wasm memory (it only grows): for operators watching for leaks.
         let memory = wasm_bindgen::memory().unchecked_into::<js_sys::WebAssembly::Memory>();
         let size = js_sys::ArrayBuffer::from(memory.buffer()).byte_length();
-        resp.headers_mut().insert("edgemirror-wasm-memory", http::HeaderValue::from(size));
+        resp.headers_mut()
+            .insert("edgemirror-wasm-memory", http::HeaderValue::from(size));
     }
     let bytes = resp
         .headers()

@@ -43,6 +43,14 @@ impl FakeNet {
             pauses: RefCell::new(Vec::new()),
         }
     }
+    /// How many requests went to `host`.
+    pub fn requests_to(&self, host: &str) -> usize {
+        self.seen
+            .borrow()
+            .iter()
+            .filter(|r| r.url.host_str() == Some(host))
+            .count()
+    }
     pub fn urls(&self) -> Vec<String> {
         self.seen
             .borrow()

@@ -13,7 +13,7 @@ import path from 'node:path';
 import http from 'node:http';
 import { mirrorWith, ROOT, outputFile, BIG_MB } from './lib/world.mjs';
 import { startUpstreams, makeImages, logOffset, readRequests, readJsonLines } from './lib/upstreams.mjs';
-import { startFaultProxies } from './lib/faultproxy.mjs';
+import { proxyUpstreams } from './lib/faultproxy.mjs';
 import { pullImage } from './lib/pull.mjs';
 import { sleep } from './lib/proc.mjs';
 
@@ -113,15 +113,7 @@ describe('hostile requests', { timeout: 600_000 }, () => {
     fs.mkdirSync(ROOT, { recursive: true });
     up = await startUpstreams({ root: ROOT });
     images = await makeImages({ root: ROOT, bigMb: BIG_MB });
-    proxies = await startFaultProxies({
-      logFile: path.join(ROOT, 'logs', 'hostile-proxy.log'),
-      targets: {
-        hub: { port: PROXY.hub, target: up.hub },
-        token: { port: PROXY.token, target: up.token },
-        blobs: { port: PROXY.blobs, target: up.blobs, rejectAuthorization: true },
-        plain: { port: PROXY.plain, target: up.plain },
-      },
-    });
+    proxies = await proxyUpstreams(up, PROXY, path.join(ROOT, 'logs', 'hostile-proxy.log'));
     mirror = await mirrorWith({ port: PORT, vars: { UPSTREAMS: {
       'docker.io': { registry: proxies.urls.hub, prefixes: ['docker.io'], ns: ['docker.io'], library: true },
       plain: { registry: proxies.urls.plain, hosts: ['plain.localhost'], prefixes: ['plain'], ns: ['plain.test'] },

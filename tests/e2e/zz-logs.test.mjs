@@ -5,8 +5,8 @@ import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { LOG_DIR } from './lib/world.mjs';
-import { USER } from './lib/upstreams.mjs';
+import { LOG_DIR, ROOT } from './lib/world.mjs';
+import { USER, readJsonLines } from './lib/upstreams.mjs';
 import { ADMIN_TOKEN, ACCESS, MIRROR_LOGIN } from './lib/secrets.mjs';
 
 it('no credential or token in any mirror log line of the run', () => {
@@ -29,4 +29,15 @@ it('no credential or token in any mirror log line of the run', () => {
   for (const [file, line] of lines) {
     for (const [pattern, what] of forbidden) assert.doesNotMatch(line, pattern, `${what} in ${file}: ${line.slice(0, 200)}`);
   }
+});
+
+it('the blob host and every host reached by a redirect never received Authorization (whole run)', () => {
+  // The blob host logs every request's Authorization scheme (null when none); the fault proxies
+  // log, for every request, whether one was sent. Their files are appended to by every suite.
+  const blobs = readJsonLines(path.join(ROOT, 'logs', 'blobs.log'));
+  assert.ok(blobs.length > 0, 'the blob host was used');
+  assert.deepEqual(blobs.filter((l) => l.authz || l.access), [], 'blob host requests with credentials');
+  const proxied = ['faultproxy.log', 'hostile-proxy.log'].flatMap((f) => readJsonLines(path.join(ROOT, 'logs', f)));
+  assert.ok(proxied.some((l) => l.proxy === 'blobs'), 'the fault proxy in front of the blob host was used');
+  assert.deepEqual(proxied.filter((l) => l.proxy === 'blobs' && l.authz), [], 'redirect targets that got Authorization');
 });

@@ -154,3 +154,18 @@ export async function startFaultProxies({ targets, logFile }) {
     },
   };
 }
+
+/** The usual set: one listener each before the hub registry, its token server, its blob host
+ *  (refusing Authorization, like S3) and the plain registry of `startUpstreams`' `up`, on
+ *  `ports` {hub, token, blobs, plain}. */
+export function proxyUpstreams(up, ports, logFile) {
+  return startFaultProxies({
+    logFile,
+    targets: {
+      hub: { port: ports.hub, target: up.hub },
+      token: { port: ports.token, target: up.token },
+      blobs: { port: ports.blobs, target: up.blobs, rejectAuthorization: true },
+      plain: { port: ports.plain, target: up.plain },
+    },
+  });
+}
