@@ -15,11 +15,14 @@ import { mirrorWith, ROOT, outputFile } from './lib/world.mjs';
 import { startUpstreams, pushImage, MEDIA } from './lib/upstreams.mjs';
 import { proxyUpstreams } from './lib/faultproxy.mjs';
 import { sleep } from './lib/proc.mjs';
+import { skopeo, startTlsRejectingFront } from './lib/clients.mjs';
 
 const OFFSET = Number(process.env.EDGEMIRROR_PORT_OFFSET ?? 0);
 const PROXY = { hub: 15500 + OFFSET, token: 15501 + OFFSET, blobs: 15502 + OFFSET, plain: 15503 + OFFSET };
 const MIRRORS = { cache: 18770, r2: 18771 };
+const FRONT = 18775; // skopeo's TLS-rejecting front
 const TIMEOUT_MS = 2000; // UPSTREAM_TIMEOUT_MS of both mirrors
+const TAG_TTL = 2; // seconds: a `warm` case waits this out so its tag must be revalidated
 const LAYER_BYTES = 512 * 1024;
 // A body must be done within the upstream timeout plus its length at 64 KiB/s (src/platform/body_deadline.rs).
 const BODY_DEADLINE_MS = TIMEOUT_MS + (LAYER_BYTES * 1000) / (64 * 1024);
@@ -35,7 +38,7 @@ function pull(port, p, accept) {
         const body = Buffer.concat(chunks);
         let code = null;
         try { code = JSON.parse(body).errors[0].code; } catch { /* not an OCI error */ }
-        resolve({ status: res.statusCode, code, body, ms: Date.now() - t0, error, retryAfter: res.headers['retry-after'], cache: res.headers['x-edgemirror-cache'] });
+        resolve({ status: res.statusCode, code, body, ms: Date.now() - t0, error, retryAfter: res.headers['retry-after'], warning: res.headers.warning });
       };
       res.on('data', (c) => chunks.push(c));
       res.on('end', () => done(null));
@@ -77,6 +80,10 @@ const CASES = [
   { id: 'manifest with other bytes', via: 'plain', what: 'manifest', arm: [['plain', { fault: 'wrong', method: 'GET', path: /\/manifests\// }]], expect: { status: 502, code: 'DIGEST_INVALID' } },
   { id: 'manifest shorter than Content-Length', via: 'hub', what: 'manifest', arm: [['hub', { fault: 'short', missing: 10, method: 'GET', path: /\/manifests\// }]], expect: { status: 502, code: 'UNAVAILABLE' } },
   { id: 'manifest stalls mid-body', via: 'plain', what: 'manifest', arm: [['plain', { fault: 'stall', after: 20, method: 'GET', path: /\/manifests\// }]], expect: { status: 502, code: 'UNAVAILABLE', withinMs: TIMEOUT_MS + 3000 } },
+  // A tag pulled once, then past its TTL: the revalidating HEAD meets the fault.
+  { id: 'stale tag, revalidation HEAD 500 (twice)', via: 'hub', what: 'manifest', warm: true, arm: [['hub', { fault: 'status', code: 500, method: 'HEAD', path: /\/manifests\//, times: 2 }]], expect: { status: 200, stale: true } },
+  { id: 'stale tag, revalidation HEAD hangs', via: 'plain', what: 'manifest', warm: true, arm: [['plain', { fault: 'hang', method: 'HEAD', path: /\/manifests\// }]], expect: { status: 200, stale: true, withinMs: TIMEOUT_MS + 1500 } },
+  { id: 'stale tag, upstream says 404 now', via: 'plain', what: 'manifest', warm: true, arm: [['plain', { fault: 'status', code: 404, method: 'HEAD', path: /\/manifests\//, body: '' }]], expect: { status: 404 } },
 ];
 
 describe('faults between the mirror and its upstreams', { timeout: 900_000 }, () => {
@@ -89,8 +96,8 @@ describe('faults between the mirror and its upstreams', { timeout: 900_000 }, ()
     proxies = await proxyUpstreams(up, PROXY, path.join(ROOT, 'logs', 'faultproxy.log'));
     const vars = {
       UPSTREAMS: {
-        'docker.io': { registry: proxies.urls.hub, prefixes: ['docker.io'], ns: ['docker.io'], library: true },
-        plain: { registry: proxies.urls.plain, prefixes: ['plain'] },
+        'docker.io': { registry: proxies.urls.hub, prefixes: ['docker.io'], ns: ['docker.io'], library: true, tag_ttl: TAG_TTL, stale_if_error: '1h' },
+        plain: { registry: proxies.urls.plain, prefixes: ['plain'], tag_ttl: TAG_TTL, stale_if_error: '1h' },
       },
       UPSTREAM_TIMEOUT_MS: String(TIMEOUT_MS),
       RATE_LIMIT: 'off',
@@ -129,6 +136,7 @@ describe('faults between the mirror and its upstreams', { timeout: 900_000 }, ()
     const bits = [`${r.status}`];
     if (r.code) bits.push(r.code);
     if (r.retryAfter) bits.push(`Retry-After ${r.retryAfter}`);
+    if (r.warning) bits.push('stale (Warning 110)');
     if (r.error) bits.push(`body cut after ${r.body.length} B (${r.error})`);
     else if (r.status === 200 && want) bits.push(sha256(r.body) === want ? 'digest ok' : 'DIGEST MISMATCH');
     return bits.join(' ');
@@ -145,6 +153,11 @@ describe('faults between the mirror and its upstreams', { timeout: 900_000 }, ()
         const [p, want, accept] = c.what === 'blob'
           ? [`/v2/${name}/blobs/${img.layer.digest}`, img.layer.digest, undefined]
           : [`/v2/${name}/manifests/latest`, img.manifest.digest, MEDIA.dockerManifest];
+        if (c.warm) {
+          const first = await pull(MIRRORS[store], p, accept);
+          assert.equal(first.status, 200, 'the warm-up pull');
+          await sleep(TAG_TTL * 1000 + 1200);
+        }
         for (const [listener, rule] of c.arm) proxies.arm(listener, rule);
         const from = proxies.mark();
         const r = await pull(mirror.port ?? MIRRORS[store], p, accept);
@@ -167,6 +180,7 @@ describe('faults between the mirror and its upstreams', { timeout: 900_000 }, ()
         if (e.cut) assert.ok(r.error || r.body.length < LAYER_BYTES, `the body must be cut short: ${describeResult(r, want)}`);
         if (e.badDigest) assert.notEqual(sha256(r.body), want, 'the client can tell the bytes are wrong');
         if (e.withinMs) assert.ok(r.ms <= e.withinMs, `answered in ${r.ms} ms, bound ${e.withinMs}`);
+        if (e.stale) assert.match(r.warning ?? '', /^110 /, 'served stale, with a Warning');
         assert.ok(!held.includes('BAD'), `a store holds bad bytes: ${held}`);
         if (r.status !== 200 || r.error || e.badDigest) {
           assert.ok(!/verified|BAD/.test(held) || held === 'nothing' || !r.error, `nothing stored after a failure: ${held}`);
@@ -177,6 +191,32 @@ describe('faults between the mirror and its upstreams', { timeout: 900_000 }, ()
       });
     }
   }
+
+  it('a real client (skopeo, no retries of its own) pulls an image whose every blob fails once upstream', { timeout: 180_000 }, async () => {
+    const img = await pushImage('faults/skopeo-retry', { layers: 3, layerBytes: 300 * 1024 });
+    const front = await startTlsRejectingFront({ port: FRONT, targetPort: MIRRORS.r2 });
+    const dir = path.join(ROOT, 'faults-skopeo');
+    fs.rmSync(dir, { recursive: true, force: true });
+    try {
+      proxies.arm('hub', { fault: 'status', code: 502, method: 'GET', path: /\/manifests\// });
+      for (const l of img.layers) proxies.arm('blobs', { fault: 'status', code: 503, path: new RegExp(l.digest.slice(7)) });
+      proxies.arm('token', { fault: 'status', code: 500 });
+      const from = proxies.mark();
+      const r = await skopeo(['copy', '--retry-times', '0', '--src-tls-verify=false', `docker://${front.host}/${img.repo}:latest`, `dir:${dir}`], { timeout: 120_000 });
+      const unfired = proxies.pending();
+      proxies.disarm();
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(unfired, 0, 'every fault fired');
+      const seen = proxies.requests(from);
+      rows.push(['skopeo copy, every layer 503 once, manifest 502 once, token 500 once', 'r2', 'exit 0, digests verified by skopeo', '-', `${seen.length} (${seen.filter((q) => q.fault).length} faulted)`, '-', '-']);
+      for (const l of img.layers) {
+        assert.equal(sha256(fs.readFileSync(path.join(dir, l.digest.slice(7)))), l.digest);
+      }
+    } finally {
+      proxies.disarm();
+      await front.stop();
+    }
+  });
 
   it('no request of the whole suite carried Authorization to the blob host', () => {
     const all = proxies.requests(0);
