@@ -54,10 +54,16 @@ impl Token {
     }
 }
 
-/// Tokens by (upstream name, scope).
+/// A fetch another request started this long ago is no longer waited for (its request may have
+/// gone away without saying so).
+const FETCH_FORGOTTEN_AFTER: u64 = 30;
+
+/// Tokens by (upstream name, scope), and which of them some request is fetching right now (so a
+/// burst of cold requests for one repository makes one token request, not one each).
 #[derive(Debug, Default)]
 pub struct TokenCache {
     tokens: HashMap<(String, String), Token>,
+    fetching: HashMap<(String, String), u64>,
 }
 
 impl TokenCache {
@@ -78,6 +84,25 @@ impl TokenCache {
         }
         self.tokens
             .insert((upstream.to_string(), scope.to_string()), token);
+    }
+    /// Marks a fetch of this token as started at `now`.
+    pub fn begin_fetch(&mut self, upstream: &str, scope: &str, now: u64) {
+        if self.fetching.len() >= MAX_TOKENS {
+            self.fetching.clear();
+        }
+        self.fetching
+            .insert((upstream.to_string(), scope.to_string()), now);
+    }
+    /// Marks it as over, whatever came of it.
+    pub fn end_fetch(&mut self, upstream: &str, scope: &str) {
+        self.fetching
+            .remove(&(upstream.to_string(), scope.to_string()));
+    }
+    /// Whether another request is fetching this token (and started recently enough to wait for).
+    pub fn is_fetching(&self, upstream: &str, scope: &str, now: u64) -> bool {
+        self.fetching
+            .get(&(upstream.to_string(), scope.to_string()))
+            .is_some_and(|&started| now.saturating_sub(started) < FETCH_FORGOTTEN_AFTER)
     }
     pub fn forget(&mut self, upstream: &str, scope: &str) {
         self.tokens
@@ -134,6 +159,22 @@ mod tests {
         assert!(c.get("other", "repository:a:pull", 1000).is_none());
         c.forget("hub", "repository:a:pull");
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn fetches_in_flight_are_tracked_and_forgotten_when_old() {
+        let mut c = TokenCache::default();
+        assert!(!c.is_fetching("hub", "s", 1000));
+        c.begin_fetch("hub", "s", 1000);
+        assert!(c.is_fetching("hub", "s", 1000));
+        assert!(c.is_fetching("hub", "s", 1029));
+        assert!(
+            !c.is_fetching("hub", "s", 1030),
+            "a fetch whose request vanished is not waited for"
+        );
+        assert!(!c.is_fetching("hub", "other", 1000));
+        c.end_fetch("hub", "s");
+        assert!(!c.is_fetching("hub", "s", 1000));
     }
 
     #[test]

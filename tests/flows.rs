@@ -659,3 +659,49 @@ fn a_manifest_request_without_accept_asks_upstream_for_every_current_type() {
         .to_string();
     assert_eq!(accept, edgemirror::policy::ACCEPT_ALL_MANIFESTS);
 }
+
+#[test]
+fn a_burst_of_cold_requests_for_one_repository_fetches_one_token() {
+    let w = World::new(FakeNet::new(hub));
+    let paths: Vec<String> = (0..16)
+        .map(|_| format!("/v2/library/alpine/blobs/{SHA}"))
+        .collect();
+    let answers = w.get_all(&paths);
+    assert!(answers
+        .iter()
+        .all(|r| r.status() == 200 && body(r) == b"LAYERBYTES"));
+    assert_eq!(
+        w.net.requests_to("auth.test"),
+        1,
+        "one token fetch for the whole burst"
+    );
+    assert!(!w.tokens.borrow().is_fetching(
+        "docker.io|anonymous",
+        "repository:library/alpine:pull",
+        1_000
+    ));
+}
+
+#[test]
+fn a_failed_token_fetch_is_not_waited_for_again() {
+    // The realm is down: every request of the burst gets its answer (502), none hangs, and the
+    // mark of the failed fetch is gone.
+    let w = World::new(FakeNet::new(|req| match req.url.host_str() {
+        Some("auth.test") => Err(FetchError::Unreachable("down".into())),
+        _ => hub(req),
+    }));
+    let paths: Vec<String> = (0..4)
+        .map(|_| format!("/v2/library/alpine/blobs/{SHA}"))
+        .collect();
+    let answers = w.get_all(&paths);
+    assert!(
+        answers.iter().all(|r| r.status() == 502),
+        "{:?}",
+        answers.iter().map(|r| r.status()).collect::<Vec<_>>()
+    );
+    assert!(!w.tokens.borrow().is_fetching(
+        "docker.io|anonymous",
+        "repository:library/alpine:pull",
+        1_000
+    ));
+}

@@ -17,6 +17,8 @@ use crate::token::{Token, TokenCache};
 
 /// Redirect hops followed before giving up.
 pub const MAX_REDIRECTS: usize = 5;
+/// How often a request waiting for another's token fetch looks for the token.
+const PEER_POLL_MS: u32 = 20;
 /// Largest token or error body read into wasm.
 pub const SMALL_BODY_LIMIT: usize = 64 * 1024;
 pub const USER_AGENT_VALUE: &str = concat!("edgemirror/", env!("CARGO_PKG_VERSION"));
@@ -110,6 +112,15 @@ impl<F: Fetcher> Session<'_, F> {
         } else {
             None
         };
+        // A request beside this one may be fetching this very token: its answer is waited for once.
+        let mut asked_peer = false;
+        let cached = match cached {
+            None if keep && self.tokens.borrow().is_fetching(token_key, scope, self.now) => {
+                asked_peer = true;
+                self.peer_token(token_key, scope).await
+            }
+            cached => cached,
+        };
         let mut used_cached = cached.is_some();
         let mut auth = cached;
         let mut fresh_tokens = 0;
@@ -166,12 +177,20 @@ impl<F: Fetcher> Session<'_, F> {
                     ));
                 }
             }
-            fresh_tokens += 1;
             self.fetcher.discard(resp.into_body());
             if used_cached {
                 self.tokens.borrow_mut().forget(token_key, scope);
                 used_cached = false;
             }
+            if keep && !asked_peer {
+                asked_peer = true;
+                if let Some(token) = self.peer_token(token_key, scope).await {
+                    auth = Some(token);
+                    used_cached = true;
+                    continue;
+                }
+            }
+            fresh_tokens += 1;
             // The realm gets the private headers only if it is on the registry's own origin.
             let realm_private = if challenge.realm.origin() == url.origin() {
                 private.clone()
@@ -293,6 +312,24 @@ impl<F: Fetcher> Session<'_, F> {
         ))
     }
 
+    /// The token another request of this isolate is fetching for `scope`, once it has it (polled;
+    /// no future is shared across requests). `None` when nobody is fetching it, or after the
+    /// upstream timeout.
+    async fn peer_token(&self, key: &str, scope: &str) -> Option<String> {
+        let mut waited = 0;
+        loop {
+            if let Some(t) = self.tokens.borrow().get(key, scope, self.now) {
+                return Some(t.header_value());
+            }
+            if waited >= self.timeout_ms || !self.tokens.borrow().is_fetching(key, scope, self.now)
+            {
+                return None;
+            }
+            self.fetcher.pause(PEER_POLL_MS).await;
+            waited += PEER_POLL_MS;
+        }
+    }
+
     /// One request, repeated once when it failed fast in a way worth repeating (see `retry`).
     async fn fetch_retrying(
         &self,
@@ -331,6 +368,7 @@ impl<F: Fetcher> Session<'_, F> {
         realm_auth: Option<&str>,
         keep_as: Option<&str>,
     ) -> Result<Token, OciError> {
+        let _mark = keep_as.map(|key| FetchMark::new(self.tokens, key, scope, self.now));
         let mut url = challenge.realm.clone();
         {
             let mut q = url.query_pairs_mut();
@@ -380,6 +418,33 @@ impl<F: Fetcher> Session<'_, F> {
                 .put(key, scope, token.clone(), self.now);
         }
         Ok(token)
+    }
+}
+
+/// "This token is being fetched" for as long as the fetch runs, however it ends (an error, or the
+/// request dropped mid-way).
+struct FetchMark<'a> {
+    tokens: &'a RefCell<TokenCache>,
+    key: String,
+    scope: String,
+}
+
+impl<'a> FetchMark<'a> {
+    fn new(tokens: &'a RefCell<TokenCache>, key: &str, scope: &str, now: u64) -> Self {
+        tokens.borrow_mut().begin_fetch(key, scope, now);
+        FetchMark {
+            tokens,
+            key: key.to_string(),
+            scope: scope.to_string(),
+        }
+    }
+}
+
+impl Drop for FetchMark<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut t) = self.tokens.try_borrow_mut() {
+            t.end_fetch(&self.key, &self.scope);
+        }
     }
 }
 

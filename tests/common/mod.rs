@@ -31,6 +31,27 @@ pub struct FakeNet {
     pub seen: RefCell<Vec<UpstreamRequest>>,
     /// Every pause before a retry, in milliseconds.
     pub pauses: RefCell<Vec<u32>>,
+    /// When set, every fetch and pause lets other tasks run first (requests interleave as they
+    /// do in one isolate).
+    pub interleave: Cell<bool>,
+}
+
+/// Pending once, then ready: lets the executor run the other futures of a join.
+struct YieldNow(bool);
+
+impl std::future::Future for YieldNow {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
 }
 
 impl FakeNet {
@@ -41,6 +62,7 @@ impl FakeNet {
             handler: Box::new(handler),
             seen: RefCell::new(Vec::new()),
             pauses: RefCell::new(Vec::new()),
+            interleave: Cell::new(false),
         }
     }
     /// How many requests went to `host`.
@@ -73,6 +95,9 @@ impl Fetcher for FakeNet {
         req: &UpstreamRequest,
         _timeout_ms: u32,
     ) -> Result<Response<Vec<u8>>, FetchError> {
+        if self.interleave.get() {
+            YieldNow(false).await;
+        }
         self.seen.borrow_mut().push(req.clone());
         (self.handler)(req)
     }
@@ -84,6 +109,9 @@ impl Fetcher for FakeNet {
         (body.clone(), body)
     }
     async fn pause(&self, ms: u32) {
+        if self.interleave.get() {
+            YieldNow(false).await;
+        }
         self.pauses.borrow_mut().push(ms);
     }
 }
@@ -280,6 +308,35 @@ impl World {
             body: Vec::new(),
         };
         block_on(handle(Ok(&self.config), &session, &self.store, &incoming))
+    }
+    /// GETs of `paths` at once, interleaved at every upstream request and pause.
+    pub fn get_all(&self, paths: &[String]) -> Vec<Response<Reply<Vec<u8>>>> {
+        self.net.interleave.set(true);
+        let session = Session {
+            fetcher: &self.net,
+            tokens: &self.tokens,
+            now: self.now.get(),
+            timeout_ms: 1_000,
+            secret: &|_| None,
+        };
+        let incoming: Vec<Incoming> = paths
+            .iter()
+            .map(|p| Incoming {
+                method: Method::GET,
+                url: url::Url::parse(&format!("http://mirror.test{p}")).unwrap(),
+                headers: HeaderMap::new(),
+                body: Vec::new(),
+            })
+            .collect();
+        let all = incoming
+            .iter()
+            .map(|i| handle(Ok(&self.config), &session, &self.store, i));
+        let out = block_on(futures::future::join_all(all))
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect();
+        self.net.interleave.set(false);
+        out
     }
     pub fn get(&self, path: &str) -> (Response<Reply<Vec<u8>>>, Outcome) {
         self.request(Method::GET, &format!("http://mirror.test{path}"), &[])
