@@ -19,6 +19,9 @@ use crate::token::{Token, TokenCache};
 pub const MAX_REDIRECTS: usize = 5;
 /// How often a request waiting for another's token fetch looks for the token.
 const PEER_POLL_MS: u32 = 20;
+/// The longest wait for another request's token fetch (one whose request went away unseen is
+/// marked for up to 30 s); after it a request fetches its own.
+const PEER_WAIT_MAX_MS: u32 = 5_000;
 /// Largest token or error body read into wasm.
 pub const SMALL_BODY_LIMIT: usize = 64 * 1024;
 pub const USER_AGENT_VALUE: &str = concat!("edgemirror/", env!("CARGO_PKG_VERSION"));
@@ -314,15 +317,15 @@ impl<F: Fetcher> Session<'_, F> {
 
     /// The token another request of this isolate is fetching for `scope`, once it has it (polled;
     /// no future is shared across requests). `None` when nobody is fetching it, or after the
-    /// upstream timeout.
+    /// upstream timeout or `PEER_WAIT_MAX_MS`, whichever is shorter.
     async fn peer_token(&self, key: &str, scope: &str) -> Option<String> {
         let mut waited = 0;
         loop {
             if let Some(t) = self.tokens.borrow().get(key, scope, self.now) {
                 return Some(t.header_value());
             }
-            if waited >= self.timeout_ms || !self.tokens.borrow().is_fetching(key, scope, self.now)
-            {
+            let bound = self.timeout_ms.min(PEER_WAIT_MAX_MS);
+            if waited >= bound || !self.tokens.borrow().is_fetching(key, scope, self.now) {
                 return None;
             }
             self.fetcher.pause(PEER_POLL_MS).await;
