@@ -188,6 +188,8 @@ describe(`load: ${CLIENTS} clients for ${SECONDS} s`, { timeout: (SECONDS + 600)
     // process's RSS grows under local workerd whatever the Worker: the control (no edgemirror)
     // grows the same way, in Miniflare's Cache API/R2 simulators, so RSS is reported, not asserted.
     assert.ok(afterState.wasm <= after1.wasm + 4 * 2 ** 20, `wasm memory grew: ${after1.wasm} -> ${afterState.wasm}`);
+    // Cold bursts share token fetches: about one per repository, not one per request.
+    assert.ok(upstream.token <= COLD_IMAGES, `${upstream.token} token requests for ${COLD_IMAGES} cold images (half of them behind token auth)`);
     // The cache did its job: far fewer upstream requests than client requests.
     assert.ok(upstream.hub + upstream.plain + upstream.blobs < stats.requests / 4, 'most requests were served from the stores');
   });
