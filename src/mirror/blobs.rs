@@ -5,7 +5,7 @@
 use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
-use super::respond::{to_client, API_VERSION, API_VERSION_HEADER, DIGEST_HEADER};
+use super::respond::{API_VERSION, API_VERSION_HEADER, DIGEST_HEADER};
 use super::{Reply, Request};
 use crate::cache_key;
 use crate::error::{ErrorCode, OciError};
@@ -121,14 +121,6 @@ async fn miss<F: Fetcher, S: Store<Body = F::Body>>(
         }
         (d, _) => (resp, Err(d.reason())),
     };
-    let out = to_client(
-        r.session.fetcher,
-        r.method,
-        &r.resource,
-        &r.upstream.name,
-        resp,
-        &r.link,
-    )
-    .await;
+    let out = r.relay(r.method, resp).await;
     Ok((out, CacheStatus::Miss { stored }))
 }

@@ -7,7 +7,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use sha2::Digest as _;
 
-use super::respond::{passed_headers, to_client, API_VERSION, API_VERSION_HEADER, DIGEST_HEADER};
+use super::respond::{passed_headers, API_VERSION, API_VERSION_HEADER, DIGEST_HEADER};
 use super::{Reply, Request};
 use crate::cache_key;
 use crate::error::{ErrorCode, OciError};
@@ -179,15 +179,7 @@ async fn resolve<F: Fetcher, S: Store<Body = F::Body>>(
         r.session.fetcher.discard(resp.into_body());
         return fetch(r, None, Some(tag_key)).await;
     }
-    let out = to_client(
-        r.session.fetcher,
-        &Method::GET,
-        &r.resource,
-        &r.upstream.name,
-        resp,
-        &r.link,
-    )
-    .await;
+    let out = r.relay(&Method::GET, resp).await;
     Ok((
         out,
         CacheStatus::Miss {
@@ -272,15 +264,7 @@ async fn revalidate<F: Fetcher, S: Store<Body = F::Body>>(
         }
         Ok(resp) => {
             r.store.delete_tag(tag_key);
-            let out = to_client(
-                r.session.fetcher,
-                r.method,
-                &r.resource,
-                &r.upstream.name,
-                resp,
-                &r.link,
-            )
-            .await;
+            let out = r.relay(r.method, resp).await;
             return Ok((
                 out,
                 CacheStatus::Miss {
@@ -330,15 +314,7 @@ async fn fetch<F: Fetcher, S: Store<Body = F::Body>>(
         } else {
             "not a 200"
         };
-        let out = to_client(
-            r.session.fetcher,
-            r.method,
-            &r.resource,
-            &r.upstream.name,
-            resp,
-            &r.link,
-        )
-        .await;
+        let out = r.relay(r.method, resp).await;
         return Ok((out, CacheStatus::Miss { stored: Err(why) }));
     }
     let (parts, body) = resp.into_parts();

@@ -107,6 +107,23 @@ impl<F: Fetcher, S> Request<'_, F, S> {
             )
             .await
     }
+
+    /// The upstream's final answer to this request, as the client gets it (for `method`).
+    pub async fn relay(
+        &self,
+        method: &Method,
+        resp: http::Response<F::Body>,
+    ) -> http::Response<Reply<F::Body>> {
+        to_client(
+            self.session.fetcher,
+            method,
+            &self.resource,
+            &self.upstream.name,
+            resp,
+            &self.link,
+        )
+        .await
+    }
 }
 
 /// The operator's credentials for an upstream, from the secret it names.
@@ -430,15 +447,7 @@ async fn dispatch<F: Fetcher, S: Store<Body = F::Body>>(
         Resource::Blob(digest) => blobs::serve(r, digest).await,
         Resource::TagsList | Resource::Referrers(_) => {
             let resp = r.send(r.method.clone()).await?;
-            let out = to_client(
-                r.session.fetcher,
-                r.method,
-                resource,
-                &r.upstream.name,
-                resp,
-                &r.link,
-            )
-            .await;
+            let out = r.relay(r.method, resp).await;
             Ok((
                 out,
                 CacheStatus::Miss {

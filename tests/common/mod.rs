@@ -281,6 +281,15 @@ impl World {
             now: Cell::new(1_000),
         }
     }
+    fn session(&self) -> Session<'_, FakeNet> {
+        Session {
+            fetcher: &self.net,
+            tokens: &self.tokens,
+            now: self.now.get(),
+            timeout_ms: 1_000,
+            secret: &|_| None,
+        }
+    }
     pub fn request(
         &self,
         method: Method,
@@ -294,13 +303,7 @@ impl World {
                 HeaderValue::from_str(v).unwrap(),
             );
         }
-        let session = Session {
-            fetcher: &self.net,
-            tokens: &self.tokens,
-            now: self.now.get(),
-            timeout_ms: 1_000,
-            secret: &|_| None,
-        };
+        let session = self.session();
         let incoming = Incoming {
             method,
             url: url::Url::parse(url).unwrap(),
@@ -312,13 +315,7 @@ impl World {
     /// GETs of `paths` at once, interleaved at every upstream request and pause.
     pub fn get_all(&self, paths: &[String]) -> Vec<Response<Reply<Vec<u8>>>> {
         self.net.interleave.set(true);
-        let session = Session {
-            fetcher: &self.net,
-            tokens: &self.tokens,
-            now: self.now.get(),
-            timeout_ms: 1_000,
-            secret: &|_| None,
-        };
+        let session = self.session();
         let incoming: Vec<Incoming> = paths
             .iter()
             .map(|p| Incoming {
