@@ -174,13 +174,7 @@ async fn admin_request(mut req: Request, env: &Env) -> worker::Result<web_sys::R
         http::Method::from_bytes(req.inner().method().as_bytes()).unwrap_or(http::Method::GET);
     let path = req.path();
     let authorization = req.headers().get("authorization").ok().flatten();
-    let too_big = req
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse::<usize>().ok())
-        .is_some_and(|n| n > crate::admin::MAX_BODY);
+    let too_big = declared_length(&req).is_some_and(|n| n > crate::admin::MAX_BODY);
     let (resp, change) = match (store, admin.is_some() && too_big) {
         (_, true) => {
             let e = crate::error::OciError::new(
@@ -231,6 +225,15 @@ async fn admin_request(mut req: Request, env: &Env) -> worker::Result<web_sys::R
     ))
 }
 
+/// A request body's declared length, if it has a readable one.
+fn declared_length(req: &Request) -> Option<usize> {
+    req.headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
 /// A store for an admin API that is off: never read.
 struct NoStore;
 
@@ -253,13 +256,7 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<web_s
     let config = env::effective(&env, started).await;
     // Only the token endpoint's form is read (small, bounded).
     let is_form = req.path() == "/token" && req.inner().method() == "POST";
-    let small = req
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse::<usize>().ok())
-        .is_some_and(|n| n <= 16 * 1024);
+    let small = declared_length(&req).is_some_and(|n| n <= 16 * 1024);
     let body = if is_form && small {
         req.bytes().await.unwrap_or_default()
     } else {
