@@ -33,6 +33,7 @@ const REPO = path.resolve(HERE, '..');
 const ROOT = '/tmp/em-bench';
 const PROXY_PORTS = { plain: 16200, hub: 16201 };
 const MIRROR_PORT = 19787;
+const WRK_CONTROL_PORT = 19789; // the constant-answer worker beside the wrk row
 const FRONT_PORT = 19788; // TLS-rejecting front of the mirror, for skopeo (see clients.mjs)
 
 // ---------------------------------------------------------------- options
@@ -766,13 +767,48 @@ async function measureWrk(images) {
   const check = await request(urls.mirror, { headers });
   if (!/hit/.test(check.headers['cache-status'] ?? '')) anomaly(`mirror: manifest by digest not a cache hit before wrk (${check.headers['cache-status']})`);
   for (const name of SYSTEMS) results.wrk[name] = { url: urls[name], runs: [] };
-  for (let rep = 0; rep < CFG.reps; rep++) {
-    for (const name of SYSTEMS) {
-      const w = await wrk(urls[name], headers);
-      results.wrk[name].runs.push(w);
-      log(`wrk ${name} rep ${rep}: ${w.rps.toFixed(0)} req/s (p50 ${w.latencyP50}, p99 ${w.latencyP99})`);
+  // The runtime's own tail, in the same workerd build: a JavaScript worker answering a constant
+  // 1 KB (/constant), and the same 1 KB as a hit from the local Cache API simulator (/cache).
+  const { Miniflare } = await import('miniflare');
+  const control = new Miniflare({ modules: true, compatibilityDate: '2026-04-01', host: '127.0.0.1', port: WRK_CONTROL_PORT, cache: true,
+    script: `export default { async fetch(req) {
+      if (new URL(req.url).pathname === '/constant') return new Response('x'.repeat(1000));
+      const key = 'https://control.test/1k';
+      let hit = await caches.default.match(key);
+      if (!hit) {
+        await caches.default.put(key, new Response('x'.repeat(1000), { headers: { 'cache-control': 'max-age=3600' } }));
+        hit = await caches.default.match(key);
+      }
+      return new Response(hit.body);
+    } };` });
+  try {
+    await within(control.ready, 60_000);
+    results.wrk.constant = { url: `http://127.0.0.1:${WRK_CONTROL_PORT}/constant`, runs: [] };
+    results.wrk.cacheHit = { url: `http://127.0.0.1:${WRK_CONTROL_PORT}/cache`, runs: [] };
+    await request(results.wrk.cacheHit.url);
+    for (let rep = 0; rep < CFG.reps; rep++) {
+      for (const name of [...SYSTEMS, 'constant', 'cacheHit']) {
+        const w = await wrk(results.wrk[name].url, headers);
+        results.wrk[name].runs.push(w);
+        log(`wrk ${name} rep ${rep}: ${w.rps.toFixed(0)} req/s (p50 ${w.latencyP50}, p99 ${w.latencyP99})`);
+      }
     }
+  } finally {
+    await control.dispose();
   }
+}
+
+/** "N req/s, p99 M ms" of a control run of the wrk row. */
+function wrkControl(name) {
+  const runs = results.wrk[name]?.runs ?? [];
+  return `${fmtNum(median(runs.map((r) => r.rps)), 0)} req/s, p99 ${fmtNum(median(runs.map((r) => wrkMs(r.latencyP99))), 0)} ms`;
+}
+
+/** wrk's latency ("537.02ms", "1.58s", "812.00us") in ms. */
+function wrkMs(text) {
+  const m = /^([\d.]+)(us|ms|s|m)$/.exec(text ?? '');
+  if (!m) return null;
+  return Number(m[1]) * { us: 0.001, ms: 1, s: 1000, m: 60_000 }[m[2]];
 }
 
 // ---------------------------------------------------------------- machine
@@ -870,6 +906,8 @@ function buildRows(big, huge, stored, manyN) {
     { digits: 0, cells: { direct: '—', proxy: '—', mirror: `${w.rawBytes.toLocaleString('en-US')} / ${w.gzipBytes.toLocaleString('en-US')} (${(w.gzipBytes / 1024).toFixed(0)} KiB)` } });
   row('wrk_rps', `Warm manifest GET by digest, wrk -t${CFG.wrk.threads} -c${CFG.wrk.conns} -d${CFG.wrk.secs}s⁷`, 'req/s', 'higher',
     per((s) => median((results.wrk[s]?.runs ?? []).map((r) => r.rps))), { digits: 0, warm: true });
+  row('wrk_p99', 'The same, wrk p99 latency⁷', 'ms', 'lower',
+    per((s) => median((results.wrk[s]?.runs ?? []).map((r) => wrkMs(r.latencyP99)))), { digits: 0, warm: true });
   const order = ['manifest_', 'blob_', 'many_', 'pull_', 'upstream_', 'rss_', 'wasm', 'wrk_'];
   const rank = (r) => order.findIndex((p) => r.key.startsWith(p));
   return R.map((r, i) => [r, i]).sort((a, b) => rank(a[0]) - rank(b[0]) || a[1] - b[1]).map(([r]) => r);
@@ -915,7 +953,7 @@ function renderTable(rows) {
     `⁴ Requests the upstream side received during the pull: the hub registry's access log (GET/HEAD, incl. 401s), its token server and its blob host (where the 307s point).`,
     `⁵ edgemirror: a second upstream entry for the same hub with \`tag_ttl = ${CFG.shortTagTtl}s\`, pulled once, then again after ${CFG.shortTagTtl + 0.7} s. direct and distribution have no tag TTL (distribution asks the remote for every tag): their value is one more warm pull.`,
     `⁶ RSS of the process that streams the bytes: edgemirror = the workerd process Miniflare runs (the R2 simulator runs inside it), distribution = its registry process; sampled every 20 ms. idle = after start and one request; pass-through = \`Range: bytes=0-\` requests (never stored); cold = a plain GET of a blob not yet held, sampled until edgemirror logged it stored (the ${CFG.bigMb} MiB layer: during the blob rows' cold GETs, median; the ${CFG.storedMb} MiB one: edgemirror stores blobs up to 512 MiB). The direct hub redirects, so it streams nothing itself.`,
-    `⁷ The wrk row uses the plain (no auth) registry: direct = the plain registry itself, distribution = its proxy of the plain registry, edgemirror = its \`plain\` upstream; the same manifest by digest, warmed once first. wrk runs on the same ${os.availableParallelism?.() ?? os.cpus().length} cores as the server.`,
+    `⁷ The wrk row uses the plain (no auth) registry: direct = the plain registry itself, distribution = its proxy of the plain registry, edgemirror = its \`plain\` upstream; the same manifest by digest, warmed once first. wrk runs on the same ${os.availableParallelism?.() ?? os.cpus().length} cores as the server. The runtime's share, under the same wrk in the same workerd: a JavaScript worker answering a constant 1 KB: ${wrkControl('constant')}; the same 1 KB as a hit from the local Cache API simulator (where edgemirror keeps manifests): ${wrkControl('cacheHit')}.`,
     manyNote(),
   );
   return lines.join('\n');
@@ -981,7 +1019,7 @@ async function main() {
     fs.rmSync(path.join(ROOT, 'instances'), { recursive: true, force: true });
     fs.rmSync(path.join(ROOT, 'pulls'), { recursive: true, force: true });
   });
-  for (const p of [...Object.values(PROXY_PORTS), MIRROR_PORT, FRONT_PORT]) await assertPortFree(p);
+  for (const p of [...Object.values(PROXY_PORTS), MIRROR_PORT, FRONT_PORT, WRK_CONTROL_PORT]) await assertPortFree(p);
   const mach = await machine();
   onCleanup('pinned build', () => fs.rmSync(PINNED, { recursive: true, force: true }));
   mach.build = await pinBuild();
