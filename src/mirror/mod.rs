@@ -3,6 +3,7 @@
 
 pub mod blobs;
 pub mod manifests;
+pub mod no_store;
 pub mod respond;
 pub mod token_endpoint;
 pub mod upstream;
@@ -18,6 +19,7 @@ use crate::ports::{Fetcher, Store};
 use crate::reference::{clip, RepoName};
 use crate::route::{self, Resource, Route};
 use crate::select::select;
+pub use no_store::NoStore;
 use respond::{oci_error, to_client, LinkRewrite, API_VERSION, API_VERSION_HEADER};
 pub use upstream::{Identity, Session};
 
@@ -458,40 +460,6 @@ async fn dispatch<F: Fetcher, S: Store<Body = F::Body>>(
     }
 }
 
-/// The store for requests made with a client's own credentials: holds nothing, keeps nothing.
-pub struct NoStore<B>(std::marker::PhantomData<B>);
-
-impl<B> Default for NoStore<B> {
-    fn default() -> Self {
-        NoStore(std::marker::PhantomData)
-    }
-}
-
-impl<B> Store for NoStore<B> {
-    type Body = B;
-    async fn tag(&self, _: &str) -> Option<crate::ports::TagRecord> {
-        None
-    }
-    fn put_tag(&self, _: &str, _: &crate::ports::TagRecord, _: u64) {}
-    fn delete_tag(&self, _: &str) {}
-    async fn manifest(&self, _: &str) -> Option<crate::ports::StoredManifest> {
-        None
-    }
-    fn put_manifest(&self, _: &str, _: crate::ports::StoredManifest, _: u64) {}
-    async fn blob(
-        &self,
-        _: &str,
-        _: Option<crate::ports::RangeSpec>,
-        _: bool,
-    ) -> crate::ports::BlobLookup<B> {
-        crate::ports::BlobLookup::Missing
-    }
-    fn put_blob(&self, _: &str, _: &str, _: u64, _: B, _: u64) {}
-    async fn note(&self, _: &str) -> Option<String> {
-        None
-    }
-    fn put_note(&self, _: &str, _: &str, _: u64) {}
-}
 /// Copies the query parameters an upstream may see, after checking them.
 fn upstream_query(url: &mut url::Url, resource: &Resource, q: &Query) -> Result<(), OciError> {
     let mut pairs: Vec<(&str, String)> = Vec::new();
