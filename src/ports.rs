@@ -35,6 +35,10 @@ pub trait Fetcher {
     fn discard(&self, body: Self::Body);
     /// Splits a body into two that each yield every byte (one for the client, one for a store).
     fn tee(&self, body: Self::Body) -> (Self::Body, Self::Body);
+    /// Hands bytes the core read and checked (a verified manifest) back to the runtime as a body.
+    /// Called once per body: the runtime keeps its own copy and `bytes` is freed right away, so
+    /// what the client and the store get never needs the core's memory again.
+    fn body_of(&self, bytes: Vec<u8>) -> Self::Body;
     /// Waits `ms` milliseconds (before a retry).
     async fn pause(&self, ms: u32);
 }
@@ -49,11 +53,15 @@ pub struct TagRecord {
     pub stored_at: u64,
 }
 
-/// A manifest's bytes as the upstream sent them.
+/// A manifest as the store holds it: its bytes as the upstream sent them, as a body of the
+/// platform's (in the worker the store's own stream, so a hit never brings the bytes into wasm),
+/// with the media type and length kept beside it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredManifest {
-    pub body: Vec<u8>,
+pub struct StoredManifest<B> {
+    pub body: B,
     pub media_type: String,
+    /// The body's length in bytes (the response's Content-Length).
+    pub size: u64,
 }
 
 /// A single byte range a client asked for (`Range: bytes=…`).
@@ -139,8 +147,11 @@ pub trait Store {
     async fn tag(&self, key: &str) -> Option<TagRecord>;
     fn put_tag(&self, key: &str, record: &TagRecord, keep_secs: u64);
     fn delete_tag(&self, key: &str);
-    async fn manifest(&self, key: &str) -> Option<StoredManifest>;
-    fn put_manifest(&self, key: &str, manifest: StoredManifest, keep_secs: u64);
+    /// A stored manifest, its body unread. Whoever gets it either passes the body on or discards it.
+    async fn manifest(&self, key: &str) -> Option<StoredManifest<Self::Body>>;
+    /// Keeps a manifest whose bytes were verified against its digest; `size` is their exact length
+    /// (a body of any other length is not kept).
+    fn put_manifest(&self, key: &str, manifest: StoredManifest<Self::Body>, keep_secs: u64);
     async fn blob(&self, key: &str, range: Option<RangeSpec>, head: bool)
         -> BlobLookup<Self::Body>;
     fn put_blob(&self, key: &str, digest: &str, size: u64, body: Self::Body, keep_secs: u64);

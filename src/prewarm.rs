@@ -10,6 +10,7 @@ use http::{HeaderMap, HeaderValue, Method};
 use crate::cache_key;
 use crate::config::Config;
 use crate::mirror::{handle, Incoming, Reply, Session};
+use crate::policy::MAX_MANIFEST;
 use crate::ports::{BlobLookup, FetchError, Fetcher, Store, UpstreamRequest};
 use crate::reference::{Digest, RepoName, Tag};
 use crate::select::select;
@@ -49,6 +50,9 @@ impl<F: Fetcher> Fetcher for Budgeted<'_, F> {
     }
     fn tee(&self, body: F::Body) -> (F::Body, F::Body) {
         self.inner.tee(body)
+    }
+    fn body_of(&self, bytes: Vec<u8>) -> F::Body {
+        self.inner.body_of(bytes)
     }
 }
 
@@ -118,12 +122,19 @@ impl<F: Fetcher, S: Store<Body = F::Body>> Walk<'_, F, S> {
             .get(&format!("/v2/{name}/manifests/{reference}"), true)
             .await?
         {
+            // A manifest comes as a body of the runtime's (the store's on a hit): read here, one
+            // at a time, to find what it references.
+            Reply::Upstream(b) => {
+                let bytes = self
+                    .session
+                    .fetcher
+                    .read_small(b, MAX_MANIFEST)
+                    .await
+                    .ok_or_else(|| "manifest unreadable or too large".to_string())?;
+                serde_json::from_slice(&bytes).map_err(|_| "manifest is not JSON".to_string())
+            }
             Reply::Bytes(b) => {
                 serde_json::from_slice(&b).map_err(|_| "manifest is not JSON".to_string())
-            }
-            Reply::Upstream(b) => {
-                self.session.fetcher.discard(b);
-                Err("manifest too large to read".into())
             }
             Reply::Empty => Err("empty manifest".into()),
         }

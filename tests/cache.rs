@@ -7,6 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use common::*;
+use edgemirror::mirror::Reply;
 use edgemirror::ports::{FetchError, UpstreamRequest};
 use http::{Method, Response};
 
@@ -288,6 +289,76 @@ fn a_manifest_that_does_not_match_its_digest_is_refused_and_not_stored() {
     );
     assert_eq!(r.status(), 502);
     assert!(w.store.manifests.borrow().is_empty());
+}
+
+#[test]
+fn a_held_manifest_is_served_as_the_stores_body_and_never_read_by_the_core() {
+    let (w, up) = world();
+    let m = up.manifest.borrow().clone();
+    let digest = sha(&m);
+    assert_eq!(tag(&w).status(), 200);
+    assert_eq!(
+        w.net.bytes_read.get(),
+        m.len(),
+        "a miss reads the bytes once, to hash them"
+    );
+    let held: Vec<(Vec<u8>, u64)> = w
+        .store
+        .manifests
+        .borrow()
+        .values()
+        .map(|s| (s.body.clone(), s.size))
+        .collect();
+    assert_eq!(
+        held,
+        [(m.clone(), m.len() as u64)],
+        "what was verified is kept"
+    );
+    for path in [
+        "/v2/plain/x/manifests/latest".to_string(),
+        format!("/v2/plain/x/manifests/{digest}"),
+    ] {
+        let lookups = w.store.manifest_hits.get();
+        let r = get(&w, Method::GET, &path, &[("accept", V2)]);
+        assert!(h_cache(&r).contains("hit"), "{path}: {}", h_cache(&r));
+        assert!(
+            matches!(r.body(), Reply::Upstream(b) if *b == m),
+            "{path}: the store's own body, passed on"
+        );
+        assert_eq!(r.headers()["content-length"], m.len().to_string().as_str());
+        assert_eq!(r.headers()["docker-content-digest"], digest.as_str());
+        assert_eq!(r.headers()["content-type"], V2);
+        assert_eq!(w.store.manifest_hits.get(), lookups + 1);
+    }
+    assert_eq!(
+        w.net.bytes_read.get(),
+        m.len(),
+        "no hit brought the bytes into the core"
+    );
+    // A HEAD by digest answers from the store's metadata and lets its body go unread.
+    let discarded = w.net.discarded.get();
+    let h = get(
+        &w,
+        Method::HEAD,
+        &format!("/v2/plain/x/manifests/{digest}"),
+        &[],
+    );
+    assert_eq!(h.status(), 200);
+    assert!(h_cache(&h).contains("hit"));
+    assert!(matches!(h.body(), Reply::Empty));
+    assert_eq!(h.headers()["content-length"], m.len().to_string().as_str());
+    assert_eq!(w.net.discarded.get(), discarded + 1);
+    assert_eq!(w.net.bytes_read.get(), m.len());
+    // Held under a type this client does not take: the store's body is let go, the upstream asked.
+    let discarded = w.net.discarded.get();
+    let r = get(
+        &w,
+        Method::GET,
+        &format!("/v2/plain/x/manifests/{digest}"),
+        &[("accept", INDEX)],
+    );
+    assert!(!h_cache(&r).contains("hit"));
+    assert_eq!(w.net.discarded.get(), discarded + 1);
 }
 
 #[test]

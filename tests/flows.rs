@@ -705,3 +705,104 @@ fn a_failed_token_fetch_is_not_waited_for_again() {
         1_000
     ));
 }
+
+/// A plain registry whose tags `t0`… are manifests just under the 4 MiB limit.
+fn big_manifests(n: usize) -> (FakeNet, Vec<Vec<u8>>) {
+    let manifests: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let mut m = format!(r#"{{"schemaVersion":2,"i":{i},"pad":""#).into_bytes();
+            m.resize(edgemirror::policy::MAX_MANIFEST - 64, b'x');
+            m.extend_from_slice(br#""}"#);
+            m
+        })
+        .collect();
+    let served = manifests.clone();
+    let net = FakeNet::new(move |req| {
+        let i = req
+            .url
+            .path()
+            .strip_prefix("/v2/big/manifests/t")
+            .and_then(|s| s.parse::<usize>().ok());
+        let Some(m) = i.and_then(|i| served.get(i)) else {
+            return resp(404, &[], b"");
+        };
+        resp(
+            200,
+            &[
+                (
+                    "content-type",
+                    "application/vnd.docker.distribution.manifest.v2+json",
+                ),
+                ("docker-content-digest", &sha(m)),
+                ("content-length", &m.len().to_string()),
+            ],
+            m,
+        )
+    });
+    (net, manifests)
+}
+
+#[test]
+fn concurrent_cold_manifests_are_read_a_budget_at_a_time_and_all_verified() {
+    use edgemirror::mirror::budget;
+    let (net, manifests) = big_manifests(8);
+    let w = World::new(net);
+    let paths: Vec<String> = (0..8)
+        .map(|i| format!("/v2/plain/big/manifests/t{i}"))
+        .collect();
+    let answers = w.get_all(&paths);
+    for (r, m) in answers.iter().zip(&manifests) {
+        assert_eq!(r.status(), 200);
+        assert_eq!(body(r), *m);
+        assert_eq!(r.headers()["docker-content-digest"], sha(m).as_str());
+    }
+    let peak = w.net.budget_peak.get();
+    assert!(peak <= budget::MANIFEST_BYTES, "{peak} held at once");
+    assert!(
+        peak >= 4 * manifests[0].len() as u64,
+        "four were read side by side: {peak}"
+    );
+    assert!(
+        w.net.pauses.borrow().iter().all(|&p| p == budget::POLL_MS)
+            && !w.net.pauses.borrow().is_empty(),
+        "the others waited for room: {:?}",
+        w.net.pauses.borrow()
+    );
+    assert_eq!(budget::held(), 0, "every reservation was given back");
+    assert_eq!(w.store.manifests.borrow().len(), 8);
+}
+
+#[test]
+fn a_manifest_that_gets_no_budget_waits_the_upstream_timeout_then_is_a_503_with_retry_after() {
+    use edgemirror::mirror::budget;
+    let (net, manifests) = big_manifests(1);
+    let w = World::new(net);
+    let hog = budget::try_reserve(budget::MANIFEST_BYTES).expect("the budget starts empty");
+    let (r, _) = w.get("/v2/plain/big/manifests/t0");
+    assert_eq!(r.status(), 503);
+    assert_eq!(error_code(&r), "UNAVAILABLE");
+    assert_eq!(r.headers()["retry-after"], "1");
+    let pauses = w.net.pauses.borrow().clone();
+    assert!(pauses.iter().all(|&p| p == budget::POLL_MS), "{pauses:?}");
+    assert_eq!(
+        pauses.iter().map(|&p| u64::from(p)).sum::<u64>(),
+        1_000,
+        "waited the session's upstream timeout"
+    );
+    assert_eq!(w.net.bytes_read.get(), 0, "the body was never read");
+    assert_eq!(
+        w.net.discarded.get(),
+        2,
+        "the HEAD's and the GET's bodies were let go"
+    );
+    assert!(w.store.manifests.borrow().is_empty() && w.store.tags.borrow().is_empty());
+    assert_eq!(
+        budget::held(),
+        budget::MANIFEST_BYTES,
+        "only the hog holds any"
+    );
+    drop(hog);
+    let (r, _) = w.get("/v2/plain/big/manifests/t0");
+    assert_eq!(r.status(), 200, "room again once the budget is given back");
+    assert_eq!(body(&r), manifests[0]);
+}

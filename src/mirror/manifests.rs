@@ -2,12 +2,18 @@
 //! they are stored or served. By tag: a tag record (tag → digest, per normalised Accept list) kept
 //! for the tag TTL, then revalidated with a HEAD (not a pull on Docker Hub); served stale only when
 //! the upstream fails, never after a 404.
+//!
+//! Memory: a hit is answered with the store's own body stream, so its bytes never enter wasm. A
+//! miss reads the bytes into wasm once, to hash them, within the isolate's manifest budget
+//! (`budget`), and hands them back to the runtime once (`Fetcher::body_of`) before they go to the
+//! client and the store.
 
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use sha2::Digest as _;
 
-use super::respond::{passed_headers, API_VERSION, API_VERSION_HEADER, DIGEST_HEADER};
+use super::budget;
+use super::respond::{oci_error, passed_headers, API_VERSION, API_VERSION_HEADER, DIGEST_HEADER};
 use super::{Reply, Request};
 use crate::cache_key;
 use crate::error::{ErrorCode, OciError};
@@ -32,13 +38,13 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A manifest response built from what the mirror holds.
+/// A manifest response built from what the mirror holds (headers from the record or the store's
+/// metadata, the body as the store gives it).
 fn cached_response<B>(
-    method: &Method,
     media_type: &str,
     digest: &str,
     size: u64,
-    body: Option<Vec<u8>>,
+    reply: Reply<B>,
 ) -> http::Response<Reply<B>> {
     let mut h = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(media_type) {
@@ -52,12 +58,31 @@ fn cached_response<B>(
     }
     h.insert(CONTENT_LENGTH, HeaderValue::from(size));
     h.insert(API_VERSION_HEADER, HeaderValue::from_static(API_VERSION));
-    let reply = match body {
-        Some(b) if *method != Method::HEAD => Reply::Bytes(b),
-        _ => Reply::Empty,
-    };
     let mut resp = http::Response::new(reply);
     *resp.headers_mut() = h;
+    resp
+}
+
+/// What a hit sends: the store's body as it is for a GET; for a HEAD nothing, the body let go
+/// unread.
+fn stored_body<F: Fetcher, S>(r: &Request<'_, F, S>, body: F::Body) -> Reply<F::Body> {
+    if *r.method == Method::HEAD {
+        r.session.fetcher.discard(body);
+        Reply::Empty
+    } else {
+        Reply::Upstream(body)
+    }
+}
+
+/// The 503 for a request that found no room in the manifest budget: the client retries shortly.
+fn busy<B>(method: &Method) -> http::Response<Reply<B>> {
+    let e = OciError::new(
+        ErrorCode::Unavailable,
+        "the mirror is reading as many manifests as it can at once; retry shortly",
+    );
+    let mut resp = oci_error(method, &e);
+    resp.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(budget::RETRY_AFTER_SECS));
     resp
 }
 
@@ -78,9 +103,8 @@ async fn by_digest<F: Fetcher, S: Store<Body = F::Body>>(
     let key = cache_key::manifest(&r.upstream.name, r.name, digest);
     if let Some(m) = r.store.manifest(&key).await {
         if r.accept.is_empty() || crate::policy::accepts(&r.accept, &m.media_type) {
-            let size = m.body.len() as u64;
-            let resp =
-                cached_response(r.method, &m.media_type, digest.as_str(), size, Some(m.body));
+            let reply = stored_body(r, m.body);
+            let resp = cached_response(&m.media_type, digest.as_str(), m.size, reply);
             return Ok((
                 resp,
                 CacheStatus::Hit {
@@ -88,6 +112,8 @@ async fn by_digest<F: Fetcher, S: Store<Body = F::Body>>(
                 },
             ));
         }
+        // Held in a type this client does not take: fetched for its Accept list instead.
+        r.session.fetcher.discard(m.body);
     }
     fetch(r, Some(digest), None).await
 }
@@ -151,7 +177,7 @@ async fn resolve<F: Fetcher, S: Store<Body = F::Body>>(
         };
         if let Some(held) = held_manifest(r, &rec).await {
             let rec = TagRecord {
-                size: held.len() as u64,
+                size: held.size,
                 ..rec
             };
             let facts = Facts {
@@ -162,14 +188,9 @@ async fn resolve<F: Fetcher, S: Store<Body = F::Body>>(
             };
             // Storing the record is best effort; the answer is the same either way.
             let _ = store_record(r, tag_key, facts, rec.clone());
+            let reply = stored_body(r, held.body);
             return Ok((
-                cached_response(
-                    r.method,
-                    &rec.media_type,
-                    &rec.digest,
-                    held.len() as u64,
-                    Some(held),
-                ),
+                cached_response(&rec.media_type, &rec.digest, rec.size, reply),
                 CacheStatus::Revalidated,
             ));
         }
@@ -188,20 +209,21 @@ async fn resolve<F: Fetcher, S: Store<Body = F::Body>>(
     ))
 }
 
-/// The stored bytes of the manifest a record points at, if held, accepted, and intact.
+/// The stored manifest a record points at, if held and accepted, its body unread. It is not
+/// hashed again: writes are verified before they are stored (`fetch` hashes the bytes, and the
+/// store is given exactly those bytes, by the runtime), so the store's stream goes to the client
+/// as it is and the bytes never enter wasm.
 async fn held_manifest<F: Fetcher, S: Store<Body = F::Body>>(
     r: &Request<'_, F, S>,
     rec: &TagRecord,
-) -> Option<Vec<u8>> {
+) -> Option<StoredManifest<F::Body>> {
     if !r.accept.is_empty() && !crate::policy::accepts(&r.accept, &rec.media_type) {
         return None;
     }
     let digest = Digest::parse(&rec.digest).ok()?;
-    let m = r
-        .store
+    r.store
         .manifest(&cache_key::manifest(&r.upstream.name, r.name, &digest))
-        .await?;
-    (digest_of(&m.body, &rec.digest) == rec.digest).then_some(m.body)
+        .await
 }
 
 /// A tag response from a record: a HEAD needs only the record, a GET the stored manifest too.
@@ -214,20 +236,18 @@ async fn from_record<F: Fetcher, S: Store<Body = F::Body>>(
             return None;
         }
         return Some(cached_response(
-            r.method,
             &rec.media_type,
             &rec.digest,
             rec.size,
-            None,
+            Reply::Empty,
         ));
     }
-    let body = held_manifest(r, rec).await?;
+    let held = held_manifest(r, rec).await?;
     Some(cached_response(
-        r.method,
         &rec.media_type,
         &rec.digest,
-        body.len() as u64,
-        Some(body),
+        held.size,
+        Reply::Upstream(held.body),
     ))
 }
 
@@ -358,6 +378,20 @@ async fn fetch<F: Fetcher, S: Store<Body = F::Body>>(
         return Ok((out, CacheStatus::Miss { stored }));
     }
 
+    // The bytes are read into wasm to be hashed: only so many at once in the isolate. The body
+    // waits unread meanwhile (its own deadline still runs).
+    let want_bytes = declared_len.unwrap_or(MAX_MANIFEST as u64);
+    let Some(reservation) =
+        budget::reserve(r.session.fetcher, want_bytes, r.session.timeout_ms).await
+    else {
+        r.session.fetcher.discard(body);
+        return Ok((
+            busy(r.method),
+            CacheStatus::Miss {
+                stored: Err("manifest memory budget full"),
+            },
+        ));
+    };
     let bytes = r
         .session
         .fetcher
@@ -373,7 +407,8 @@ async fn fetch<F: Fetcher, S: Store<Body = F::Body>>(
             )
             .with_status(502)
         })?;
-    if declared_len.is_some_and(|n| n != bytes.len() as u64) {
+    let size = bytes.len() as u64;
+    if declared_len.is_some_and(|n| n != size) {
         return Err(
             OciError::new(ErrorCode::Unavailable, "upstream sent a truncated manifest")
                 .with_status(502),
@@ -395,53 +430,67 @@ async fn fetch<F: Fetcher, S: Store<Body = F::Body>>(
         )
         .with_status(502));
     }
+    // Verified: from here on the runtime holds the bytes, once, and wasm lets go of them.
+    let body = r.session.fetcher.body_of(bytes);
+    drop(reservation);
+
     let mut headers = passed_headers(&parts.headers);
     if let Ok(v) = HeaderValue::from_str(&actual) {
         headers.insert(DIGEST_HEADER, v);
     }
-    let stored = match &media_type {
+    // The length read, also when the upstream sent the body chunked.
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(size));
+    let facts = Facts {
+        status: 200,
+        digest_ok: true,
+        has_digest_header: announced.is_some(),
+        content_length: Some(size),
+        ..Default::default()
+    };
+    let keep = match &media_type {
         None => Err("no Content-Type"),
-        Some(mt) => {
-            let facts = Facts {
-                status: 200,
-                digest_ok: true,
-                has_digest_header: announced.is_some(),
-                content_length: Some(bytes.len() as u64),
-                ..Default::default()
-            };
-            let stored = match (
-                Digest::parse(&actual),
-                decide(Kind::DigestManifest, &facts, &r.upstream.ttls),
-            ) {
-                (Ok(d), Decision::Cacheable { ttl, .. }) => {
-                    let key = cache_key::manifest(&r.upstream.name, r.name, &d);
-                    r.store.put_manifest(
-                        &key,
-                        StoredManifest {
-                            body: bytes.clone(),
-                            media_type: mt.clone(),
-                        },
-                        ttl,
-                    );
-                    Ok(())
-                }
-                (_, d) => Err(d.reason()),
-            };
-            match tag_key {
-                Some(key) if stored.is_ok() => {
+        Some(mt) => match (
+            Digest::parse(&actual),
+            decide(Kind::DigestManifest, &facts, &r.upstream.ttls),
+        ) {
+            (Ok(d), Decision::Cacheable { ttl, .. }) => Ok((
+                cache_key::manifest(&r.upstream.name, r.name, &d),
+                mt.clone(),
+                ttl,
+            )),
+            (_, d) => Err(d.reason()),
+        },
+    };
+    let (body, stored) = match keep {
+        Ok((key, media_type, ttl)) => {
+            // One branch for the client, one for the store: the runtime splits the stream.
+            let (to_client, to_store) = r.session.fetcher.tee(body);
+            r.store.put_manifest(
+                &key,
+                StoredManifest {
+                    body: to_store,
+                    media_type: media_type.clone(),
+                    size,
+                },
+                ttl,
+            );
+            let stored = match tag_key {
+                Some(tag_key) => {
                     let rec = TagRecord {
                         digest: actual.clone(),
-                        media_type: mt.clone(),
-                        size: bytes.len() as u64,
+                        media_type,
+                        size,
                         stored_at: r.session.now,
                     };
-                    store_record(r, key, facts, rec)
+                    store_record(r, tag_key, facts, rec)
                 }
-                _ => stored,
-            }
+                None => Ok(()),
+            };
+            (to_client, stored)
         }
+        Err(why) => (body, Err(why)),
     };
-    let mut out = http::Response::new(Reply::Bytes(bytes));
+    let mut out = http::Response::new(Reply::Upstream(body));
     *out.headers_mut() = headers;
     Ok((out, CacheStatus::Miss { stored }))
 }

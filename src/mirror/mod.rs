@@ -2,6 +2,7 @@
 //! Generic over the platform's body type; never reads a blob.
 
 pub mod blobs;
+pub mod budget;
 pub mod manifests;
 pub mod no_store;
 pub mod respond;

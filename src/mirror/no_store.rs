@@ -19,10 +19,10 @@ impl<B> Store for NoStore<B> {
     }
     fn put_tag(&self, _: &str, _: &crate::ports::TagRecord, _: u64) {}
     fn delete_tag(&self, _: &str) {}
-    async fn manifest(&self, _: &str) -> Option<StoredManifest> {
+    async fn manifest(&self, _: &str) -> Option<StoredManifest<B>> {
         None
     }
-    fn put_manifest(&self, _: &str, _: StoredManifest, _: u64) {}
+    fn put_manifest(&self, _: &str, _: StoredManifest<B>, _: u64) {}
     async fn blob(
         &self,
         _: &str,

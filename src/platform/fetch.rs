@@ -3,7 +3,8 @@
 
 use futures::future::{select, Either};
 use futures::pin_mut;
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use super::convert::{headers_from_runtime, headers_to_runtime, Body};
@@ -12,27 +13,65 @@ use crate::ports::{FetchError, Fetcher, UpstreamRequest};
 pub struct RuntimeFetcher;
 
 /// Bound on reading a small body (token JSON, an error envelope, a manifest) once headers came.
-const SMALL_BODY_TIMEOUT_MS: u64 = 30_000;
+const SMALL_BODY_TIMEOUT_MS: u32 = 30_000;
 
-async fn read_all(reader: &web_sys::ReadableStreamDefaultReader, limit: usize) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let chunk = JsFuture::from(reader.read()).await.ok()?;
-        let done = js_sys::Reflect::get(&chunk, &JsValue::from_str("done"))
-            .ok()?
-            .as_bool()
-            .unwrap_or(true);
-        if done {
-            return Some(out);
-        }
-        let value = js_sys::Reflect::get(&chunk, &JsValue::from_str("value")).ok()?;
-        let bytes = js_sys::Uint8Array::new(&value);
-        if out.len().saturating_add(bytes.length() as usize) > limit {
-            let _ = reader.cancel();
-            return None;
-        }
-        out.extend_from_slice(&bytes.to_vec());
+// The body is read on the JavaScript side and comes into wasm once, as one array of its exact
+// length: chunk by chunk into a growing Vec it would be copied per chunk and the Vec's doubling
+// would leave up to twice its size in linear memory, which never shrinks.
+#[wasm_bindgen(inline_js = r#"
+export async function read_limited(stream, limit, ms) {
+  const reader = stream.getReader();
+  let timer;
+  const late = new Promise((resolve) => { timer = setTimeout(() => resolve(null), ms); });
+  const chunks = [];
+  let total = 0;
+  try {
+    for (;;) {
+      const next = await Promise.race([reader.read(), late]);
+      if (next === null) {
+        reader.cancel().catch(() => {});
+        return null;
+      }
+      if (next.done) break;
+      const chunk = next.value instanceof Uint8Array ? next.value : new Uint8Array(next.value);
+      total += chunk.byteLength;
+      if (total > limit) {
+        reader.cancel().catch(() => {});
+        return null;
+      }
+      chunks.push(chunk);
     }
+  } catch {
+    return null;
+  } finally {
+    clearTimeout(timer);
+  }
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
+}
+
+export function stream_over(bytes) {
+  return new Response(bytes).body;
+}
+"#)]
+extern "C" {
+    /// The whole body as one `Uint8Array`, or `null` when it is over `limit` bytes, fails, or is
+    /// not done within `ms`.
+    #[wasm_bindgen(catch)]
+    async fn read_limited(
+        stream: web_sys::ReadableStream,
+        limit: f64,
+        ms: f64,
+    ) -> Result<JsValue, JsValue>;
+    /// A runtime stream over a JS-owned array.
+    #[wasm_bindgen(catch)]
+    fn stream_over(bytes: &js_sys::Uint8Array) -> Result<Option<web_sys::ReadableStream>, JsValue>;
 }
 
 fn unreachable(e: JsValue) -> FetchError {
@@ -94,18 +133,22 @@ impl Fetcher for RuntimeFetcher {
         let Some(stream) = body else {
             return Some(Vec::new());
         };
-        let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
-        let read = read_all(&reader, limit);
-        let timer = worker::Delay::from(std::time::Duration::from_millis(SMALL_BODY_TIMEOUT_MS));
-        pin_mut!(read);
-        pin_mut!(timer);
-        match select(read, timer).await {
-            Either::Left((out, _)) => out,
-            Either::Right(_) => {
-                let _ = reader.cancel();
-                None
-            }
-        }
+        let array = read_limited(stream, limit as f64, SMALL_BODY_TIMEOUT_MS.into())
+            .await
+            .ok()?
+            .dyn_into::<js_sys::Uint8Array>()
+            .ok()?;
+        // One copy into wasm, into a Vec of exactly the body's length.
+        Some(array.to_vec())
+    }
+
+    fn body_of(&self, bytes: Vec<u8>) -> Body {
+        // A JS-owned copy; the Vec is freed on return, so wasm holds the bytes no longer.
+        let array = js_sys::Uint8Array::from(bytes.as_slice());
+        drop(bytes);
+        // `Response` takes any array; should it refuse, the body is empty: the client sees a
+        // short body against the Content-Length (and retries), and the store keeps nothing.
+        stream_over(&array).ok().flatten()
     }
 
     fn tee(&self, body: Body) -> (Body, Body) {

@@ -9,6 +9,8 @@ use worker::{Bucket, Cache, Context, Headers, Response, ResponseBody, ScheduleCo
 use super::convert::Body;
 use super::verify;
 use crate::cache_key::object_name;
+use wasm_bindgen::JsCast;
+
 use crate::ports::{BlobLookup, RangeSpec, Store, StoredManifest, TagRecord};
 use crate::reference::clip;
 
@@ -93,13 +95,30 @@ impl Store for RuntimeStore<'_> {
         });
     }
 
-    async fn manifest(&self, key: &str) -> Option<StoredManifest> {
-        if let Ok(Some(mut resp)) = Cache::default().get(key, false).await {
-            let media_type = resp.headers().get("content-type").ok()??;
-            return Some(StoredManifest {
-                body: resp.bytes().await.ok()?,
-                media_type,
-            });
+    async fn manifest(&self, key: &str) -> Option<StoredManifest<Body>> {
+        // The stored entry's stream goes to the client as it is: the bytes never enter wasm.
+        if let Ok(Some(resp)) = Cache::default().get(key, false).await {
+            let header = |name: &str| resp.headers().get(name).ok().flatten();
+            let media_type = header("content-type");
+            // Entries written before the size header carry their Content-Length.
+            let size = header(SIZE_HEADER)
+                .or_else(|| header("content-length"))
+                .and_then(|v| v.parse::<u64>().ok());
+            let body = stream_of(&resp);
+            match (media_type, size) {
+                (Some(media_type), Some(size)) => {
+                    return Some(StoredManifest {
+                        body,
+                        media_type,
+                        size,
+                    })
+                }
+                _ => {
+                    if let Some(s) = body {
+                        let _ = s.cancel();
+                    }
+                }
+            }
         }
         let object = self
             .bucket
@@ -108,36 +127,74 @@ impl Store for RuntimeStore<'_> {
             .execute()
             .await
             .ok()??;
-        let media_type = object.http_metadata().content_type?;
-        let body = object.body()?.bytes().await.ok()?;
-        Some(StoredManifest { body, media_type })
+        let size = object.size();
+        let body = match object.body().map(|b| b.response_body()) {
+            Some(Ok(ResponseBody::Stream(s))) => Some(s),
+            _ => None,
+        };
+        let Some(media_type) = object.http_metadata().content_type else {
+            if let Some(s) = body {
+                let _ = s.cancel();
+            }
+            return None;
+        };
+        if body.is_none() && size > 0 {
+            return None;
+        }
+        Some(StoredManifest {
+            body,
+            media_type,
+            size,
+        })
     }
 
-    fn put_manifest(&self, key: &str, m: StoredManifest, keep_secs: u64) {
-        if let Some(bucket) = self.bucket.clone() {
-            let (name, body, media_type) = (
-                object_name(key).to_string(),
-                m.body.clone(),
-                m.media_type.clone(),
-            );
-            self.ctx.wait_until(async move {
-                let meta = worker::HttpMetadata {
-                    content_type: Some(media_type),
-                    ..Default::default()
+    fn put_manifest(&self, key: &str, m: StoredManifest<Body>, keep_secs: u64) {
+        // A manifest always has bytes; a body the runtime could not make is not worth keeping.
+        let Some(stream) = m.body else { return };
+        let size = m.size;
+        // R2 and the Cache API each get a branch of the runtime's stream. The bytes were read and
+        // verified before they became this stream (`Fetcher::body_of`, a JS-owned array), so
+        // its length is known and exact: no FixedLengthStream is needed, and workerd refuses to
+        // pipe a branch of such a stream into one ("Inter-TransformStream pipeTo").
+        let for_cache = match self.bucket.clone() {
+            Some(bucket) => {
+                let pair = stream.tee();
+                let (Ok(for_cache), Ok(for_r2)) = (
+                    pair.get(0).dyn_into::<web_sys::ReadableStream>(),
+                    pair.get(1).dyn_into::<web_sys::ReadableStream>(),
+                ) else {
+                    return;
                 };
-                if let Err(e) = bucket
-                    .put(name.as_str(), body)
-                    .http_metadata(meta)
-                    .execute()
-                    .await
-                {
-                    log_failure("manifest", &name, e);
-                }
-            });
-        }
+                let (name, media_type) = (object_name(key).to_string(), m.media_type.clone());
+                self.ctx.wait_until(async move {
+                    let meta = worker::HttpMetadata {
+                        content_type: Some(media_type),
+                        ..Default::default()
+                    };
+                    match bucket
+                        .put(name.as_str(), for_r2)
+                        .http_metadata(meta)
+                        .execute()
+                        .await
+                    {
+                        Ok(_) => worker::console_log!(
+                            "{}",
+                            serde_json::json!({"msg": "stored", "what": "manifest", "store": "r2", "key": name})
+                        ),
+                        Err(e) => log_failure("manifest", &name, e),
+                    }
+                });
+                for_cache
+            }
+            None => stream,
+        };
         let resp = response(
-            ResponseBody::Body(m.body),
-            &[("content-type", m.media_type)],
+            ResponseBody::Stream(for_cache),
+            &[
+                ("content-type", m.media_type),
+                ("content-length", size.to_string()),
+                (SIZE_HEADER, size.to_string()),
+            ],
             keep_secs,
         );
         self.ctx

@@ -84,7 +84,7 @@ pub async fn cache_put(
 
 /// Bytes of a hex string (a digest's encoded part).
 pub fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     (0..hex.len())

@@ -31,9 +31,15 @@ pub struct FakeNet {
     pub seen: RefCell<Vec<UpstreamRequest>>,
     /// Every pause before a retry, in milliseconds.
     pub pauses: RefCell<Vec<u32>>,
-    /// When set, every fetch and pause lets other tasks run first (requests interleave as they
-    /// do in one isolate).
+    /// When set, every fetch, body read and pause lets other tasks run first (requests
+    /// interleave as they do in one isolate).
     pub interleave: Cell<bool>,
+    /// Bytes read into the core with `read_small` (what enters wasm in the worker).
+    pub bytes_read: Cell<usize>,
+    /// Bodies let go unread.
+    pub discarded: Cell<usize>,
+    /// The most manifest budget ever held while a body was being read.
+    pub budget_peak: Cell<u64>,
 }
 
 /// Pending once, then ready: lets the executor run the other futures of a join.
@@ -63,6 +69,9 @@ impl FakeNet {
             seen: RefCell::new(Vec::new()),
             pauses: RefCell::new(Vec::new()),
             interleave: Cell::new(false),
+            bytes_read: Cell::new(0),
+            discarded: Cell::new(0),
+            budget_peak: Cell::new(0),
         }
     }
     /// How many requests went to `host`.
@@ -102,11 +111,26 @@ impl Fetcher for FakeNet {
         (self.handler)(req)
     }
     async fn read_small(&self, body: Vec<u8>, limit: usize) -> Option<Vec<u8>> {
-        (body.len() <= limit).then_some(body)
+        let held = edgemirror::mirror::budget::held();
+        self.budget_peak.set(self.budget_peak.get().max(held));
+        if self.interleave.get() {
+            // A body takes a while to arrive: other requests run meanwhile.
+            YieldNow(false).await;
+        }
+        if body.len() > limit {
+            return None;
+        }
+        self.bytes_read.set(self.bytes_read.get() + body.len());
+        Some(body)
     }
-    fn discard(&self, _body: Vec<u8>) {}
+    fn discard(&self, _body: Vec<u8>) {
+        self.discarded.set(self.discarded.get() + 1);
+    }
     fn tee(&self, body: Vec<u8>) -> (Vec<u8>, Vec<u8>) {
         (body.clone(), body)
+    }
+    fn body_of(&self, bytes: Vec<u8>) -> Vec<u8> {
+        bytes
     }
     async fn pause(&self, ms: u32) {
         if self.interleave.get() {
@@ -117,11 +141,14 @@ impl Fetcher for FakeNet {
 }
 
 /// An in-memory store that counts what it is asked, and (like R2's sha256 check) refuses a blob
-/// whose bytes do not hash to its digest or whose length is not the announced one.
+/// whose bytes do not hash to its digest or whose length is not the announced one (and, like a
+/// fixed-length put, a manifest whose length is not the announced one).
 #[derive(Default)]
 pub struct FakeStore {
     pub tags: RefCell<HashMap<String, TagRecord>>,
-    pub manifests: RefCell<HashMap<String, StoredManifest>>,
+    pub manifests: RefCell<HashMap<String, StoredManifest<Vec<u8>>>>,
+    /// Stored manifests handed out (each a body the caller passes on or discards).
+    pub manifest_hits: Cell<usize>,
     pub blobs: RefCell<HashMap<String, Vec<u8>>>,
     pub refused: Cell<usize>,
     pub notes: RefCell<HashMap<String, String>>,
@@ -150,10 +177,16 @@ impl Store for FakeStore {
     fn delete_tag(&self, key: &str) {
         self.tags.borrow_mut().remove(key);
     }
-    async fn manifest(&self, key: &str) -> Option<StoredManifest> {
-        self.manifests.borrow().get(key).cloned()
+    async fn manifest(&self, key: &str) -> Option<StoredManifest<Vec<u8>>> {
+        let m = self.manifests.borrow().get(key).cloned()?;
+        self.manifest_hits.set(self.manifest_hits.get() + 1);
+        Some(m)
     }
-    fn put_manifest(&self, key: &str, m: StoredManifest, _keep: u64) {
+    fn put_manifest(&self, key: &str, m: StoredManifest<Vec<u8>>, _keep: u64) {
+        if m.body.len() as u64 != m.size {
+            self.refused.set(self.refused.get() + 1);
+            return;
+        }
         self.manifests.borrow_mut().insert(key.to_string(), m);
     }
     async fn blob(&self, key: &str, range: Option<RangeSpec>, head: bool) -> BlobLookup<Vec<u8>> {
