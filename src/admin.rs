@@ -277,7 +277,12 @@ mod tests {
     };
 
     fn base() -> Config {
-        Config::from_vars(&Vars { upstreams: Some(r#"{"docker.io": {"registry": "https://hub", "prefixes": ["docker.io"], "library": true}}"#), ..Default::default() }).unwrap()
+        Config::from_vars(&Vars {
+            upstreams: Some(r#"{"docker.io": {"registry": "https://hub", "prefixes": ["docker.io"], "library": true}}"#),
+            upstream_secrets: Some("HUB_CREDS, ACCESS_ID"),
+            ..Default::default()
+        })
+        .unwrap()
     }
 
     fn call(
@@ -378,6 +383,30 @@ mod tests {
             assert!(log.is_none());
         }
         assert_eq!(*s.0.borrow(), None);
+    }
+
+    /// Whoever holds the admin token must not be able to send the mirror's own secrets, or secrets
+    /// not meant for upstreams, to a registry of their choosing.
+    #[test]
+    fn stored_upstreams_name_only_designated_secrets() {
+        let s = Mem::default();
+        for (body, secret) in [
+            (r#"{"registry": "https://evil.example", "credentials": "ADMIN_TOKEN"}"#, "ADMIN_TOKEN"),
+            (r#"{"registry": "https://evil.example", "credentials": "MIRROR_CREDENTIALS"}"#, "MIRROR_CREDENTIALS"),
+            (r#"{"registry": "https://evil.example", "headers": {"X-Steal": "ADMIN_TOKEN"}}"#, "ADMIN_TOKEN"),
+            (r#"{"registry": "https://evil.example", "credentials": "OTHER_SECRET"}"#, "OTHER_SECRET"),
+            (r#"{"registry": "https://evil.example", "headers": {"X-Steal": "OTHER_SECRET"}}"#, "OTHER_SECRET"),
+        ] {
+            let (st, e, log) = call(&s, Method::PUT, "/_admin/upstreams/evil", AUTH, body);
+            assert_eq!(st, 400, "{body}");
+            let m = e["errors"][0]["message"].as_str().unwrap();
+            assert!(m.contains("UPSTREAMS.evil."), "{m}");
+            assert!(log.is_none(), "{secret}: nothing stored");
+        }
+        assert_eq!(*s.0.borrow(), None);
+        // A secret listed in UPSTREAM_SECRETS may be named.
+        let ok = r#"{"registry": "https://reg.example", "prefixes": ["reg"], "credentials": "HUB_CREDS", "headers": {"X-Id": "ACCESS_ID"}}"#;
+        assert_eq!(call(&s, Method::PUT, "/_admin/upstreams/reg", AUTH, ok).0, 200);
     }
 
     #[test]
