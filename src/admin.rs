@@ -391,11 +391,26 @@ mod tests {
     fn stored_upstreams_name_only_designated_secrets() {
         let s = Mem::default();
         for (body, secret) in [
-            (r#"{"registry": "https://evil.example", "credentials": "ADMIN_TOKEN"}"#, "ADMIN_TOKEN"),
-            (r#"{"registry": "https://evil.example", "credentials": "MIRROR_CREDENTIALS"}"#, "MIRROR_CREDENTIALS"),
-            (r#"{"registry": "https://evil.example", "headers": {"X-Steal": "ADMIN_TOKEN"}}"#, "ADMIN_TOKEN"),
-            (r#"{"registry": "https://evil.example", "credentials": "OTHER_SECRET"}"#, "OTHER_SECRET"),
-            (r#"{"registry": "https://evil.example", "headers": {"X-Steal": "OTHER_SECRET"}}"#, "OTHER_SECRET"),
+            (
+                r#"{"registry": "https://evil.example", "credentials": "ADMIN_TOKEN"}"#,
+                "ADMIN_TOKEN",
+            ),
+            (
+                r#"{"registry": "https://evil.example", "credentials": "MIRROR_CREDENTIALS"}"#,
+                "MIRROR_CREDENTIALS",
+            ),
+            (
+                r#"{"registry": "https://evil.example", "headers": {"X-Steal": "ADMIN_TOKEN"}}"#,
+                "ADMIN_TOKEN",
+            ),
+            (
+                r#"{"registry": "https://evil.example", "credentials": "OTHER_SECRET"}"#,
+                "OTHER_SECRET",
+            ),
+            (
+                r#"{"registry": "https://evil.example", "headers": {"X-Steal": "OTHER_SECRET"}}"#,
+                "OTHER_SECRET",
+            ),
         ] {
             let (st, e, log) = call(&s, Method::PUT, "/_admin/upstreams/evil", AUTH, body);
             assert_eq!(st, 400, "{body}");
@@ -406,7 +421,10 @@ mod tests {
         assert_eq!(*s.0.borrow(), None);
         // A secret listed in UPSTREAM_SECRETS may be named.
         let ok = r#"{"registry": "https://reg.example", "prefixes": ["reg"], "credentials": "HUB_CREDS", "headers": {"X-Id": "ACCESS_ID"}}"#;
-        assert_eq!(call(&s, Method::PUT, "/_admin/upstreams/reg", AUTH, ok).0, 200);
+        assert_eq!(
+            call(&s, Method::PUT, "/_admin/upstreams/reg", AUTH, ok).0,
+            200
+        );
     }
 
     #[test]
