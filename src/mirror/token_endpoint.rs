@@ -73,26 +73,6 @@ fn params(req: &Incoming) -> Result<Params, OciError> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wrapped_tokens_open_only_for_their_upstream() {
-        let t = wrap_token("docker.io", "eyJ.a~b.c");
-        assert_eq!(unwrap_token("docker.io", &t), Some("eyJ.a~b.c"));
-        assert_eq!(unwrap_token("ghcr.io", &t), None);
-        assert_eq!(unwrap_token("docker", &t), None);
-        assert_eq!(
-            unwrap_token("docker.io", "eyJ.a.c"),
-            None,
-            "not one of ours"
-        );
-        assert_eq!(unwrap_token("docker.io", "emu~docker.io~"), None);
-        assert_eq!(unwrap_token("docker.io", ANONYMOUS_TOKEN), None);
-    }
-}
-
 /// `repository:<client name>:<actions>` → `repository:<upstream name>:pull`, if it names `up`.
 pub fn rewrite_scope(config: &Config, host: &str, up: &Upstream, scope: &str) -> Option<String> {
     let rest = scope.strip_prefix("repository:")?;
@@ -256,4 +236,24 @@ pub async fn serve<F: Fetcher>(
         "application/json",
         serde_json::to_vec(&token).unwrap_or_default(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapped_tokens_open_only_for_their_upstream() {
+        let t = wrap_token("docker.io", "eyJ.a~b.c");
+        assert_eq!(unwrap_token("docker.io", &t), Some("eyJ.a~b.c"));
+        assert_eq!(unwrap_token("ghcr.io", &t), None);
+        assert_eq!(unwrap_token("docker", &t), None);
+        assert_eq!(
+            unwrap_token("docker.io", "eyJ.a.c"),
+            None,
+            "not one of ours"
+        );
+        assert_eq!(unwrap_token("docker.io", "emu~docker.io~"), None);
+        assert_eq!(unwrap_token("docker.io", ANONYMOUS_TOKEN), None);
+    }
 }
