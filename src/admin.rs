@@ -1,11 +1,14 @@
 //! The admin API, on only when an admin token is set: `GET /_admin/upstreams`, and
 //! `GET/PUT/DELETE /_admin/upstreams/NAME`, changing the stored overrides of the upstream table
-//! (see `Config::with_overrides`). `Authorization: Bearer <token>` is compared in constant time.
-//! Everything it answers is an OCI-style JSON error or JSON; nothing it shows holds a secret.
+//! (see `Config::with_overrides`). `Authorization: Bearer <token>` is compared in constant time,
+//! and checked (`authorize`) before the platform reads any request body. Stored upstreams may name
+//! only the secrets in `UPSTREAM_SECRETS`. Everything it answers is an OCI-style JSON error or
+//! JSON; nothing it shows holds a secret.
 
 use std::collections::BTreeMap;
 
 use http::{Method, StatusCode};
+use subtle::ConstantTimeEq;
 
 use crate::config::{Config, Upstream};
 use crate::error::{ErrorCode, OciError};
@@ -31,13 +34,45 @@ pub fn is_admin_path(path: &str) -> bool {
     path == PREFIX || path.starts_with("/_admin/")
 }
 
-/// Equal strings, compared without an early exit.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
-    for i in 0..a.len().max(b.len()) {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
-    }
-    diff == 0
+/// Whether `authorization` carries the admin token (compared in constant time).
+pub fn authorized(admin: &Admin<'_>, authorization: Option<&str>) -> bool {
+    let presented = authorization
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let equal = bool::from(presented.as_bytes().ct_eq(admin.token.as_bytes()));
+    equal && !admin.token.is_empty()
+}
+
+/// The answer without the admin token.
+pub fn unauthorized() -> http::Response<Vec<u8>> {
+    error(OciError::new(
+        ErrorCode::Unauthorized,
+        "admin token required",
+    ))
+}
+
+/// The answer for a client over its limit of failed admin attempts.
+pub fn too_many_attempts(retry_after: u64) -> http::Response<Vec<u8>> {
+    let mut r = error(OciError::new(
+        ErrorCode::TooManyRequests,
+        format!("too many failed admin attempts; retry in {retry_after} s"),
+    ));
+    r.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from(retry_after),
+    );
+    r
+}
+
+/// The answer for a body past `MAX_BODY`.
+pub fn too_large() -> http::Response<Vec<u8>> {
+    error(
+        OciError::new(
+            ErrorCode::Unsupported,
+            format!("request body larger than {MAX_BODY} bytes"),
+        )
+        .with_status(413),
+    )
 }
 
 fn json(status: StatusCode, value: &serde_json::Value) -> http::Response<Vec<u8>> {
@@ -93,17 +128,8 @@ pub async fn handle<C: ConfigStore>(
             None,
         );
     };
-    let presented = authorization
-        .and_then(|a| a.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if !constant_time_eq(presented.as_bytes(), admin.token.as_bytes()) || admin.token.is_empty() {
-        return (
-            error(OciError::new(
-                ErrorCode::Unauthorized,
-                "admin token required",
-            )),
-            None,
-        );
+    if !authorized(admin, authorization) {
+        return (unauthorized(), None);
     }
     let name = match path.strip_prefix("/_admin/upstreams") {
         Some("") | Some("/") => None,
@@ -277,7 +303,12 @@ mod tests {
     };
 
     fn base() -> Config {
-        Config::from_vars(&Vars { upstreams: Some(r#"{"docker.io": {"registry": "https://hub", "prefixes": ["docker.io"], "library": true}}"#), ..Default::default() }).unwrap()
+        Config::from_vars(&Vars {
+            upstreams: Some(r#"{"docker.io": {"registry": "https://hub", "prefixes": ["docker.io"], "library": true}}"#),
+            upstream_secrets: Some("HUB_CREDS, ACCESS_ID"),
+            ..Default::default()
+        })
+        .unwrap()
     }
 
     fn call(
@@ -380,6 +411,48 @@ mod tests {
         assert_eq!(*s.0.borrow(), None);
     }
 
+    /// Whoever holds the admin token must not be able to send the mirror's own secrets, or secrets
+    /// not meant for upstreams, to a registry of their choosing.
+    #[test]
+    fn stored_upstreams_name_only_designated_secrets() {
+        let s = Mem::default();
+        for (body, secret) in [
+            (
+                r#"{"registry": "https://evil.example", "credentials": "ADMIN_TOKEN"}"#,
+                "ADMIN_TOKEN",
+            ),
+            (
+                r#"{"registry": "https://evil.example", "credentials": "MIRROR_CREDENTIALS"}"#,
+                "MIRROR_CREDENTIALS",
+            ),
+            (
+                r#"{"registry": "https://evil.example", "headers": {"X-Steal": "ADMIN_TOKEN"}}"#,
+                "ADMIN_TOKEN",
+            ),
+            (
+                r#"{"registry": "https://evil.example", "credentials": "OTHER_SECRET"}"#,
+                "OTHER_SECRET",
+            ),
+            (
+                r#"{"registry": "https://evil.example", "headers": {"X-Steal": "OTHER_SECRET"}}"#,
+                "OTHER_SECRET",
+            ),
+        ] {
+            let (st, e, log) = call(&s, Method::PUT, "/_admin/upstreams/evil", AUTH, body);
+            assert_eq!(st, 400, "{body}");
+            let m = e["errors"][0]["message"].as_str().unwrap();
+            assert!(m.contains("UPSTREAMS.evil."), "{m}");
+            assert!(log.is_none(), "{secret}: nothing stored");
+        }
+        assert_eq!(*s.0.borrow(), None);
+        // A secret listed in UPSTREAM_SECRETS may be named.
+        let ok = r#"{"registry": "https://reg.example", "prefixes": ["reg"], "credentials": "HUB_CREDS", "headers": {"X-Id": "ACCESS_ID"}}"#;
+        assert_eq!(
+            call(&s, Method::PUT, "/_admin/upstreams/reg", AUTH, ok).0,
+            200
+        );
+    }
+
     #[test]
     fn wrong_missing_or_almost_right_tokens_get_401_and_change_nothing() {
         let s = Mem::default();
@@ -439,11 +512,23 @@ mod tests {
     }
 
     #[test]
-    fn constant_time_equality() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
-        assert!(!constant_time_eq(b"", b"a"));
-        assert!(constant_time_eq(b"", b""));
+    fn only_the_exact_token_is_authorized() {
+        assert!(authorized(&ADMIN, AUTH));
+        for a in [
+            None,
+            Some("Bearer "),
+            Some("Bearer s3cret-admin-toke"),
+            Some("s3cret-admin-token"),
+        ] {
+            assert!(!authorized(&ADMIN, a), "{a:?}");
+        }
+        let empty = Admin {
+            token: "",
+            name: "x",
+        };
+        assert!(!authorized(&empty, Some("Bearer ")));
+        assert_eq!(unauthorized().status(), 401);
+        assert_eq!(too_many_attempts(30).headers()["retry-after"], "30");
+        assert_eq!(too_large().status(), 413);
     }
 }

@@ -35,6 +35,12 @@ pub struct Upstream {
     pub headers: Vec<(String, String)>,
     /// Name of the secret holding the operator's `user:password` (or token) for this upstream.
     pub credentials: Option<String>,
+    /// Token realms (origins) besides the registry's own that may receive credentials: the
+    /// operator's and clients' logins go nowhere else.
+    pub realms: Vec<String>,
+    /// Whether clients' own logins are passed on to this upstream; `None`: only for the default
+    /// upstream (see `Config::takes_client_logins`).
+    pub client_logins: Option<bool>,
 }
 
 /// The validated mirror configuration.
@@ -54,6 +60,9 @@ pub struct Config {
     pub trusted: Vec<crate::ratelimit::Cidr>,
     /// Pulls per client per window; `None` when off.
     pub rate_limit: Option<crate::ratelimit::Limit>,
+    /// Secrets the admin API's stored upstreams may name (`UPSTREAM_SECRETS`); the static table
+    /// may name any secret but the mirror's own.
+    pub upstream_secrets: Vec<String>,
 }
 
 /// Upstream requests a scheduled run makes at most by default: under the free plan's 50 subrequests.
@@ -92,6 +101,8 @@ pub struct Vars<'a> {
     pub allow_cidrs: Option<&'a str>,
     pub trusted_cidrs: Option<&'a str>,
     pub rate_limit: Option<&'a str>,
+    /// `UPSTREAM_SECRETS`: a JSON list or comma-separated names.
+    pub upstream_secrets: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -113,6 +124,9 @@ struct RawUpstream {
     #[serde(default)]
     headers: BTreeMap<String, String>,
     credentials: Option<String>,
+    #[serde(default)]
+    realms: Vec<String>,
+    client_logins: Option<bool>,
 }
 
 /// Headers the mirror sets itself, or that would carry someone else's credentials.
@@ -129,29 +143,78 @@ const RESERVED_HEADERS: &[&str] = &[
     "cookie",
 ];
 
+/// Names of the mirror's own variables, secrets and bindings: never an upstream's secret (the
+/// admin API could otherwise send `ADMIN_TOKEN` to a registry of its choosing).
+pub const MIRROR_OWN_NAMES: &[&str] = &[
+    "ADMIN_TOKEN",
+    "ADMIN_TOKEN_NAME",
+    "MIRROR_CREDENTIALS",
+    "UPSTREAMS",
+    "UPSTREAM_SECRETS",
+    "DEFAULT_UPSTREAM",
+    "UPSTREAM_TIMEOUT_MS",
+    "PREWARM",
+    "PREWARM_BUDGET",
+    "ALLOW_CIDRS",
+    "TRUSTED_CIDRS",
+    "RATE_LIMIT",
+    "CONFIG_RELOAD_SECS",
+    "CONFIG",
+    "RATELIMIT",
+    "BLOBS",
+];
+
+/// What is wrong with a secret's name, without repeating it: it may be the secret itself pasted
+/// in by mistake, and configuration errors are shown on `/healthz` and in every 503.
+fn secret_name_problem(name: &str) -> Option<&'static str> {
+    let shaped = name.len() <= 64
+        && name.bytes().next().is_some_and(|b| b.is_ascii_uppercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    if !shaped {
+        return Some("must be the name of a secret (capital letters, digits and _, like HUB_CREDS), not the value itself");
+    }
+    MIRROR_OWN_NAMES
+        .contains(&name)
+        .then_some("names one of the mirror's own variables or secrets, which never go upstream")
+}
+
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 fn check_headers(headers: BTreeMap<String, String>) -> Result<Vec<(String, String)>, String> {
     headers
         .into_iter()
         .map(|(name, secret)| {
-            let token = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-            if !token || RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            if !is_header_name(&name) {
+                return Err("a header name is not a valid HTTP header name".into());
+            }
+            if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
                 return Err(format!("{name:?} is not a header the mirror can send"));
             }
-            if secret.is_empty()
-                || !secret
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            {
-                return Err(format!(
-                    "the value of {name:?} must name a secret (letters, digits, _), not hold it"
-                ));
+            if let Some(p) = secret_name_problem(&secret) {
+                return Err(format!("the value of {name:?} {p}"));
             }
             Ok((name.to_ascii_lowercase(), secret))
         })
         .collect()
+}
+
+/// A value as it may be shown in an error: a URL's user information hidden.
+fn shown(value: &str) -> String {
+    match (value.find("://"), value.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***{}", &value[..scheme], &value[at..])
+        }
+        (None, Some(at)) => format!("***{}", &value[at..]),
+        _ => value.to_string(),
+    }
 }
 
 /// Longest lifetime accepted (ten years), so arithmetic on `now + ttl` stays far from overflow.
@@ -186,15 +249,26 @@ pub fn parse_duration(value: &serde_json::Value) -> Result<u64, String> {
     Ok(secs)
 }
 
-/// Public registries the mirror knows out of the box: (name, registry, library/).
-const BUILT_IN: &[(&str, &str, bool)] = &[
-    (DOCKER_HUB, "https://registry-1.docker.io", true),
-    ("ghcr.io", "https://ghcr.io", false),
-    ("quay.io", "https://quay.io", false),
-    ("gcr.io", "https://gcr.io", false),
-    ("registry.k8s.io", "https://registry.k8s.io", false),
-    ("public.ecr.aws", "https://public.ecr.aws", false),
-    ("nvcr.io", "https://nvcr.io", false),
+/// Public registries the mirror knows out of the box: (name, registry, library/, token realms on
+/// another origin). The others' realms are on their own origin.
+const BUILT_IN: &[(&str, &str, bool, &[&str])] = &[
+    (
+        DOCKER_HUB,
+        "https://registry-1.docker.io",
+        true,
+        &["https://auth.docker.io"],
+    ),
+    ("ghcr.io", "https://ghcr.io", false, &[]),
+    ("quay.io", "https://quay.io", false, &[]),
+    ("gcr.io", "https://gcr.io", false, &[]),
+    ("registry.k8s.io", "https://registry.k8s.io", false, &[]),
+    ("public.ecr.aws", "https://public.ecr.aws", false, &[]),
+    (
+        "nvcr.io",
+        "https://nvcr.io",
+        false,
+        &["https://authn.nvidia.com"],
+    ),
 ];
 
 impl Config {
@@ -202,7 +276,7 @@ impl Config {
     pub fn built_in() -> Config {
         let upstreams = BUILT_IN
             .iter()
-            .map(|(name, registry, library)| Upstream {
+            .map(|(name, registry, library, realms)| Upstream {
                 name: name.to_string(),
                 registry: registry.to_string(),
                 hosts: vec![],
@@ -212,6 +286,8 @@ impl Config {
                 ttls: Ttls::default(),
                 headers: vec![],
                 credentials: None,
+                realms: realms.iter().map(|r| r.to_string()).collect(),
+                client_logins: None,
             })
             .collect();
         Config {
@@ -223,6 +299,7 @@ impl Config {
             allow: vec![],
             trusted: vec![],
             rate_limit: None,
+            upstream_secrets: vec![],
         }
     }
 
@@ -238,6 +315,7 @@ impl Config {
                 allow: vec![],
                 trusted: vec![],
                 rate_limit: None,
+                upstream_secrets: vec![],
             },
         };
         config.default = match vars.default_upstream.map(str::trim) {
@@ -304,7 +382,18 @@ impl Config {
                 )
             })?),
         };
+        config.upstream_secrets = parse_upstream_secrets(vars.upstream_secrets)?;
         Ok(config)
+    }
+
+    /// Whether clients' own logins may go to `upstream` (by default, to the default upstream only:
+    /// a Docker Hub password must not reach ghcr.io's realm).
+    pub fn takes_client_logins(&self, upstream: &Upstream) -> bool {
+        upstream.client_logins.unwrap_or_else(|| {
+            self.default
+                .and_then(|i| self.get(i))
+                .is_some_and(|d| d.name == upstream.name)
+        })
     }
 
     /// This table with stored overrides applied: `{"name": {...upstream...} | null}`, where `null`
@@ -334,7 +423,9 @@ impl Config {
             let before = out.upstreams.clone();
             out.upstreams.retain(|u| u.name != name);
             if !value.is_null() {
-                match parse_table(&serde_json::json!({ name.clone(): value }).to_string()) {
+                let parsed = parse_table(&serde_json::json!({ name.clone(): value }).to_string())
+                    .and_then(|one| self.only_designated_secrets(one));
+                match parsed {
                     Ok(mut one) => out.upstreams.append(&mut one),
                     Err(e) => {
                         out.upstreams = before;
@@ -356,6 +447,48 @@ impl Config {
     pub fn get(&self, index: usize) -> Option<&Upstream> {
         self.upstreams.get(index)
     }
+
+    /// Stored upstreams (the admin API's) may name only the secrets listed in `UPSTREAM_SECRETS`.
+    fn only_designated_secrets(
+        &self,
+        upstreams: Vec<Upstream>,
+    ) -> Result<Vec<Upstream>, ConfigError> {
+        for u in &upstreams {
+            let named = u
+                .credentials
+                .iter()
+                .map(|c| ("credentials", c))
+                .chain(u.headers.iter().map(|(_, s)| ("headers", s)));
+            for (field, secret) in named {
+                if !self.upstream_secrets.contains(secret) {
+                    return Err(err(
+                        format!("UPSTREAMS.{}.{field}", u.name),
+                        format!("secret {secret} is not listed in UPSTREAM_SECRETS (the secrets the admin API may name)"),
+                    ));
+                }
+            }
+        }
+        Ok(upstreams)
+    }
+}
+
+/// `UPSTREAM_SECRETS`: `["HUB_CREDS", "ACCESS_ID"]` or `HUB_CREDS, ACCESS_ID`.
+fn parse_upstream_secrets(text: Option<&str>) -> Result<Vec<String>, ConfigError> {
+    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(vec![]);
+    };
+    let names: Vec<String> = serde_json::from_str(text).unwrap_or_else(|_| {
+        text.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    });
+    for n in &names {
+        if let Some(p) = secret_name_problem(n) {
+            return Err(err("UPSTREAM_SECRETS", format!("an entry {p}")));
+        }
+    }
+    Ok(names)
 }
 
 /// `["docker.io/library/alpine:latest", "ghcr.io/owner/img:v1", "alpine:3.19"]`: names as a client
@@ -396,7 +529,24 @@ fn parse_table(text: &str) -> Result<Vec<Upstream>, ConfigError> {
         } else {
             format!("UPSTREAMS.{path}")
         };
-        err(field, e.into_inner().to_string())
+        // serde's message quotes the value: not for the fields that name secrets.
+        let segments: Vec<&str> = path.split('.').collect();
+        let problem = match segments.get(1).copied() {
+            Some("credentials") => {
+                "must be the name of a secret (a string), not the value itself".to_string()
+            }
+            Some("headers") => {
+                "must map header names to names of secrets ({\"X-Header\": \"SECRET_NAME\"})"
+                    .to_string()
+            }
+            Some("registry") => "must be an http:// or https:// URL (a string)".to_string(),
+            _ => e.into_inner().to_string(),
+        };
+        let field = match segments.get(1) {
+            Some(&"headers") => format!("UPSTREAMS.{}.headers", segments[0]),
+            _ => field,
+        };
+        err(field, problem)
     })?;
     if raw.is_empty() {
         return Err(err("UPSTREAMS", "names no upstream"));
@@ -448,17 +598,18 @@ fn parse_table(text: &str) -> Result<Vec<Upstream>, ConfigError> {
             }
         }
         let headers = check_headers(raw.headers).map_err(|p| err(field("headers"), p))?;
-        if let Some(c) = raw
-            .credentials
-            .as_deref()
-            .filter(|c| c.is_empty() || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
-        {
+        if let Some(p) = raw.credentials.as_deref().and_then(secret_name_problem) {
+            return Err(err(field("credentials"), p));
+        }
+        let realms = raw
+            .realms
+            .iter()
+            .map(|r| normalise_registry(r).map_err(|p| err(field("realms"), p)))
+            .collect::<Result<Vec<_>, _>>()?;
+        if registry.starts_with("https:") && realms.iter().any(|r| r.starts_with("http:")) {
             return Err(err(
-                field("credentials"),
-                format!(
-                    "{:?} must name a secret (letters, digits, _), not hold it",
-                    crate::reference::clip(c)
-                ),
+                field("realms"),
+                "an https:// registry's credentials never go to a plain http:// realm",
             ));
         }
         if !name
@@ -480,6 +631,8 @@ fn parse_table(text: &str) -> Result<Vec<Upstream>, ConfigError> {
             ttls,
             headers,
             credentials: raw.credentials,
+            realms,
+            client_logins: raw.client_logins,
         });
     }
     check_all_unique(&upstreams)?;
@@ -531,18 +684,25 @@ fn is_host(h: &str) -> bool {
 
 /// `https://host[:port][/]` → `https://host[:port]`; anything else is refused with a reason.
 fn normalise_registry(value: &str) -> Result<String, String> {
-    let url = url::Url::parse(value).map_err(|e| format!("{value:?} is not a URL ({e})"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("{value:?} must be an http:// or https:// URL"));
-    }
+    let url =
+        url::Url::parse(value).map_err(|e| format!("{:?} is not a URL ({e})", shown(value)))?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err("must not contain credentials (use secrets for upstream credentials)".into());
     }
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "{:?} must be an http:// or https:// URL",
+            shown(value)
+        ));
+    }
     if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("{value:?} must be a bare origin like https://registry.example.com, without path or query"));
+        return Err(format!(
+            "{:?} must be a bare origin like https://registry.example.com, without path or query",
+            shown(value)
+        ));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{value:?} has no host"));
+        return Err(format!("{:?} has no host", shown(value)));
     }
     Ok(url.origin().ascii_serialization())
 }

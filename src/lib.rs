@@ -1,13 +1,14 @@
 //! edgemirror: a Docker/OCI registry pull-through mirror for Cloudflare Workers.
 //!
-//! The registry logic is plain Rust on `http` types and runs natively under `cargo test`;
-//! only `platform` (compiled for wasm32) touches the `worker` crate.
+//! The registry logic and the front door's decisions are plain Rust on `http` types and run
+//! natively under `cargo test`; only `platform` (compiled for wasm32) touches the `worker` crate.
 
 pub mod admin;
 pub mod cache_key;
 pub mod challenge;
 pub mod config;
 pub mod error;
+pub mod gate;
 pub mod landing;
 pub mod mirror;
 pub mod mirror_auth;

@@ -1,11 +1,16 @@
 //! Credentials for the mirror itself (`MIRROR_CREDENTIALS`): when set, every registry request must
 //! show either one of those logins (Basic) or a token the mirror's `/token` issued for one. Tokens
 //! are HMAC-SHA256 signed with a key derived from the credentials (changing them revokes every
-//! token) and say who they are for and until when. Comparisons are constant-time.
+//! token) and say who they are for (base64url, so any user name the parser accepts survives the
+//! `.`-separated format) and until when. Comparisons are constant-time. Neither a login nor a token
+//! of the mirror's ever goes upstream (see `gate`).
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
 use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq;
 
-use crate::admin::constant_time_eq;
 use crate::mirror::upstream::basic;
 
 const TOKEN_PREFIX: &str = "em1";
@@ -17,26 +22,19 @@ pub struct MirrorCredentials {
     key: [u8; 32],
 }
 
-fn hmac(key: &[u8; 32], message: &[u8]) -> [u8; 32] {
-    let mut ipad = [0x36u8; 64];
-    let mut opad = [0x5cu8; 64];
-    for (i, k) in key.iter().enumerate() {
-        ipad[i] ^= k;
-        opad[i] ^= k;
-    }
-    let inner = Sha256::new()
-        .chain_update(ipad)
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(opad)
-        .chain_update(inner)
-        .finalize()
-        .into()
+fn mac(key: &[u8; 32], message: &[u8]) -> Hmac<Sha256> {
+    // HMAC takes keys of any length; a 32-byte key cannot fail.
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    m.update(message);
+    m
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Whether a user name may be a mirror login (what the token format carries).
+pub fn is_user_name(u: &str) -> bool {
+    !u.is_empty()
+        && u.len() <= 128
+        && u.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b))
 }
 
 impl MirrorCredentials {
@@ -45,12 +43,7 @@ impl MirrorCredentials {
         let logins: Vec<(String, String)> = secret
             .lines()
             .filter_map(|l| l.trim().split_once(':'))
-            .filter(|(u, p)| {
-                !u.is_empty()
-                    && !p.is_empty()
-                    && u.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b))
-            })
+            .filter(|(u, p)| is_user_name(u) && !p.is_empty())
             .map(|(u, p)| (u.to_string(), basic(&format!("{u}:{p}"))))
             .collect();
         if logins.is_empty() {
@@ -68,7 +61,7 @@ impl MirrorCredentials {
     pub fn user_of_basic(&self, header: &str) -> Option<&str> {
         let mut found = None;
         for (user, expected) in &self.logins {
-            if constant_time_eq(header.as_bytes(), expected.as_bytes()) {
+            if bool::from(header.as_bytes().ct_eq(expected.as_bytes())) {
                 found = Some(user.as_str());
             }
         }
@@ -76,26 +69,28 @@ impl MirrorCredentials {
     }
 
     pub fn issue(&self, user: &str, now: u64) -> String {
-        let body = format!("{TOKEN_PREFIX}.{user}.{}", now + TOKEN_LIFETIME);
-        format!("{body}.{}", hex(&hmac(&self.key, body.as_bytes())))
+        let body = format!(
+            "{TOKEN_PREFIX}.{}.{}",
+            URL_SAFE_NO_PAD.encode(user),
+            now + TOKEN_LIFETIME
+        );
+        let tag = URL_SAFE_NO_PAD.encode(mac(&self.key, body.as_bytes()).finalize().into_bytes());
+        format!("{body}.{tag}")
     }
 
     /// The user a token was issued for, if it is genuine and unexpired.
     pub fn user_of_token(&self, token: &str, now: u64) -> Option<String> {
-        let (body, mac) = token.rsplit_once('.')?;
-        if !constant_time_eq(
-            mac.as_bytes(),
-            hex(&hmac(&self.key, body.as_bytes())).as_bytes(),
-        ) {
-            return None;
-        }
+        let (body, tag) = token.rsplit_once('.')?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        mac(&self.key, body.as_bytes()).verify_slice(&tag).ok()?;
         let mut parts = body.split('.');
         let (Some(TOKEN_PREFIX), Some(user), Some(exp), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return None;
         };
-        (exp.parse::<u64>().ok()? > now).then(|| user.to_string())
+        let user = String::from_utf8(URL_SAFE_NO_PAD.decode(user).ok()?).ok()?;
+        (exp.parse::<u64>().ok()? > now).then_some(user)
     }
 
     /// Whether an `Authorization` value is good for the mirror.
@@ -118,13 +113,33 @@ mod tests {
         MirrorCredentials::parse("ci:pa55word\nops:other:colon").unwrap()
     }
 
+    use rstest::rstest;
+
+    /// Every user name the login parser accepts comes back out of a token it issued.
+    #[rstest]
+    #[case("ci")]
+    #[case("alice.smith")]
+    #[case("a@b.com")]
+    #[case("first.middle.last")]
+    #[case("x-y_z")]
+    #[case(".")]
+    #[case("..")]
+    #[case("@")]
+    #[case("em1")]
+    fn any_accepted_user_name_round_trips_through_a_token(#[case] user: &str) {
+        let c = MirrorCredentials::parse(&format!("{user}:pw")).expect("the parser accepts it");
+        assert_eq!(c.user_of_basic(&basic(&format!("{user}:pw"))), Some(user));
+        let t = c.issue(user, 1000);
+        assert_eq!(c.user_of_token(&t, 1000).as_deref(), Some(user), "{t}");
+        assert!(c.admits(Some(&format!("Bearer {t}")), 1000));
+    }
+
     #[test]
-    fn hmac_matches_rfc_4231_case_2_shape() {
-        // HMAC-SHA256 with a 32-byte key is deterministic and key-sensitive.
-        let a = hmac(&[1; 32], b"msg");
-        assert_eq!(a, hmac(&[1; 32], b"msg"));
-        assert_ne!(a, hmac(&[2; 32], b"msg"));
-        assert_ne!(a, hmac(&[1; 32], b"msh"));
+    fn names_the_parser_refuses() {
+        for line in ["a b:pw", "a/b:pw", ":pw", "a:", "a\u{e9}:pw"] {
+            assert!(MirrorCredentials::parse(line).is_none(), "{line}");
+        }
+        assert!(MirrorCredentials::parse(&format!("{}:pw", "a".repeat(129))).is_none());
     }
 
     #[test]
@@ -145,13 +160,16 @@ mod tests {
         let t = c.issue("ci", 1000);
         assert_eq!(c.user_of_token(&t, 1000).as_deref(), Some("ci"));
         assert_eq!(c.user_of_token(&t, 1000 + TOKEN_LIFETIME), None, "expired");
+        let ops = URL_SAFE_NO_PAD.encode("ops");
+        let ci = URL_SAFE_NO_PAD.encode("ci");
         assert_eq!(
-            c.user_of_token(&t.replace(".ci.", ".ops."), 1000),
+            c.user_of_token(&t.replace(&format!(".{ci}."), &format!(".{ops}.")), 1000),
             None,
             "tampered"
         );
         assert_eq!(c.user_of_token(&format!("{t}0"), 1000), None);
-        assert_eq!(c.user_of_token("em1.ci.99999999999", 1000), None);
+        assert_eq!(c.user_of_token("em1.Y2k.99999999999", 1000), None);
+        assert_eq!(c.user_of_token("em1.Y2k.99999999999.", 1000), None);
         let rotated = MirrorCredentials::parse("ci:new").unwrap();
         assert_eq!(
             rotated.user_of_token(&t, 1000),

@@ -71,6 +71,54 @@ pub fn decide(limit: Limit, count: u64, now: u64) -> Decision {
     }
 }
 
+/// Counters kept per client and window key inside one isolate: a pull is counted in the same
+/// synchronous step that decides it, so a burst of concurrent requests gets exactly `limit.count`
+/// passes. The shared store's count is merged in (`max`): what other isolates counted shows up
+/// as KV propagates it.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// key → (count, end of its window)
+    counts: std::collections::HashMap<String, (u64, u64)>,
+}
+
+/// Counters kept before old windows are dropped.
+const MAX_COUNTERS: usize = 10_000;
+
+impl Counters {
+    /// Counts a pull under `key` when allowed; `stored` is the shared store's count for that key.
+    pub fn take(&mut self, key: &str, stored: u64, limit: Limit, now: u64) -> Decision {
+        let count = self.seen(key, stored);
+        let decision = decide(limit, count, now);
+        if let Decision::Allow { .. } = decision {
+            self.set(key, count + 1, now + window_left(limit, now));
+        }
+        decision
+    }
+
+    /// What this isolate knows of `key`'s count, with the store's count merged in.
+    pub fn seen(&self, key: &str, stored: u64) -> u64 {
+        self.counts
+            .get(key)
+            .map_or(stored, |(n, _)| (*n).max(stored))
+    }
+
+    /// This isolate's count of `key`, if it has one.
+    pub fn local(&self, key: &str) -> Option<u64> {
+        self.counts.get(key).map(|(n, _)| *n)
+    }
+
+    fn set(&mut self, key: &str, count: u64, window_end: u64) {
+        if self.counts.len() >= MAX_COUNTERS && !self.counts.contains_key(key) {
+            let now = window_end.saturating_sub(1);
+            self.counts.retain(|_, (_, end)| *end > now);
+            if self.counts.len() >= MAX_COUNTERS {
+                self.counts.clear();
+            }
+        }
+        self.counts.insert(key.to_string(), (count, window_end));
+    }
+}
+
 /// The standard and Docker Hub's headers for `remaining` pulls left.
 pub fn headers(limit: Limit, remaining: u64) -> [(&'static str, String); 4] {
     [
@@ -183,6 +231,36 @@ mod tests {
     #[case(9, 1000, Decision::Deny { retry_after: 100 })]
     fn decisions(#[case] count: u64, #[case] now: u64, #[case] want: Decision) {
         assert_eq!(decide(L, count, now), want);
+    }
+
+    /// A burst of 20 concurrent pulls (all read the store before any counts): exactly 3 pass.
+    #[test]
+    fn a_concurrent_burst_gets_exactly_the_limit() {
+        let mut c = Counters::default();
+        let key = counter_key("1.2.3.4", L, 1000);
+        // Every request of the burst read 0 from the store before the first was counted.
+        let passes = (0..20)
+            .filter(|_| matches!(c.take(&key, 0, L, 1000), Decision::Allow { .. }))
+            .count();
+        assert_eq!(passes, 3);
+        assert_eq!(c.local(&key), Some(3));
+        assert_eq!(c.take(&key, 0, L, 1001), Decision::Deny { retry_after: 99 });
+        // Another isolate's count, once the store shows it, is merged in.
+        let other = counter_key("5.6.7.8", L, 1000);
+        assert_eq!(c.take(&other, 2, L, 1000), Decision::Allow { remaining: 0 });
+        assert!(matches!(c.take(&other, 0, L, 1000), Decision::Deny { .. }));
+        // A new window, a new count.
+        let next = counter_key("1.2.3.4", L, 1100);
+        assert_eq!(c.take(&next, 0, L, 1100), Decision::Allow { remaining: 2 });
+    }
+
+    #[test]
+    fn counters_are_bounded() {
+        let mut c = Counters::default();
+        for i in 0..(MAX_COUNTERS * 2) {
+            c.take(&format!("rl:{i}:1000"), 0, L, 1000 + (i as u64 / 100));
+        }
+        assert!(c.counts.len() <= MAX_COUNTERS);
     }
 
     #[test]

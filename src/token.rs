@@ -54,6 +54,23 @@ impl Token {
     }
 }
 
+/// Who obtained a token, as part of its cache key: `anonymous`, or a digest of the credential (so
+/// two accounts never share a token, and the key itself holds no secret).
+pub fn identity_key(credential: Option<&str>) -> String {
+    use sha2::Digest as _;
+    match credential {
+        None => "anonymous".to_string(),
+        Some(c) => {
+            let d = sha2::Sha256::new()
+                .chain_update(b"edgemirror token identity\0")
+                .chain_update(c.as_bytes())
+                .finalize();
+            let hex: String = d.iter().take(12).map(|b| format!("{b:02x}")).collect();
+            format!("credential:{hex}")
+        }
+    }
+}
+
 /// A fetch another request started this long ago is no longer waited for (its request may have
 /// gone away without saying so).
 const FETCH_FORGOTTEN_AFTER: u64 = 30;
@@ -135,6 +152,16 @@ mod tests {
             Token::from_response(body, 1000).map(|t| t.expires_at),
             expires_at
         );
+    }
+
+    #[test]
+    fn identities_are_kept_apart_and_hold_no_secret() {
+        let low = identity_key(Some("Basic bG93OnB3"));
+        let high = identity_key(Some("Basic aGlnaDpwdw=="));
+        assert_ne!(low, high);
+        assert_ne!(low, identity_key(None));
+        assert_eq!(low, identity_key(Some("Basic bG93OnB3")));
+        assert!(!low.contains("bG93"));
     }
 
     #[test]

@@ -13,8 +13,13 @@ use http::{HeaderMap, HeaderValue, Method, Response};
 
 const PRIVATE: &[u8] = br#"{"schemaVersion":2,"private":true}"#;
 const ALICE: &str = "Basic YWxpY2U6c2VjcmV0"; // alice:secret
+/// The hub's realm (auth.test) is on another origin: listed, so logins may go there.
+const TABLE: &str = r#"{
+    "docker.io": {"registry": "http://hub.test", "prefixes": ["docker.io"], "ns": ["docker.io"], "library": true, "realms": ["http://auth.test"]},
+    "plain": {"registry": "http://plain.test", "prefixes": ["plain"], "ns": ["plain.test"]}
+}"#;
 const TABLE_CREDS: &str = r#"{
-    "docker.io": {"registry": "http://hub.test", "prefixes": ["docker.io"], "ns": ["docker.io"], "library": true, "credentials": "HUB_CREDS"},
+    "docker.io": {"registry": "http://hub.test", "prefixes": ["docker.io"], "ns": ["docker.io"], "library": true, "credentials": "HUB_CREDS", "realms": ["http://auth.test"]},
     "ghcr.io": {"registry": "http://ghcr.test", "prefixes": ["ghcr.io"]}
 }"#;
 
@@ -153,7 +158,11 @@ fn the_token_endpoint_passes_the_login_on_with_rewritten_scopes_and_no_refresh_t
     );
     assert_eq!(r.status(), 200, "{}", String::from_utf8_lossy(&body(&r)));
     let t = json(&r);
-    assert_eq!(t["token"], "tok-alice");
+    assert_eq!(
+        t["token"], "emu~docker.io~tok-alice",
+        "the upstream's token, marked for the upstream it belongs to"
+    );
+    assert_eq!(t["access_token"], t["token"]);
     assert!(t.get("refresh_token").is_none());
     let realm = w_last(&e, "auth.test");
     assert_eq!(
@@ -169,7 +178,7 @@ fn containerds_password_form_works_and_other_grants_do_not() {
     let e = env(TABLE, None);
     let r = e.call(Method::POST, "http://mirror.test/token", &[], "grant_type=password&username=alice&password=secret&service=docker.io&scope=repository%3Aprivate%3Apull&client_id=containerd");
     assert_eq!(r.status(), 200);
-    assert_eq!(json(&r)["token"], "tok-alice");
+    assert_eq!(json(&r)["token"], "emu~docker.io~tok-alice");
     assert_eq!(w_last(&e, "auth.test").headers["authorization"], ALICE);
     let r = e.call(
         Method::POST,
@@ -199,10 +208,15 @@ fn a_clients_token_goes_upstream_as_it_is_and_nothing_it_fetches_is_shared() {
     let r = e.call(
         Method::GET,
         "http://mirror.test/v2/private/manifests/latest",
-        &[("authorization", "Bearer tok-alice")],
+        &[("authorization", "Bearer emu~docker.io~tok-alice")],
         "",
     );
     assert_eq!(r.status(), 200);
+    assert_eq!(
+        w_last(&e, "hub.test").headers["authorization"],
+        "Bearer tok-alice",
+        "the upstream gets its own token"
+    );
     assert_eq!(body(&r), PRIVATE);
     assert_eq!(
         h_cache(&r),

@@ -357,3 +357,69 @@ fn timeout_in_range() {
     };
     assert_eq!(Config::from_vars(&v).unwrap().upstream_timeout_ms, 2500);
 }
+
+/// A credential pasted where a secret's *name* belongs is refused without being echoed: the error
+/// reaches `/healthz` (open to everyone), every 503 body and the log.
+#[rstest]
+#[case(
+    r#"{"p": {"registry": "https://p", "credentials": "alice:S3cretPassw0rd"}}"#,
+    "S3cretPassw0rd"
+)]
+#[case(
+    r#"{"p": {"registry": "https://p", "credentials": "ghp_S3cretTokenValue0123"}}"#,
+    "S3cretTokenValue"
+)]
+#[case(
+    r#"{"p": {"registry": "https://p", "credentials": "dXNlcjpTM2NyZXQ="}}"#,
+    "dXNlcjpTM2NyZXQ"
+)]
+#[case(
+    r#"{"p": {"registry": "https://p", "credentials": 12345678}}"#,
+    "12345678"
+)]
+#[case(
+    r#"{"p": {"registry": "https://p", "credentials": ["S3cretPassw0rd"]}}"#,
+    "S3cretPassw0rd"
+)]
+#[case(
+    r#"{"p": {"registry": "https://p", "headers": {"X-Key": "S3cret-Key-Value"}}}"#,
+    "S3cret-Key-Value"
+)]
+#[case(
+    r#"{"p": {"registry": "https://p", "headers": {"X-Key": "sk_live_S3cretKeyValue"}}}"#,
+    "S3cretKeyValue"
+)]
+#[case(
+    r#"{"p": {"registry": "https://p", "headers": "Bearer S3cretTokenValue"}}"#,
+    "S3cretTokenValue"
+)]
+#[case(
+    r#"{"p": {"registry": "https://p", "headers": {"X-Key": 987654321}}}"#,
+    "987654321"
+)]
+#[case(
+    r#"{"p": {"registry": "https://p", "headers": {"Bearer S3cretTokenValue": "KEY"}}}"#,
+    "S3cretTokenValue"
+)]
+#[case(
+    r#"{"p": {"registry": "https://alice:S3cretPassw0rd@p/v2"}}"#,
+    "S3cretPassw0rd"
+)]
+#[case(
+    r#"{"p": {"registry": "https://alice:S3cretPassw0rd@p"}}"#,
+    "S3cretPassw0rd"
+)]
+#[case(
+    r#"{"p": {"registry": "ht tps://alice:S3cretPassw0rd@p"}}"#,
+    "S3cretPassw0rd"
+)]
+fn secrets_pasted_into_the_table_are_never_echoed(#[case] table: &str, #[case] secret: &str) {
+    let e = Config::from_vars(&vars(table)).unwrap_err();
+    let shown = format!("{e} {e:?}");
+    assert!(!shown.contains(secret), "{shown}");
+    assert!(e.field.starts_with("UPSTREAMS.p"), "{e}");
+    // The same rules guard the admin API's stored overrides.
+    let (_, skipped) = Config::built_in().with_overrides(table);
+    let shown = format!("{skipped:?}");
+    assert!(!skipped.is_empty() && !shown.contains(secret), "{shown}");
+}

@@ -97,10 +97,9 @@ impl<F: Fetcher, S> Request<'_, F, S> {
                 credentials: operator.as_deref(),
             },
         };
-        // Tokens belong to a registry origin, not to a name in the table.
         self.session
             .send(
-                &self.upstream.registry,
+                self.upstream,
                 &self.scope,
                 method,
                 self.url.clone(),
@@ -176,6 +175,26 @@ pub(crate) fn private_headers(
         out.insert(name, value);
     }
     Ok(out)
+}
+
+/// The client's own credential for this upstream, as it goes upstream: its login (`Basic …`), or
+/// the upstream's token inside a token the mirror's endpoint issued for this very upstream. `None`
+/// (the mirror's own identity) for anything else: no login for an upstream that does not take
+/// them, no token minted for another upstream, nothing the mirror did not hand out.
+fn client_credential(
+    config: &Config,
+    up: &Upstream,
+    authorization: Option<&str>,
+) -> Option<String> {
+    let value = authorization?;
+    if !config.takes_client_logins(up) {
+        return None;
+    }
+    if value.starts_with("Basic ") {
+        return Some(value.to_string());
+    }
+    let token = value.strip_prefix("Bearer ")?;
+    token_endpoint::unwrap_token(&up.name, token).map(|t| format!("Bearer {t}"))
 }
 
 /// Query parameters the mirror understands.
@@ -376,11 +395,14 @@ async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
         pass(RANGE, &mut headers);
     }
 
-    let client_auth = req
-        .headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && *v != format!("Bearer {ANONYMOUS_TOKEN}"));
+    let client_auth = client_credential(
+        config,
+        sel.upstream,
+        req.headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let client_auth = client_auth.as_deref();
     let r = Request {
         session,
         store,

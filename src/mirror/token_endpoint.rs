@@ -2,7 +2,11 @@
 //! client is challenged with a realm on the mirror; here its credentials (Basic on `GET`, or the
 //! OAuth2 password form on `POST`, as containerd sends) go to the upstream's own realm, with the
 //! scopes rewritten to the upstream's names (`library/`, prefixes stripped; scopes that name other
-//! registries dropped), and the upstream's token comes back to the client.
+//! registries dropped), and the upstream's token comes back to the client, wrapped with the
+//! upstream's name so the mirror sends it to that upstream alone. Logins go only to upstreams that
+//! take them (`client_logins`; by default the default upstream) and only to realms the upstream
+//! may use; for any other upstream the client gets the anonymous token and pulls with the mirror's
+//! identity.
 
 use http::header::AUTHORIZATION;
 use http::{Method, StatusCode};
@@ -77,6 +81,20 @@ pub fn rewrite_scope(config: &Config, host: &str, up: &Upstream, scope: &str) ->
     (sel.upstream.name == up.name).then(|| format!("repository:{}:pull", sel.name))
 }
 
+/// What a client's token from this endpoint starts with; `~` is in no upstream name.
+const WRAPPED: &str = "emu~";
+
+/// The token a client gets for `upstream`'s token `token`.
+pub fn wrap_token(upstream: &str, token: &str) -> String {
+    format!("{WRAPPED}{upstream}~{token}")
+}
+
+/// The upstream's token inside a client's token, if it was issued for `upstream`.
+pub fn unwrap_token<'a>(upstream: &str, value: &'a str) -> Option<&'a str> {
+    let (name, token) = value.strip_prefix(WRAPPED)?.split_once('~')?;
+    (name == upstream && !token.is_empty()).then_some(token)
+}
+
 /// A token endpoint's answer: the token under both names clients read, and its lifetime.
 pub fn token_response<B>(token: &str, expires_in: u64) -> http::Response<Reply<B>> {
     let body = serde_json::to_vec(
@@ -130,6 +148,10 @@ pub async fn serve<F: Fetcher>(
                 "no configured upstream matches this token request's service or scope",
             )
         })?;
+    // A login goes only where the operator allows logins; elsewhere the mirror's own identity.
+    if !config.takes_client_logins(up) {
+        return Ok(anonymous());
+    }
     let scopes: Vec<String> = p
         .scopes
         .iter()
@@ -140,6 +162,7 @@ pub async fn serve<F: Fetcher>(
         // The upstream has no token auth: nothing to pass through.
         return Ok(anonymous());
     };
+    super::upstream::credentials_may_go_to(up, &realm.realm)?;
     let mut url = realm.realm.clone();
     {
         let mut q = url.query_pairs_mut();
@@ -194,9 +217,43 @@ pub async fn serve<F: Fetcher>(
         })?;
     // A refresh token would let a client come back without credentials; the mirror does not pass one on.
     token.remove("refresh_token");
+    // Both names clients read carry the wrapped token (containerd reads `access_token` first).
+    let upstream_token = ["token", "access_token"]
+        .iter()
+        .find_map(|f| token.get(*f).and_then(|v| v.as_str()).map(str::to_string))
+        .ok_or_else(|| {
+            OciError::new(
+                ErrorCode::Unavailable,
+                format!("token endpoint of upstream {} sent no token", up.name),
+            )
+            .with_status(502)
+        })?;
+    let wrapped = serde_json::Value::String(wrap_token(&up.name, &upstream_token));
+    token.insert("token".into(), wrapped.clone());
+    token.insert("access_token".into(), wrapped);
     Ok(super::small(
         StatusCode::OK,
         "application/json",
         serde_json::to_vec(&token).unwrap_or_default(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapped_tokens_open_only_for_their_upstream() {
+        let t = wrap_token("docker.io", "eyJ.a~b.c");
+        assert_eq!(unwrap_token("docker.io", &t), Some("eyJ.a~b.c"));
+        assert_eq!(unwrap_token("ghcr.io", &t), None);
+        assert_eq!(unwrap_token("docker", &t), None);
+        assert_eq!(
+            unwrap_token("docker.io", "eyJ.a.c"),
+            None,
+            "not one of ours"
+        );
+        assert_eq!(unwrap_token("docker.io", "emu~docker.io~"), None);
+        assert_eq!(unwrap_token("docker.io", ANONYMOUS_TOKEN), None);
+    }
 }

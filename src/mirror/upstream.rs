@@ -1,6 +1,6 @@
-//! Talking to an upstream registry: anonymous bearer tokens kept per (upstream, scope) and one
-//! retry on 401, and redirects followed here with `Authorization` dropped whenever the origin
-//! changes (Docker Hub → CDN, S3 presigned URLs).
+//! Talking to an upstream registry: bearer tokens kept per (registry, identity, scope) and one
+//! retry on 401, credentials sent only to realms the upstream may use, and redirects followed here
+//! with `Authorization` dropped whenever the origin changes (Docker Hub → CDN, S3 presigned URLs).
 
 use std::cell::RefCell;
 
@@ -10,10 +10,11 @@ use http::header::{
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use crate::challenge::{self, BearerChallenge};
+use crate::config::Upstream;
 use crate::error::{ErrorCode, OciError};
 use crate::ports::{FetchError, Fetcher, UpstreamRequest};
 use crate::retry;
-use crate::token::{Token, TokenCache};
+use crate::token::{identity_key, Token, TokenCache};
 
 /// Redirect hops followed before giving up.
 pub const MAX_REDIRECTS: usize = 5;
@@ -69,14 +70,42 @@ pub(crate) fn host_of(url: &url::Url) -> String {
     }
 }
 
+/// Whether credentials (the operator's or a client's login) may go to `realm` for `upstream`: a
+/// realm on the registry's own origin or one listed in its `realms`, and never plain http for an
+/// https registry. The error says why, for a 502.
+pub fn credentials_may_go_to(upstream: &Upstream, realm: &url::Url) -> Result<(), OciError> {
+    let origin = realm.origin().ascii_serialization();
+    let registry_tls = upstream.registry.starts_with("https:");
+    if registry_tls && realm.scheme() != "https" {
+        return Err(unavailable(
+            502,
+            format!(
+                "upstream {} names a plain-http token realm; its credentials are not sent there",
+                upstream.name
+            ),
+        ));
+    }
+    if origin == upstream.registry || upstream.realms.contains(&origin) {
+        return Ok(());
+    }
+    Err(unavailable(
+        502,
+        format!(
+            "upstream {} names the token realm {origin}, which is not on its own origin nor in its realms; its credentials are not sent there",
+            upstream.name
+        ),
+    ))
+}
+
 impl<F: Fetcher> Session<'_, F> {
-    /// Sends `method url` to upstream `upstream` for repository scope `scope`, authenticating and
+    /// Sends `method url` to `upstream` for repository scope `scope`, authenticating and
     /// following redirects. Returns the final response (any status) for the caller to map.
     /// `private` headers (an upstream's Access headers) go, like the token, to the registry's own
     /// origin only.
+    #[allow(clippy::too_many_arguments)]
     pub async fn send(
         &self,
-        upstream: &str,
+        upstream: &Upstream,
         scope: &str,
         method: Method,
         url: url::Url,
@@ -98,14 +127,12 @@ impl<F: Fetcher> Session<'_, F> {
             Identity::ClientLogin(value) => (Some(value.to_string()), false),
             Identity::Mirror { credentials } => (credentials.map(basic), true),
         };
-        // Anonymous and operator tokens are kept apart.
+        // A token belongs to the registry and to the credential that obtained it: two upstreams
+        // on one registry with different accounts never share one.
         let token_key = &format!(
-            "{upstream}|{}",
-            if realm_auth.is_some() {
-                "operator"
-            } else {
-                "anonymous"
-            }
+            "{}|{}",
+            upstream.registry,
+            identity_key(realm_auth.as_deref())
         );
         let cached = if keep {
             self.tokens
@@ -176,7 +203,10 @@ impl<F: Fetcher> Session<'_, F> {
                     self.fetcher.discard(resp.into_body());
                     return Err(unavailable(
                         502,
-                        format!("upstream {upstream} refuses the tokens its own realm issues"),
+                        format!(
+                            "upstream {} refuses the tokens its own realm issues",
+                            upstream.name
+                        ),
                     ));
                 }
             }
@@ -194,6 +224,9 @@ impl<F: Fetcher> Session<'_, F> {
                 }
             }
             fresh_tokens += 1;
+            if realm_auth.is_some() {
+                credentials_may_go_to(upstream, &challenge.realm)?;
+            }
             // The realm gets the private headers only if it is on the registry's own origin.
             let realm_private = if challenge.realm.origin() == url.origin() {
                 private.clone()
@@ -202,7 +235,7 @@ impl<F: Fetcher> Session<'_, F> {
             };
             let token = self
                 .fetch_token(
-                    upstream,
+                    &upstream.name,
                     scope,
                     &challenge,
                     &realm_private,

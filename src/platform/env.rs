@@ -43,6 +43,7 @@ pub fn config(env: &Env) -> Parsed {
         "ALLOW_CIDRS",
         "TRUSTED_CIDRS",
         "RATE_LIMIT",
+        "UPSTREAM_SECRETS",
     ]
     .map(|name| var(env, name))
     .to_vec();
@@ -62,6 +63,7 @@ pub fn config(env: &Env) -> Parsed {
             allow_cidrs: raw[5].as_deref(),
             trusted_cidrs: raw[6].as_deref(),
             rate_limit: raw[7].as_deref(),
+            upstream_secrets: raw[8].as_deref(),
         };
         let parsed = Config::from_vars(&vars).map(Rc::new);
         if let Err(e) = &parsed {

@@ -16,6 +16,7 @@ use std::cell::Cell;
 use wasm_bindgen::JsCast;
 use worker::{event, Context, Env, Request, ScheduleContext, ScheduledEvent};
 
+use crate::gate::{Failures, LoginDecision, ADMIN_FAILURES, LOGIN_FAILURES};
 use crate::mirror::{handle, Session};
 use crate::token::TokenCache;
 
@@ -23,82 +24,90 @@ thread_local! {
     /// Upstream tokens live as long as the isolate; wasm is single-threaded and no borrow is held
     /// across an await.
     static TOKENS: &'static RefCell<TokenCache> = Box::leak(Box::new(RefCell::new(TokenCache::default())));
+    /// Failed logins and admin attempts per client, in this isolate.
+    static FAILURES: RefCell<Failures> = RefCell::new(Failures::default());
 }
 
-/// With `MIRROR_CREDENTIALS`: `/token` issues mirror tokens for the mirror's own logins, and a
-/// registry request must show one (or the login itself). What passes goes on without the client's
-/// `Authorization` (upstreams see the mirror's own identity). `Some` is the answer for what does not.
-fn mirror_login(
-    mc: &crate::mirror_auth::MirrorCredentials,
-    incoming: &mut crate::mirror::Incoming,
-    now: u64,
-) -> Option<worker::Result<web_sys::Response>> {
+/// Largest `/token` form read (containerd's OAuth2 password form is a few hundred bytes).
+const FORM_MAX: usize = 16 * 1024;
+
+/// A request body read into wasm up to `limit` bytes whatever its framing (chunked included);
+/// `None` when it is longer (or unreadable): the caller answers 413.
+async fn read_bounded(req: &Request, limit: usize) -> Option<Vec<u8>> {
+    use crate::ports::Fetcher as _;
+    if declared_length(req).is_some_and(|n| n > limit) {
+        return None;
+    }
+    fetch::RuntimeFetcher
+        .read_small(req.inner().body(), limit)
+        .await
+}
+
+/// The mirror's challenge on a refused mirror login.
+fn refuse_login(incoming: &crate::mirror::Incoming) -> worker::Result<web_sys::Response> {
     use crate::error::{ErrorCode, OciError};
     let origin = incoming.url.origin().ascii_serialization();
     let challenge = format!(
         "Bearer realm=\"{origin}/token\",service=\"{}\"",
         crate::mirror::SERVICE
     );
-    let refuse = |incoming: &crate::mirror::Incoming| {
-        let mut resp = crate::mirror::respond::oci_error(
-            &incoming.method,
-            &OciError::new(
-                ErrorCode::Unauthorized,
-                "this mirror requires its own login",
-            ),
-        );
-        if let Ok(v) = http::HeaderValue::from_str(&challenge) {
-            resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
-        }
-        worker::console_log!(
-            "{}",
-            serde_json::json!({"msg": "request", "method": incoming.method.as_str(), "path": incoming.url.path(), "status": 401, "error": "mirror login required"})
-        );
-        Some(convert::outgoing(resp))
-    };
-    let authorization = incoming
-        .headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    if incoming.url.path() == "/token" {
-        let login = match incoming.method {
-            http::Method::POST => {
-                let form: Vec<(String, String)> = url::form_urlencoded::parse(&incoming.body)
-                    .into_owned()
-                    .collect();
-                let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-                get("username")
-                    .zip(get("password"))
-                    .map(|(u, p)| crate::mirror::upstream::basic(&format!("{u}:{p}")))
+    let mut resp = crate::mirror::respond::oci_error(
+        &incoming.method,
+        &OciError::new(
+            ErrorCode::Unauthorized,
+            "this mirror requires its own login",
+        ),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(&challenge) {
+        resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+    }
+    worker::console_log!(
+        "{}",
+        serde_json::json!({"msg": "request", "method": incoming.method.as_str(), "path": incoming.url.path(), "status": 401, "error": "mirror login required"})
+    );
+    convert::outgoing(resp)
+}
+
+/// With `MIRROR_CREDENTIALS`: `/token` issues mirror tokens for the mirror's own logins, and a
+/// registry request must show one (or the login itself) unless the client is trusted. A mirror
+/// login or token never goes further: the request goes on as the mirror's own identity (the
+/// anonymous token means exactly that). `Some` is the answer when the request ends here.
+fn mirror_login(
+    mc: &crate::mirror_auth::MirrorCredentials,
+    trusted: bool,
+    incoming: &mut crate::mirror::Incoming,
+    client: &str,
+    now: u64,
+) -> Option<worker::Result<web_sys::Response>> {
+    match crate::gate::mirror_login(mc, trusted, incoming, now) {
+        LoginDecision::Refuse => {
+            if crate::gate::presents_password(incoming) {
+                FAILURES.with(|f| f.borrow_mut().record("login", client, LOGIN_FAILURES, now));
             }
-            _ => authorization,
-        };
-        let Some(user) = login.as_deref().and_then(|l| mc.user_of_basic(l)) else {
-            return refuse(incoming);
-        };
-        let token = mc.issue(user, now);
-        let resp = crate::mirror::token_endpoint::token_response(
-            &token,
-            crate::mirror_auth::TOKEN_LIFETIME,
-        );
-        worker::console_log!(
-            "{}",
-            serde_json::json!({"msg": "request", "method": incoming.method.as_str(), "path": "/token", "status": 200, "route": "token", "user": user})
-        );
-        return Some(convert::outgoing(resp));
-    }
-    if incoming.url.path().starts_with("/v2") {
-        if !mc.admits(authorization.as_deref(), now) {
-            return refuse(incoming);
+            Some(refuse_login(incoming))
         }
-        // Passed: upstreams see the mirror's own identity (the anonymous token means exactly that).
-        let anonymous = format!("Bearer {}", crate::mirror::ANONYMOUS_TOKEN);
-        if let Ok(v) = http::HeaderValue::from_str(&anonymous) {
-            incoming.headers.insert(http::header::AUTHORIZATION, v);
+        LoginDecision::IssueToken(user) => {
+            let token = mc.issue(&user, now);
+            let resp = crate::mirror::token_endpoint::token_response(
+                &token,
+                crate::mirror_auth::TOKEN_LIFETIME,
+            );
+            worker::console_log!(
+                "{}",
+                serde_json::json!({"msg": "request", "method": incoming.method.as_str(), "path": "/token", "status": 200, "route": "token", "user": user})
+            );
+            Some(convert::outgoing(resp))
+        }
+        LoginDecision::Pass { strip } => {
+            if strip {
+                let anonymous = format!("Bearer {}", crate::mirror::ANONYMOUS_TOKEN);
+                if let Ok(v) = http::HeaderValue::from_str(&anonymous) {
+                    incoming.headers.insert(http::header::AUTHORIZATION, v);
+                }
+            }
+            None
         }
     }
-    None
 }
 
 type LimitHeaders = Option<(crate::ratelimit::Limit, u64, Option<u64>)>;
@@ -146,8 +155,30 @@ fn request_id(req: &Request) -> String {
     }
 }
 
-/// `/_admin/…`: on only when the `ADMIN_TOKEN` secret is set (and `CONFIG` is bound to keep changes).
-async fn admin_request(mut req: Request, env: &Env) -> worker::Result<web_sys::Response> {
+/// `/_admin/…`: on only when the `ADMIN_TOKEN` secret is set (and `CONFIG` is bound to keep
+/// changes). The allow-list applies; the token is checked, and failed attempts limited per client,
+/// before any body is read; a body is read only up to `admin::MAX_BODY`.
+async fn admin_request(
+    req: Request,
+    env: &Env,
+    ip: &str,
+    client: &str,
+    now: u64,
+) -> worker::Result<web_sys::Response> {
+    let method =
+        http::Method::from_bytes(req.inner().method().as_bytes()).unwrap_or(http::Method::GET);
+    let path = req.path();
+    let answer = |resp: http::Response<Vec<u8>>| {
+        worker::console_log!(
+            "{}",
+            serde_json::json!({"msg": "request", "method": method.as_str(), "path": path, "route": "admin", "status": resp.status().as_u16()})
+        );
+        let (parts, body) = resp.into_parts();
+        convert::outgoing(http::Response::from_parts(
+            parts,
+            crate::mirror::Reply::Bytes(body),
+        ))
+    };
     let base = match env::config(env) {
         Ok(c) => c,
         Err(e) => {
@@ -160,69 +191,51 @@ async fn admin_request(mut req: Request, env: &Env) -> worker::Result<web_sys::R
             ))
         }
     };
+    if let Err(e) = crate::ratelimit::admit(&base, ip) {
+        let mut resp = http::Response::new(e.body());
+        *resp.status_mut() = http::StatusCode::FORBIDDEN;
+        return answer(resp);
+    }
     let token = env::var(env, "ADMIN_TOKEN").filter(|t| !t.is_empty());
     let name = env::var(env, "ADMIN_TOKEN_NAME").unwrap_or_else(|| "admin".into());
-    let store = env::KvConfig::bound(env);
-    let admin = match (&token, &store) {
-        (Some(t), Some(_)) => Some(crate::admin::Admin {
-            token: t,
-            name: &name,
-        }),
-        _ => None,
+    let (Some(token), Some(store)) = (&token, env::KvConfig::bound(env)) else {
+        // No token or no store: the admin API does not exist (and no body is read).
+        let (resp, _) =
+            crate::admin::handle(&base, &NoStore, None, &method, &path, None, &[]).await;
+        return answer(resp);
     };
-    let method =
-        http::Method::from_bytes(req.inner().method().as_bytes()).unwrap_or(http::Method::GET);
-    let path = req.path();
+    let admin = crate::admin::Admin { token, name: &name };
+    if let Some(retry) = FAILURES.with(|f| f.borrow().blocked("admin", client, ADMIN_FAILURES, now))
+    {
+        return answer(crate::admin::too_many_attempts(retry));
+    }
     let authorization = req.headers().get("authorization").ok().flatten();
-    let too_big = declared_length(&req).is_some_and(|n| n > crate::admin::MAX_BODY);
-    let (resp, change) = match (store, admin.is_some() && too_big) {
-        (_, true) => {
-            let e = crate::error::OciError::new(
-                crate::error::ErrorCode::Unsupported,
-                "request body too large",
-            )
-            .with_status(413);
-            return convert::outgoing(crate::mirror::respond::oci_error(&method, &e));
+    if !crate::admin::authorized(&admin, authorization.as_deref()) {
+        FAILURES.with(|f| f.borrow_mut().record("admin", client, ADMIN_FAILURES, now));
+        return answer(crate::admin::unauthorized());
+    }
+    let body = if method == http::Method::PUT {
+        match read_bounded(&req, crate::admin::MAX_BODY).await {
+            Some(b) => b,
+            None => return answer(crate::admin::too_large()),
         }
-        (Some(store), false) => {
-            let body = if method == http::Method::PUT {
-                req.bytes().await.unwrap_or_default()
-            } else {
-                Vec::new()
-            };
-            let body = if body.len() > crate::admin::MAX_BODY {
-                Vec::new()
-            } else {
-                body
-            };
-            crate::admin::handle(
-                &base,
-                &store,
-                admin.as_ref(),
-                &method,
-                &path,
-                authorization.as_deref(),
-                &body,
-            )
-            .await
-        }
-        // No store bound: the admin API does not exist.
-        (None, false) => {
-            crate::admin::handle(&base, &NoStore, None, &method, &path, None, &[]).await
-        }
+    } else {
+        Vec::new()
     };
+    let (resp, change) = crate::admin::handle(
+        &base,
+        &store,
+        Some(&admin),
+        &method,
+        &path,
+        authorization.as_deref(),
+        &body,
+    )
+    .await;
     if let Some(line) = change {
         worker::console_log!("{line}");
     }
-    worker::console_log!(
-        "{}",
-        serde_json::json!({"msg": "request", "method": method.as_str(), "path": path, "route": "admin", "status": resp.status().as_u16()})
-    );
-    let (parts, body) = resp.into_parts();
-    convert::outgoing(http::Response::from_parts(
-        parts,
-        crate::mirror::Reply::Bytes(body),
-    ))
+    answer(resp)
 }
 
 /// A request body's declared length, if it has a readable one.
@@ -247,18 +260,38 @@ impl crate::admin::ConfigStore for NoStore {
 }
 
 #[event(fetch)]
-async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
+async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     console_error_panic_hook::set_once();
-    if crate::admin::is_admin_path(&req.path()) {
-        return admin_request(req, &env).await;
-    }
     let started = worker::Date::now().as_millis();
+    let now = started / 1000;
+    let ip = req
+        .headers()
+        .get("cf-connecting-ip")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    // Failures are counted per client as the rate limit counts pulls (an IPv6 client by its /64).
+    let client = crate::ratelimit::client_key(&ip).unwrap_or_else(|| ip.clone());
+    if crate::admin::is_admin_path(&req.path()) {
+        return admin_request(req, &env, &ip, &client, now).await;
+    }
     let config = env::effective(&env, started).await;
-    // Only the token endpoint's form is read (small, bounded).
-    let is_form = req.path() == "/token" && req.inner().method() == "POST";
-    let small = declared_length(&req).is_some_and(|n| n <= 16 * 1024);
-    let body = if is_form && small {
-        req.bytes().await.unwrap_or_default()
+    // Only the token endpoint's form is read, up to FORM_MAX whatever the framing.
+    let body = if req.path() == "/token" && req.inner().method() == "POST" {
+        match read_bounded(&req, FORM_MAX).await {
+            Some(b) => b,
+            None => {
+                let e = crate::error::OciError::new(
+                    crate::error::ErrorCode::Unsupported,
+                    format!("request body larger than {FORM_MAX} bytes"),
+                )
+                .with_status(413);
+                return convert::outgoing(crate::mirror::respond::oci_error(
+                    &http::Method::POST,
+                    &e,
+                ));
+            }
+        }
     } else {
         Vec::new()
     };
@@ -272,24 +305,32 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<web_s
         }
     };
     // Who may come in, and how many pulls they have left: decided before any upstream is asked.
-    let ip = req
-        .headers()
-        .get("cf-connecting-ip")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    let presents_password = crate::gate::presents_password(&incoming);
     let mut limit_headers = None;
     if let (Ok(cfg), true) = (&config, incoming.url.path() != "/healthz") {
         if let Err(e) = crate::ratelimit::admit(cfg, &ip) {
             return answer_early(&incoming, e, None);
         }
+        let blocked = presents_password
+            .then(|| FAILURES.with(|f| f.borrow().blocked("login", &client, LOGIN_FAILURES, now)))
+            .flatten();
+        if let Some(retry_after) = blocked {
+            let e = crate::error::OciError::new(
+                crate::error::ErrorCode::TooManyRequests,
+                format!("too many failed logins; retry in {retry_after} s"),
+            );
+            let mut resp = crate::mirror::respond::oci_error(&incoming.method, &e);
+            resp.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(retry_after),
+            );
+            return convert::outgoing(resp);
+        }
         let mirror_creds = env::var(&env, "MIRROR_CREDENTIALS")
             .and_then(|s| crate::mirror_auth::MirrorCredentials::parse(&s));
-        if let (Some(mc), false) = (
-            mirror_creds,
-            crate::ratelimit::any_contains(&cfg.trusted, &ip),
-        ) {
-            if let Some(resp) = mirror_login(&mc, &mut incoming, started / 1000) {
+        if let Some(mc) = mirror_creds {
+            let trusted = crate::ratelimit::any_contains(&cfg.trusted, &ip);
+            if let Some(resp) = mirror_login(&mc, trusted, &mut incoming, &client, now) {
                 return resp;
             }
         }
@@ -302,7 +343,7 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<web_s
                         ..
                     })
                 );
-            match ratelimit::check(&env, &ctx, cfg, &ip, counts, started / 1000).await {
+            match ratelimit::check(&env, &ctx, cfg, &ip, counts, now).await {
                 ratelimit::Verdict::Deny { limit, retry_after } => {
                     let e = crate::error::OciError::new(
                         crate::error::ErrorCode::TooManyRequests,
@@ -328,7 +369,7 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<web_s
     let session = Session {
         fetcher: &fetcher,
         tokens,
-        now: started / 1000,
+        now,
         timeout_ms,
         secret: &secret,
     };
@@ -343,6 +384,10 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<web_s
         &incoming,
     )
     .await;
+    // A password the upstream (or the mirror) refused: counted against the client.
+    if presents_password && resp.status() == http::StatusCode::UNAUTHORIZED {
+        FAILURES.with(|f| f.borrow_mut().record("login", &client, LOGIN_FAILURES, now));
+    }
     let id = request_id(&req);
     if let Ok(v) = http::HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);

@@ -1,22 +1,20 @@
 //! Pull counting per client in the `RATELIMIT` KV namespace. Only manifest GETs count (what Docker
-//! Hub counts as a pull): one read and one write each. Other requests show the remaining count
-//! from this isolate's memo, or one read when it has none. KV failing means no limit (logged).
+//! Hub counts as a pull): one KV read and one write each. The count is decided and taken in one
+//! synchronous step on this isolate's `Counters` (exact under concurrency here); KV carries it to
+//! other isolates as it propagates. Other requests show the remaining count from the isolate's
+//! counters, or one read when it has none. KV failing means no limit (logged).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use worker::{Context, Env};
 
 use crate::config::Config;
 use crate::ratelimit::{
-    any_contains, client_key, counter_key, decide, window_left, Decision, Limit,
+    any_contains, client_key, counter_key, window_left, Counters, Decision, Limit,
 };
 
-/// Memo entries kept before the memo is cleared.
-const MEMO_MAX: usize = 10_000;
-
 thread_local! {
-    static MEMO: RefCell<HashMap<String, u64>> = RefCell::new(HashMap::new());
+    static COUNTERS: RefCell<Counters> = RefCell::new(Counters::default());
 }
 
 pub enum Verdict {
@@ -26,16 +24,6 @@ pub enum Verdict {
         limit: Limit,
         retry_after: u64,
     },
-}
-
-fn remember(key: &str, remaining: u64) {
-    MEMO.with(|m| {
-        let mut m = m.borrow_mut();
-        if m.len() >= MEMO_MAX {
-            m.clear();
-        }
-        m.insert(key.to_string(), remaining);
-    });
 }
 
 pub async fn check(
@@ -57,11 +45,11 @@ pub async fn check(
     };
     let key = counter_key(&client, limit, now);
     if !counts {
-        if let Some(remaining) = MEMO.with(|m| m.borrow().get(&key).copied()) {
-            return Verdict::Pass(Some((limit, remaining)));
+        if let Some(n) = COUNTERS.with(|c| c.borrow().local(&key)) {
+            return Verdict::Pass(Some((limit, limit.count.saturating_sub(n))));
         }
     }
-    let count = match kv.get(&key).text().await {
+    let stored = match kv.get(&key).text().await {
         Ok(v) => v.and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0),
         Err(e) => {
             worker::console_warn!(
@@ -72,22 +60,23 @@ pub async fn check(
         }
     };
     if !counts {
-        let remaining = limit.count.saturating_sub(count);
-        remember(&key, remaining);
-        return Verdict::Pass(Some((limit, remaining)));
+        let seen = COUNTERS.with(|c| c.borrow().seen(&key, stored));
+        return Verdict::Pass(Some((limit, limit.count.saturating_sub(seen))));
     }
-    match decide(limit, count, now) {
-        Decision::Deny { retry_after } => {
-            remember(&key, 0);
-            Verdict::Deny { limit, retry_after }
-        }
+    // No await between reading this isolate's count and taking the pull: concurrent requests
+    // each see the one before them.
+    let (decision, count) = COUNTERS.with(|c| {
+        let mut c = c.borrow_mut();
+        let d = c.take(&key, stored, limit, now);
+        (d, c.local(&key).unwrap_or(0))
+    });
+    match decision {
+        Decision::Deny { retry_after } => Verdict::Deny { limit, retry_after },
         Decision::Allow { remaining } => {
-            remember(&key, remaining);
             // KV keeps a value at least 60 s; the window's own start in the key ends the count.
             let ttl = (window_left(limit, now) + 60).max(60);
-            let next = (count + 1).to_string();
             ctx.wait_until(async move {
-                let put = match kv.put(&key, next) {
+                let put = match kv.put(&key, count.to_string()) {
                     Ok(p) => p.expiration_ttl(ttl).execute().await,
                     Err(e) => Err(e),
                 };

@@ -13,7 +13,8 @@ export const BIG_MB = Number(process.env.EDGEMIRROR_BIG_MB ?? 110);
 /** The upstream table the tests run with: a Docker-Hub-like default and a plain registry. */
 export function upstreamTable(up, extra = {}) {
   return {
-    'docker.io': { registry: up.hub, prefixes: ['docker.io'], ns: ['docker.io'], library: true, ...extra },
+    // The hub's realm (the token server) is on another origin: listed, so logins may go there.
+    'docker.io': { registry: up.hub, prefixes: ['docker.io'], ns: ['docker.io'], library: true, realms: [up.token], ...extra },
     plain: { registry: up.plain, hosts: ['plain.localhost'], prefixes: ['plain'], ns: ['plain.test'], ...extra },
   };
 }
