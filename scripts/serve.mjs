@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const SCRIPT = path.join(ROOT, 'build/worker/shim.mjs');
-const VAR_NAMES = ['UPSTREAMS', 'DEFAULT_UPSTREAM', 'UPSTREAM_TIMEOUT_MS', 'PREWARM', 'PREWARM_BUDGET', 'CONFIG_RELOAD_SECS', 'ADMIN_TOKEN', 'ADMIN_TOKEN_NAME', 'ALLOW_CIDRS', 'TRUSTED_CIDRS', 'RATE_LIMIT'];
+const VAR_NAMES = ['UPSTREAMS', 'DEFAULT_UPSTREAM', 'UPSTREAM_TIMEOUT_MS', 'PREWARM', 'PREWARM_BUDGET', 'CONFIG_RELOAD_SECS', 'ADMIN_TOKEN', 'ADMIN_TOKEN_NAME', 'ALLOW_CIDRS', 'TRUSTED_CIDRS', 'RATE_LIMIT', 'UPSTREAM_SECRETS'];
 
 /** Starts the worker on 127.0.0.1:port. `vars` are the Worker's variables; `r2` binds an R2 bucket
  *  as BLOBS, `kv` a KV namespace as CONFIG (the admin API's store), `rateLimit` one as RATELIMIT
