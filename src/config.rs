@@ -601,11 +601,17 @@ fn parse_table(text: &str) -> Result<Vec<Upstream>, ConfigError> {
         if let Some(p) = raw.credentials.as_deref().and_then(secret_name_problem) {
             return Err(err(field("credentials"), p));
         }
-        let realms = raw
+        let mut realms = raw
             .realms
             .iter()
             .map(|r| normalise_registry(r).map_err(|p| err(field("realms"), p)))
             .collect::<Result<Vec<_>, _>>()?;
+        // A known registry keeps its known realms (Docker Hub's auth service) unless told otherwise.
+        if raw.realms.is_empty() {
+            if let Some((.., known)) = BUILT_IN.iter().find(|(_, r, ..)| *r == registry) {
+                realms = known.iter().map(|r| r.to_string()).collect();
+            }
+        }
         if registry.starts_with("https:") && realms.iter().any(|r| r.starts_with("http:")) {
             return Err(err(
                 field("realms"),

@@ -8,6 +8,26 @@ fn check(c: &Config) {
     for u in &c.upstreams {
         let url = url::Url::parse(&u.registry).expect("registry URL of an accepted table parses");
         assert!(matches!(url.scheme(), "http" | "https"), "{}", u.registry);
+        // Credentials never go to plain http from an https registry.
+        if u.registry.starts_with("https:") {
+            assert!(
+                u.realms.iter().all(|r| r.starts_with("https:")),
+                "{:?}",
+                u.realms
+            );
+        }
+        // Whatever is accepted as a secret's name looks like one, and is none of the mirror's own.
+        for name in u.credentials.iter().chain(u.headers.iter().map(|(_, s)| s)) {
+            assert!(
+                name.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_'),
+                "{name}"
+            );
+            assert!(
+                !edgemirror::config::MIRROR_OWN_NAMES.contains(&name.as_str()),
+                "{name}"
+            );
+        }
     }
     if let Some(d) = c.default {
         assert!(d < c.upstreams.len());
@@ -17,7 +37,8 @@ fn check(c: &Config) {
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     // Fields separated by NUL: UPSTREAMS, DEFAULT_UPSTREAM, UPSTREAM_TIMEOUT_MS, PREWARM,
-    // PREWARM_BUDGET, ALLOW_CIDRS, TRUSTED_CIDRS, RATE_LIMIT, then KV overrides.
+    // PREWARM_BUDGET, ALLOW_CIDRS, TRUSTED_CIDRS, RATE_LIMIT, then KV overrides, then
+    // UPSTREAM_SECRETS (last, so older seeds keep their meaning).
     let mut f = text.split('\0');
     let mut next = || f.next();
     let vars = Vars {
@@ -29,8 +50,13 @@ fuzz_target!(|data: &[u8]| {
         allow_cidrs: next(),
         trusted_cidrs: next(),
         rate_limit: next(),
+        upstream_secrets: None,
     };
     let overrides = next();
+    let vars = Vars {
+        upstream_secrets: next(),
+        ..vars
+    };
     let base = match Config::from_vars(&vars) {
         Ok(c) => c,
         Err(_) => Config::built_in(),

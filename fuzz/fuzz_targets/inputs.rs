@@ -18,7 +18,9 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Some(t) = Token::from_response(data, 1_700_000_000) {
-        assert!(t.header_value().starts_with("Bearer ") && !t.header_value().contains(['\r', '\n']));
+        assert!(
+            t.header_value().starts_with("Bearer ") && !t.header_value().contains(['\r', '\n'])
+        );
     }
     if let Some(l) = Limit::parse(&s) {
         let _ = edgemirror::ratelimit::window_left(l, u64::MAX);

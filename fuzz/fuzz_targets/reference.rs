@@ -25,9 +25,20 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(r) = Reference::parse(&s) {
         assert_eq!(r.as_str(), s);
     }
-    for e in [RepoName::parse(&s).err(), Tag::parse(&s).err(), Digest::parse(&s).err()].into_iter().flatten() {
+    for e in [
+        RepoName::parse(&s).err(),
+        Tag::parse(&s).err(),
+        Digest::parse(&s).err(),
+    ]
+    .into_iter()
+    .flatten()
+    {
         assert!((400..500).contains(&e.status));
         // Error bodies quote the input clipped: never the whole of a huge value.
-        assert!(e.body().len() < 2048, "error body of {} bytes", e.body().len());
+        assert!(
+            e.body().len() < 2048,
+            "error body of {} bytes",
+            e.body().len()
+        );
     }
 });

@@ -14,17 +14,29 @@ const TABLE: &str = r#"{
 
 fn config() -> &'static Config {
     static C: OnceLock<Config> = OnceLock::new();
-    C.get_or_init(|| Config::from_vars(&Vars { upstreams: Some(TABLE), default_upstream: Some("docker.io"), ..Default::default() }).expect("test table"))
+    C.get_or_init(|| {
+        Config::from_vars(&Vars {
+            upstreams: Some(TABLE),
+            default_upstream: Some("docker.io"),
+            ..Default::default()
+        })
+        .expect("test table")
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&which, rest)) = data.split_first() else { return };
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
     let text = String::from_utf8_lossy(rest);
     let (host, scope) = text.split_once('\n').unwrap_or(("mirror.example", &text));
     let config = config();
     let up = &config.upstreams[which as usize % config.upstreams.len()];
     if let Some(out) = rewrite_scope(config, host, up, scope) {
-        let name = out.strip_prefix("repository:").and_then(|s| s.strip_suffix(":pull")).expect("pull scope");
+        let name = out
+            .strip_prefix("repository:")
+            .and_then(|s| s.strip_suffix(":pull"))
+            .expect("pull scope");
         assert!(RepoName::parse(name).is_ok(), "{out:?}");
         assert!(!out.contains("push") || name.contains("push"));
         if up.library && !name.contains('/') {

@@ -423,3 +423,51 @@ fn secrets_pasted_into_the_table_are_never_echoed(#[case] table: &str, #[case] s
     let shown = format!("{skipped:?}");
     assert!(!skipped.is_empty() && !shown.contains(secret), "{shown}");
 }
+
+#[test]
+fn token_realms_are_origins_and_known_registries_keep_theirs() {
+    let c = Config::from_vars(&vars(
+        r#"{
+        "hub": {"registry": "https://registry-1.docker.io"},
+        "own": {"registry": "https://reg.example", "realms": ["https://auth.example/"]},
+        "none": {"registry": "https://reg2.example"}
+    }"#,
+    ))
+    .unwrap();
+    let realms = |n: &str| {
+        c.upstreams
+            .iter()
+            .find(|u| u.name == n)
+            .unwrap()
+            .realms
+            .clone()
+    };
+    assert_eq!(realms("hub"), ["https://auth.docker.io"]);
+    assert_eq!(realms("own"), ["https://auth.example"]);
+    assert!(realms("none").is_empty());
+    for bad in [
+        r#"{"p": {"registry": "https://p", "realms": ["https://a/token"]}}"#,
+        r#"{"p": {"registry": "https://p", "realms": ["http://a"]}}"#,
+        r#"{"p": {"registry": "https://p", "realms": "https://a"}}"#,
+    ] {
+        assert_eq!(
+            Config::from_vars(&vars(bad)).unwrap_err().field,
+            "UPSTREAMS.p.realms",
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn client_logins_go_to_the_default_upstream_unless_told() {
+    let c = Config::from_vars(&vars(
+        r#"{
+        "docker.io": {"registry": "https://a"},
+        "b": {"registry": "https://b", "client_logins": true},
+        "c": {"registry": "https://c"}
+    }"#,
+    ))
+    .unwrap();
+    let takes = |n: &str| c.takes_client_logins(c.upstreams.iter().find(|u| u.name == n).unwrap());
+    assert!(takes("docker.io") && takes("b") && !takes("c"));
+}
