@@ -114,9 +114,33 @@ impl Parser<'_> {
     }
 }
 
-/// `repository:<name>:pull`, the scope a pull needs.
-pub fn pull_scope(name: &str) -> String {
-    format!("repository:{name}:pull")
+/// A Docker token scope for a repository: `repository:<name>:<actions>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepoScope<'a> {
+    pub name: &'a str,
+    pub actions: &'a str,
+}
+
+impl<'a> RepoScope<'a> {
+    /// The scope a pull needs.
+    pub fn pull(name: &'a str) -> RepoScope<'a> {
+        RepoScope {
+            name,
+            actions: "pull",
+        }
+    }
+
+    /// `repository:<name>:<actions>` (a name may hold a port's `:`, so actions are the last part).
+    pub fn parse(scope: &'a str) -> Option<RepoScope<'a>> {
+        let (name, actions) = scope.strip_prefix("repository:")?.rsplit_once(':')?;
+        (!name.is_empty()).then_some(RepoScope { name, actions })
+    }
+}
+
+impl std::fmt::Display for RepoScope<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "repository:{}:{}", self.name, self.actions)
+    }
 }
 
 #[cfg(test)]
@@ -167,10 +191,25 @@ mod tests {
     }
 
     #[test]
-    fn scope_string() {
+    fn repository_scopes() {
         assert_eq!(
-            pull_scope("library/alpine"),
+            RepoScope::pull("library/alpine").to_string(),
             "repository:library/alpine:pull"
         );
+        assert_eq!(
+            RepoScope::parse("repository:host:5000/a/b:pull,push"),
+            Some(RepoScope {
+                name: "host:5000/a/b",
+                actions: "pull,push"
+            })
+        );
+        for bad in [
+            "registry:catalog:*",
+            "repository:",
+            "repository:x",
+            "repository::pull",
+        ] {
+            assert_eq!(RepoScope::parse(bad), None, "{bad}");
+        }
     }
 }

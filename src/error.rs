@@ -192,6 +192,19 @@ pub fn is_oci_envelope(body: &[u8]) -> bool {
         && env.errors.iter().all(|e| e.get("code").and_then(|c| c.as_str()).is_some()))
 }
 
+/// Keeps error messages short whatever the input.
+pub(crate) fn clip(s: &str) -> String {
+    const MAX: usize = 80;
+    if s.len() <= MAX {
+        return s.to_string();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -79,6 +79,20 @@ pub fn mirror_login(
     }
 }
 
+/// Whether `ip` may use the mirror at all (before anything else is done for it).
+pub fn admit(config: &crate::config::Config, ip: &str) -> Result<(), crate::error::OciError> {
+    if config.allow.is_empty()
+        || crate::ratelimit::any_contains(&config.allow, ip)
+        || crate::ratelimit::any_contains(&config.trusted, ip)
+    {
+        return Ok(());
+    }
+    Err(crate::error::OciError::new(
+        crate::error::ErrorCode::Denied,
+        "this mirror serves only the networks it is configured for",
+    ))
+}
+
 /// How many failures a client may have in a window before it is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FailureLimit {

@@ -4,9 +4,12 @@
 //! natively under `cargo test`; only `platform` (compiled for wasm32) touches the `worker` crate.
 
 pub mod admin;
+pub mod authorization;
 pub mod cache_key;
 pub mod challenge;
 pub mod config;
+pub mod digest;
+pub mod duration;
 pub mod error;
 pub mod gate;
 pub mod landing;

@@ -11,7 +11,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::mirror::upstream::basic;
+use crate::authorization::basic;
 
 const TOKEN_PREFIX: &str = "em1";
 pub const TOKEN_LIFETIME: u64 = 3600;

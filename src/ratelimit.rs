@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use crate::config::parse_duration;
+use crate::duration::parse_duration;
 
 /// `N/duration`, e.g. `100/6h` (Docker Hub's anonymous limit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,41 +135,27 @@ pub fn headers(limit: Limit, remaining: u64) -> [(&'static str, String); 4] {
     ]
 }
 
-/// An IPv4 or IPv6 network.
+/// An IPv4 or IPv6 network (`ipnet` does the arithmetic).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    net: IpAddr,
-    bits: u8,
-}
+pub struct Cidr(ipnet::IpNet);
 
 impl Cidr {
     /// `10.0.0.0/8`, `2001:db8::/32`, or a single address.
     pub fn parse(text: &str) -> Option<Cidr> {
-        let (addr, bits) = match text.trim().split_once('/') {
-            Some((a, b)) => (a, Some(b.parse::<u8>().ok()?)),
-            None => (text.trim(), None),
-        };
-        let net: IpAddr = addr.parse().ok()?;
-        let max = if net.is_ipv4() { 32 } else { 128 };
-        let bits = bits.unwrap_or(max);
-        (bits <= max).then_some(Cidr { net, bits })
+        let text = text.trim();
+        match text.parse::<ipnet::IpNet>() {
+            Ok(net) => Some(Cidr(net)),
+            Err(_) => text.parse::<IpAddr>().ok().map(|ip| Cidr(ip.into())),
+        }
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let (a, b, width) = match (self.net, ip) {
-            (IpAddr::V4(n), IpAddr::V4(i)) => {
-                (u128::from(u32::from(n)), u128::from(u32::from(i)), 32)
-            }
-            (IpAddr::V6(n), IpAddr::V6(i)) => (u128::from(n), u128::from(i), 128),
-            // An IPv4 client seen as ::ffff:a.b.c.d.
-            (IpAddr::V4(n), IpAddr::V6(i)) => match i.to_ipv4_mapped() {
-                Some(i) => (u128::from(u32::from(n)), u128::from(u32::from(i)), 32),
-                None => return false,
-            },
-            _ => return false,
+        // An IPv4 client may be seen as ::ffff:a.b.c.d.
+        let mapped = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4),
+            IpAddr::V4(_) => None,
         };
-        let shift = width - u32::from(self.bits);
-        shift >= 128 || (a >> shift) == (b >> shift)
+        self.0.contains(&ip) || mapped.is_some_and(|v4| self.0.contains(&v4))
     }
 }
 
@@ -318,18 +304,4 @@ mod tests {
         assert_eq!(h[0], ("ratelimit-limit", "100;w=21600".to_string()));
         assert_eq!(h[1], ("ratelimit-remaining", "42;w=21600".to_string()));
     }
-}
-
-/// Whether `ip` may use the mirror at all (before anything else is done for it).
-pub fn admit(config: &crate::config::Config, ip: &str) -> Result<(), crate::error::OciError> {
-    if config.allow.is_empty()
-        || any_contains(&config.allow, ip)
-        || any_contains(&config.trusted, ip)
-    {
-        return Ok(());
-    }
-    Err(crate::error::OciError::new(
-        crate::error::ErrorCode::Denied,
-        "this mirror serves only the networks it is configured for",
-    ))
 }

@@ -1,6 +1,8 @@
 //! Repository names, tags and digests as the OCI distribution spec defines them, validated by hand
 //! (no regex engine in the wasm), plus Docker Hub's defaults.
 
+pub use crate::digest::Digest;
+pub(crate) use crate::error::clip;
 use crate::error::{ErrorCode, OciError};
 
 /// Docker Hub's registry name, as clients and containerd's `ns=` spell it.
@@ -64,19 +66,6 @@ fn name_invalid(name: &str, why: &str) -> OciError {
     )
 }
 
-/// Keeps error messages short whatever the input.
-pub(crate) fn clip(s: &str) -> String {
-    const MAX: usize = 80;
-    if s.len() <= MAX {
-        return s.to_string();
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
-}
-
 /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
 pub fn is_path_component(c: &str) -> bool {
     let b = c.as_bytes();
@@ -130,46 +119,6 @@ impl Tag {
     }
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-/// Digest algorithms the mirror accepts, with the length of their hex encoding.
-const ALGORITHMS: &[(&str, usize)] = &[("sha256", 64), ("sha512", 128)];
-
-/// A validated content digest, e.g. `sha256:<64 hex>`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Digest(String);
-
-impl Digest {
-    pub fn parse(digest: &str) -> Result<Digest, OciError> {
-        let bad = |why: &str| {
-            OciError::new(
-                ErrorCode::DigestInvalid,
-                format!("invalid digest {:?}: {why}", clip(digest)),
-            )
-        };
-        let (alg, hex) = digest
-            .split_once(':')
-            .ok_or_else(|| bad("expected algorithm:hex"))?;
-        let len = ALGORITHMS
-            .iter()
-            .find(|(a, _)| *a == alg)
-            .map(|(_, len)| *len)
-            .ok_or_else(|| bad("unsupported algorithm (sha256 and sha512 are)"))?;
-        if hex.len() != len
-            || !hex
-                .bytes()
-                .all(|x| x.is_ascii_digit() || (b'a'..=b'f').contains(&x))
-        {
-            return Err(bad(&format!("{alg} needs {len} lowercase hex characters")));
-        }
-        Ok(Digest(digest.to_string()))
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-    pub fn algorithm(&self) -> &str {
-        self.0.split(':').next().unwrap_or("")
     }
 }
 

@@ -65,8 +65,7 @@ pub fn identity_key(credential: Option<&str>) -> String {
                 .chain_update(b"edgemirror token identity\0")
                 .chain_update(c.as_bytes())
                 .finalize();
-            let hex: String = d.iter().take(12).map(|b| format!("{b:02x}")).collect();
-            format!("credential:{hex}")
+            format!("credential:{}", hex::encode(&d[..12]))
         }
     }
 }

@@ -10,12 +10,12 @@
 
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use sha2::Digest as _;
 
 use super::budget;
 use super::respond::{oci_error, passed_headers, API_VERSION, API_VERSION_HEADER, DIGEST_HEADER};
 use super::{Reply, Request};
 use crate::cache_key;
+use crate::digest::Algorithm;
 use crate::error::{ErrorCode, OciError};
 use crate::policy::{
     decide, freshness, CacheStatus, Decision, Facts, Freshness, Kind, MAX_MANIFEST,
@@ -24,19 +24,6 @@ use crate::ports::{Fetcher, Store, StoredManifest, TagRecord};
 use crate::reference::{Digest, Reference, Tag};
 
 type Answer<B> = Result<(http::Response<Reply<B>>, CacheStatus), OciError>;
-
-/// `sha256:<hex>` / `sha512:<hex>` of `bytes`, in the algorithm of `like`.
-pub fn digest_of(bytes: &[u8], like: &str) -> String {
-    if like.starts_with("sha512:") {
-        format!("sha512:{}", hex(&sha2::Sha512::digest(bytes)))
-    } else {
-        format!("sha256:{}", hex(&sha2::Sha256::digest(bytes)))
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// A manifest response built from what the mirror holds (headers from the record or the store's
 /// metadata, the body as the store gives it).
@@ -418,9 +405,9 @@ async fn fetch<F: Fetcher, S: Store<Body = F::Body>>(
         .map(Digest::as_str)
         .or(announced.as_deref())
         .unwrap_or("sha256:");
-    let actual = digest_of(&bytes, like);
-    let expected = want.map(|d| d.as_str().to_string()).or(announced.clone());
-    if expected.as_ref().is_some_and(|e| *e != actual) {
+    let actual = Algorithm::of_digest_str(like).of(&bytes);
+    let expected = want.map(|d| d.as_str()).or(announced.as_deref());
+    if expected.is_some_and(|e| e != actual.as_str()) {
         return Err(OciError::new(
             ErrorCode::DigestInvalid,
             format!(
@@ -435,7 +422,7 @@ async fn fetch<F: Fetcher, S: Store<Body = F::Body>>(
     drop(reservation);
 
     let mut headers = passed_headers(&parts.headers);
-    if let Ok(v) = HeaderValue::from_str(&actual) {
+    if let Ok(v) = HeaderValue::from_str(actual.as_str()) {
         headers.insert(DIGEST_HEADER, v);
     }
     // The length read, also when the upstream sent the body chunked.
@@ -449,16 +436,13 @@ async fn fetch<F: Fetcher, S: Store<Body = F::Body>>(
     };
     let keep = match &media_type {
         None => Err("no Content-Type"),
-        Some(mt) => match (
-            Digest::parse(&actual),
-            decide(Kind::DigestManifest, &facts, &r.upstream.ttls),
-        ) {
-            (Ok(d), Decision::Cacheable { ttl, .. }) => Ok((
-                cache_key::manifest(&r.upstream.name, r.name, &d),
+        Some(mt) => match decide(Kind::DigestManifest, &facts, &r.upstream.ttls) {
+            Decision::Cacheable { ttl, .. } => Ok((
+                cache_key::manifest(&r.upstream.name, r.name, &actual),
                 mt.clone(),
                 ttl,
             )),
-            (_, d) => Err(d.reason()),
+            d => Err(d.reason()),
         },
     };
     let (body, stored) = match keep {
@@ -477,7 +461,7 @@ async fn fetch<F: Fetcher, S: Store<Body = F::Body>>(
             let stored = match tag_key {
                 Some(tag_key) => {
                     let rec = TagRecord {
-                        digest: actual.clone(),
+                        digest: actual.to_string(),
                         media_type,
                         size,
                         stored_at: r.session.now,

@@ -5,6 +5,7 @@ pub mod blobs;
 pub mod budget;
 pub mod manifests;
 pub mod no_store;
+pub mod realm;
 pub mod respond;
 pub mod token_endpoint;
 pub mod upstream;
@@ -12,7 +13,7 @@ pub mod upstream;
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, RANGE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
-use crate::challenge::pull_scope;
+use crate::challenge::RepoScope;
 use crate::config::{Config, ConfigError, Upstream};
 use crate::error::{ErrorCode, OciError};
 use crate::policy::{normalise_accept, CacheStatus};
@@ -97,16 +98,14 @@ impl<F: Fetcher, S> Request<'_, F, S> {
                 credentials: operator.as_deref(),
             },
         };
+        let call = upstream::Call {
+            upstream: self.upstream,
+            scope: &self.scope,
+            private: &private,
+            identity,
+        };
         self.session
-            .send(
-                self.upstream,
-                &self.scope,
-                method,
-                self.url.clone(),
-                self.headers.clone(),
-                &private,
-                identity,
-            )
+            .send(&call, method, self.url.clone(), self.headers.clone())
             .await
     }
 
@@ -347,8 +346,9 @@ async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
     // If the upstream refuses, the client is sent to the mirror's own token endpoint.
     let origin = req.url.origin().ascii_serialization();
     outcome.challenge = Some(format!(
-        "Bearer realm=\"{origin}/token\",service=\"{}\",scope=\"repository:{}:pull\"",
-        sel.upstream.name, name
+        "Bearer realm=\"{origin}/token\",service=\"{}\",scope=\"{}\"",
+        sel.upstream.name,
+        RepoScope::pull(name.as_str())
     ));
 
     let suffix = match &resource {
@@ -413,7 +413,7 @@ async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
         resource: resource.clone(),
         url,
         headers,
-        scope: pull_scope(sel.name.as_str()),
+        scope: RepoScope::pull(sel.name.as_str()).to_string(),
         accept: normalise_accept(&accept),
         range: req
             .headers

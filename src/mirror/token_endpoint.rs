@@ -11,8 +11,9 @@
 use http::header::AUTHORIZATION;
 use http::{Method, StatusCode};
 
-use super::upstream::basic;
+use super::upstream::{basic, RealmRequest};
 use super::{Incoming, Reply, Session, ANONYMOUS_TOKEN};
+use crate::challenge::RepoScope;
 use crate::config::{Config, Upstream};
 use crate::error::{ErrorCode, OciError};
 use crate::ports::Fetcher;
@@ -75,10 +76,9 @@ fn params(req: &Incoming) -> Result<Params, OciError> {
 
 /// `repository:<client name>:<actions>` → `repository:<upstream name>:pull`, if it names `up`.
 pub fn rewrite_scope(config: &Config, host: &str, up: &Upstream, scope: &str) -> Option<String> {
-    let rest = scope.strip_prefix("repository:")?;
-    let (name, _actions) = rest.rsplit_once(':')?;
-    let sel = select(config, host, &RepoName::parse(name).ok()?, None).ok()?;
-    (sel.upstream.name == up.name).then(|| format!("repository:{}:pull", sel.name))
+    let scope = RepoScope::parse(scope)?;
+    let sel = select(config, host, &RepoName::parse(scope.name).ok()?, None).ok()?;
+    (sel.upstream.name == up.name).then(|| RepoScope::pull(sel.name.as_str()).to_string())
 }
 
 /// What a client's token from this endpoint starts with; `~` is in no upstream name.
@@ -115,39 +115,11 @@ pub async fn serve<F: Fetcher>(
 ) -> Result<http::Response<Reply<F::Body>>, OciError> {
     let p = params(req)?;
     // No credentials: the anonymous token, at once; the mirror pulls with its own identity.
-    if p.credentials.is_none() {
+    let Some(login) = p.credentials.as_deref() else {
         return Ok(anonymous());
-    }
+    };
     let host = super::upstream::host_of(&req.url);
-    let by_service = p
-        .service
-        .as_deref()
-        .and_then(|s| config.upstreams.iter().find(|u| u.name == s));
-    let by_scope = || {
-        p.scopes.iter().find_map(|s| {
-            let name = s.strip_prefix("repository:")?.rsplit_once(':')?.0;
-            select(config, &host, &RepoName::parse(name).ok()?, None)
-                .ok()
-                .map(|sel| sel.upstream)
-        })
-    };
-    // `docker login` asks with no scope: its login is checked against the default upstream.
-    let by_default = || {
-        if p.scopes.is_empty() {
-            config.default.and_then(|i| config.get(i))
-        } else {
-            None
-        }
-    };
-    let up = by_service
-        .or_else(by_scope)
-        .or_else(by_default)
-        .ok_or_else(|| {
-            OciError::new(
-                ErrorCode::NameUnknown,
-                "no configured upstream matches this token request's service or scope",
-            )
-        })?;
+    let up = upstream_for(config, &host, &p)?;
     // A login goes only where the operator allows logins; elsewhere the mirror's own identity.
     if !config.takes_client_logins(up) {
         return Ok(anonymous());
@@ -162,80 +134,73 @@ pub async fn serve<F: Fetcher>(
         // The upstream has no token auth: nothing to pass through.
         return Ok(anonymous());
     };
-    super::upstream::credentials_may_go_to(up, &realm.realm)?;
-    let mut url = realm.realm.clone();
-    {
-        let mut q = url.query_pairs_mut();
-        if let Some(s) = &realm.service {
-            q.append_pair("service", s);
-        }
-        for s in &scopes {
-            q.append_pair("scope", s);
-        }
-    }
-    // Private (Access) headers go to the realm only if it is on the upstream's own origin.
-    let same_origin =
-        url::Url::parse(&up.registry).is_ok_and(|r| r.origin() == realm.realm.origin());
-    let realm_private = if same_origin {
-        private
-    } else {
-        http::HeaderMap::new()
+    let ask = RealmRequest {
+        upstream: up,
+        realm: &realm.realm,
+        service: realm.service.as_deref(),
+        scopes: &scopes,
+        login: Some(login),
+        private: &private,
     };
-    let resp = session
-        .token_request(url, p.credentials.as_deref(), &realm_private)
-        .await?;
-    let status = resp.status();
-    let body = session
-        .fetcher
-        .read_small(resp.into_body(), super::upstream::SMALL_BODY_LIMIT)
-        .await
-        .unwrap_or_default();
-    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-        return Err(OciError::new(
-            ErrorCode::Unauthorized,
-            format!("upstream {} refused these credentials", up.name),
-        ));
-    }
-    if !status.is_success() {
-        return Err(OciError::new(
-            ErrorCode::Unavailable,
-            format!(
-                "token endpoint of upstream {} answered {}",
-                up.name,
-                status.as_u16()
-            ),
-        )
-        .with_status(502));
-    }
-    let mut token: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
-        .map_err(|_| {
+    let body = session.exchange(&ask).await?;
+    let token = for_the_client(&up.name, &body)?;
+    Ok(super::small(StatusCode::OK, "application/json", token))
+}
+
+/// The upstream a token request is for: the `service` it names, else the scope's repository (by
+/// host, prefix or default); `docker login` asks with no scope and is checked against the default.
+fn upstream_for<'c>(config: &'c Config, host: &str, p: &Params) -> Result<&'c Upstream, OciError> {
+    let by_service = p
+        .service
+        .as_deref()
+        .and_then(|s| config.upstreams.iter().find(|u| u.name == s));
+    let by_scope = || {
+        p.scopes.iter().find_map(|s| {
+            let scope = RepoScope::parse(s)?;
+            select(config, host, &RepoName::parse(scope.name).ok()?, None)
+                .ok()
+                .map(|sel| sel.upstream)
+        })
+    };
+    let by_default = || {
+        p.scopes
+            .is_empty()
+            .then(|| config.default.and_then(|i| config.get(i)))
+            .flatten()
+    };
+    by_service
+        .or_else(by_scope)
+        .or_else(by_default)
+        .ok_or_else(|| {
             OciError::new(
-                ErrorCode::Unavailable,
-                format!("token endpoint of upstream {} sent no JSON", up.name),
+                ErrorCode::NameUnknown,
+                "no configured upstream matches this token request's service or scope",
             )
-            .with_status(502)
-        })?;
-    // A refresh token would let a client come back without credentials; the mirror does not pass one on.
+        })
+}
+
+/// The realm's answer as the client gets it: no refresh token (it would let a client come back
+/// without credentials), and the token wrapped for `upstream` under both names clients read
+/// (containerd reads `access_token` first).
+fn for_the_client(upstream: &str, body: &[u8]) -> Result<Vec<u8>, OciError> {
+    let bad = |what: &str| {
+        OciError::new(
+            ErrorCode::Unavailable,
+            format!("token endpoint of upstream {upstream} sent {what}"),
+        )
+        .with_status(502)
+    };
+    let mut token: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(body).map_err(|_| bad("no JSON"))?;
     token.remove("refresh_token");
-    // Both names clients read carry the wrapped token (containerd reads `access_token` first).
     let upstream_token = ["token", "access_token"]
         .iter()
         .find_map(|f| token.get(*f).and_then(|v| v.as_str()).map(str::to_string))
-        .ok_or_else(|| {
-            OciError::new(
-                ErrorCode::Unavailable,
-                format!("token endpoint of upstream {} sent no token", up.name),
-            )
-            .with_status(502)
-        })?;
-    let wrapped = serde_json::Value::String(wrap_token(&up.name, &upstream_token));
+        .ok_or_else(|| bad("no token"))?;
+    let wrapped = serde_json::Value::String(wrap_token(upstream, &upstream_token));
     token.insert("token".into(), wrapped.clone());
     token.insert("access_token".into(), wrapped);
-    Ok(super::small(
-        StatusCode::OK,
-        "application/json",
-        serde_json::to_vec(&token).unwrap_or_default(),
-    ))
+    Ok(serde_json::to_vec(&token).unwrap_or_default())
 }
 
 #[cfg(test)]

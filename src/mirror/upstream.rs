@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 
 use http::header::{
-    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, LOCATION, RETRY_AFTER, USER_AGENT, WWW_AUTHENTICATE,
+    ACCEPT_ENCODING, AUTHORIZATION, LOCATION, RETRY_AFTER, USER_AGENT, WWW_AUTHENTICATE,
 };
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
@@ -15,6 +15,9 @@ use crate::error::{ErrorCode, OciError};
 use crate::ports::{FetchError, Fetcher, UpstreamRequest};
 use crate::retry;
 use crate::token::{identity_key, Token, TokenCache};
+
+pub use super::realm::{credentials_may_go_to, RealmRequest};
+pub use crate::authorization::basic;
 
 /// Redirect hops followed before giving up.
 pub const MAX_REDIRECTS: usize = 5;
@@ -70,98 +73,69 @@ pub(crate) fn host_of(url: &url::Url) -> String {
     }
 }
 
-/// Whether credentials (the operator's or a client's login) may go to `realm` for `upstream`: a
-/// realm on the registry's own origin or one listed in its `realms`, and never plain http for an
-/// https registry. The error says why, for a 502.
-pub fn credentials_may_go_to(upstream: &Upstream, realm: &url::Url) -> Result<(), OciError> {
-    let origin = realm.origin().ascii_serialization();
-    let registry_tls = upstream.registry.starts_with("https:");
-    if registry_tls && realm.scheme() != "https" {
-        return Err(unavailable(
-            502,
-            format!(
-                "upstream {} names a plain-http token realm; its credentials are not sent there",
-                upstream.name
-            ),
-        ));
-    }
-    if origin == upstream.registry || upstream.realms.contains(&origin) {
-        return Ok(());
-    }
-    Err(unavailable(
-        502,
-        format!(
-            "upstream {} names the token realm {origin}, which is not on its own origin nor in its realms; its credentials are not sent there",
-            upstream.name
-        ),
-    ))
+/// What one upstream request is for: the upstream, the repository scope a token must cover, the
+/// upstream's private headers (its own origin only) and whose credentials it carries.
+pub struct Call<'a> {
+    pub upstream: &'a Upstream,
+    pub scope: &'a str,
+    pub private: &'a HeaderMap,
+    pub identity: Identity<'a>,
+}
+
+/// How an upstream request is authenticated across its attempts.
+struct Auth {
+    /// What a token realm (or a registry asking for Basic) gets: `Basic …`, if anything.
+    login: Option<String>,
+    /// The token cache key when the tokens this identity obtains may be kept and shared.
+    key: Option<String>,
+    /// The `Authorization` sent now.
+    header: Option<String>,
+    /// Whether `header` came from the cache (or a peer), so a refusal forgets it.
+    from_cache: bool,
+    asked_peer: bool,
+    /// Tokens fetched for this request so far.
+    fresh: u32,
+}
+
+/// What to do after the registry refused an attempt.
+enum Next<B> {
+    Retry,
+    Answer(http::Response<B>),
 }
 
 impl<F: Fetcher> Session<'_, F> {
-    /// Sends `method url` to `upstream` for repository scope `scope`, authenticating and
-    /// following redirects. Returns the final response (any status) for the caller to map.
-    /// `private` headers (an upstream's Access headers) go, like the token, to the registry's own
-    /// origin only.
-    #[allow(clippy::too_many_arguments)]
+    /// Sends `method url` for `call`, authenticating and following redirects. Returns the final
+    /// response (any status) for the caller to map.
     pub async fn send(
         &self,
-        upstream: &Upstream,
-        scope: &str,
+        call: &Call<'_>,
         method: Method,
         url: url::Url,
         mut headers: HeaderMap,
-        private: &HeaderMap,
-        identity: Identity<'_>,
     ) -> Result<http::Response<F::Body>, OciError> {
         headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
         // Bytes as stored: a compressed answer would make HEAD and GET lengths disagree.
         headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
-        // What the realm gets (`Basic …`), and whether the tokens it gives may be kept and shared.
-        let (realm_auth, keep) = match identity {
+        let mut auth = match call.identity {
             Identity::Client(value) => {
                 let (resp, _) = self
-                    .follow(&method, url, headers, Some(value), private)
+                    .follow(&method, url, headers, Some(value), call.private)
                     .await?;
                 return Ok(resp);
             }
-            Identity::ClientLogin(value) => (Some(value.to_string()), false),
-            Identity::Mirror { credentials } => (credentials.map(basic), true),
-        };
-        // A token belongs to the registry and to the credential that obtained it: two upstreams
-        // on one registry with different accounts never share one.
-        let token_key = &format!(
-            "{}|{}",
-            upstream.registry,
-            identity_key(realm_auth.as_deref())
-        );
-        let cached = if keep {
-            self.tokens
-                .borrow()
-                .get(token_key, scope, self.now)
-                .map(Token::header_value)
-        } else {
-            None
-        };
-        // A request beside this one may be fetching this very token: its answer is waited for once.
-        let mut asked_peer = false;
-        let cached = match cached {
-            None if keep && self.tokens.borrow().is_fetching(token_key, scope, self.now) => {
-                asked_peer = true;
-                self.peer_token(token_key, scope).await
+            Identity::ClientLogin(value) => self.start(call, Some(value.to_string()), false).await,
+            Identity::Mirror { credentials } => {
+                self.start(call, credentials.map(basic), true).await
             }
-            cached => cached,
         };
-        let mut used_cached = cached.is_some();
-        let mut auth = cached;
-        let mut fresh_tokens = 0;
         loop {
             let (resp, from_registry) = self
                 .follow(
                     &method,
                     url.clone(),
                     headers.clone(),
-                    auth.as_deref(),
-                    private,
+                    auth.header.as_deref(),
+                    call.private,
                 )
                 .await?;
             // A 401 from a host the registry redirected to is that host's answer, not a challenge
@@ -169,82 +143,115 @@ impl<F: Fetcher> Session<'_, F> {
             if resp.status() != StatusCode::UNAUTHORIZED || !from_registry {
                 return Ok(resp);
             }
-            let header = resp
-                .headers()
-                .get(WWW_AUTHENTICATE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            let Some(challenge) = challenge::bearer(&header) else {
-                // A registry that asks for Basic gets the credentials at hand, if there are any.
-                match &realm_auth {
-                    Some(c)
-                        if challenge::parse(&header)
-                            .iter()
-                            .any(|c| c.scheme == "basic")
-                            && auth.is_none() =>
-                    {
-                        self.fetcher.discard(resp.into_body());
-                        auth = Some(c.clone());
-                        continue;
-                    }
-                    _ => return Ok(resp),
-                }
-            };
-            // A token just fetched and refused: for a missing scope that is the answer (the
-            // repository needs a login); an invalid one (expired on arrival: a realm with a skewed
-            // clock) gets one more fetch, and then the mirror gives up on this upstream.
-            let invalid = challenge.error.as_deref() == Some("invalid_token");
-            match fresh_tokens {
-                0 => {}
-                1 if invalid => {}
-                1 => return Ok(resp),
-                _ => {
-                    self.fetcher.discard(resp.into_body());
-                    return Err(unavailable(
-                        502,
-                        format!(
-                            "upstream {} refuses the tokens its own realm issues",
-                            upstream.name
-                        ),
-                    ));
-                }
+            match self.refused(call, &mut auth, resp).await? {
+                Next::Retry => continue,
+                Next::Answer(resp) => return Ok(resp),
             }
-            self.fetcher.discard(resp.into_body());
-            if used_cached {
-                self.tokens.borrow_mut().forget(token_key, scope);
-                used_cached = false;
-            }
-            if keep && !asked_peer {
-                asked_peer = true;
-                if let Some(token) = self.peer_token(token_key, scope).await {
-                    auth = Some(token);
-                    used_cached = true;
-                    continue;
-                }
-            }
-            fresh_tokens += 1;
-            if realm_auth.is_some() {
-                credentials_may_go_to(upstream, &challenge.realm)?;
-            }
-            // The realm gets the private headers only if it is on the registry's own origin.
-            let realm_private = if challenge.realm.origin() == url.origin() {
-                private.clone()
-            } else {
-                HeaderMap::new()
-            };
-            let token = self
-                .fetch_token(
-                    &upstream.name,
-                    scope,
-                    &challenge,
-                    &realm_private,
-                    realm_auth.as_deref(),
-                    keep.then_some(token_key.as_str()),
-                )
-                .await?;
-            auth = Some(token.header_value());
         }
+    }
+
+    /// The authentication a request starts with: a kept token (or one a request beside it is
+    /// fetching right now), else none until the registry asks.
+    async fn start(&self, call: &Call<'_>, login: Option<String>, keep: bool) -> Auth {
+        // A token belongs to the registry and to the credential that obtained it: two upstreams
+        // on one registry with different accounts never share one.
+        let key = keep.then(|| {
+            format!(
+                "{}|{}",
+                call.upstream.registry,
+                identity_key(login.as_deref())
+            )
+        });
+        let mut auth = Auth {
+            login,
+            key,
+            header: None,
+            from_cache: false,
+            asked_peer: false,
+            fresh: 0,
+        };
+        let Some(key) = auth.key.as_deref() else {
+            return auth;
+        };
+        let cached = self
+            .tokens
+            .borrow()
+            .get(key, call.scope, self.now)
+            .map(Token::header_value);
+        auth.header = match cached {
+            None if self.tokens.borrow().is_fetching(key, call.scope, self.now) => {
+                auth.asked_peer = true;
+                self.peer_token(key, call.scope).await
+            }
+            cached => cached,
+        };
+        auth.from_cache = auth.header.is_some();
+        auth
+    }
+
+    /// The registry answered 401: answer its challenge (a token, or Basic), or give its answer back.
+    async fn refused(
+        &self,
+        call: &Call<'_>,
+        auth: &mut Auth,
+        resp: http::Response<F::Body>,
+    ) -> Result<Next<F::Body>, OciError> {
+        let header = resp
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let Some(challenge) = challenge::bearer(&header) else {
+            // A registry that asks for Basic gets the login at hand, if there is one, once.
+            let basic_asked = challenge::parse(&header)
+                .iter()
+                .any(|c| c.scheme == "basic");
+            return Ok(match (&auth.login, basic_asked && auth.header.is_none()) {
+                (Some(login), true) => {
+                    self.fetcher.discard(resp.into_body());
+                    auth.header = Some(login.clone());
+                    Next::Retry
+                }
+                _ => Next::Answer(resp),
+            });
+        };
+        // A token just fetched and refused: for a missing scope that is the answer (the
+        // repository needs a login); an invalid one (expired on arrival: a realm with a skewed
+        // clock) gets one more fetch, and then the mirror gives up on this upstream.
+        let invalid = challenge.error.as_deref() == Some("invalid_token");
+        match auth.fresh {
+            0 => {}
+            1 if invalid => {}
+            1 => return Ok(Next::Answer(resp)),
+            _ => {
+                self.fetcher.discard(resp.into_body());
+                return Err(unavailable(
+                    502,
+                    format!(
+                        "upstream {} refuses the tokens its own realm issues",
+                        call.upstream.name
+                    ),
+                ));
+            }
+        }
+        self.fetcher.discard(resp.into_body());
+        if let (Some(key), true) = (auth.key.as_deref(), auth.from_cache) {
+            self.tokens.borrow_mut().forget(key, call.scope);
+            auth.from_cache = false;
+        }
+        if let (Some(key), false) = (auth.key.clone(), auth.asked_peer) {
+            auth.asked_peer = true;
+            if let Some(token) = self.peer_token(&key, call.scope).await {
+                auth.header = Some(token);
+                auth.from_cache = true;
+                return Ok(Next::Retry);
+            }
+        }
+        auth.fresh += 1;
+        let token = self.fetch_token(call, &challenge, auth).await?;
+        auth.header = Some(token.header_value());
+        Ok(Next::Retry)
     }
 
     /// The Bearer challenge a registry answers an anonymous `GET /v2/` with (its token realm), if any.
@@ -269,25 +276,9 @@ impl<F: Fetcher> Session<'_, F> {
         Ok(challenge)
     }
 
-    /// A GET to a token realm with the client's credentials; the answer as it is.
-    pub async fn token_request(
-        &self,
-        url: url::Url,
-        authorization: Option<&str>,
-        private: &HeaderMap,
-    ) -> Result<http::Response<F::Body>, OciError> {
-        let mut headers = HeaderMap::new();
-        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
-        let (resp, _) = self
-            .follow(&Method::GET, url, headers, authorization, private)
-            .await?;
-        Ok(resp)
-    }
-
     /// One request and its redirects. `Authorization` and the `private` headers go to the first
     /// origin only. Also says whether the final answer came from that first origin.
-    async fn follow(
+    pub(super) async fn follow(
         &self,
         method: &Method,
         mut url: url::Url,
@@ -395,63 +386,40 @@ impl<F: Fetcher> Session<'_, F> {
         }
     }
 
+    /// A fresh token from the realm `challenge` names, kept (and marked as being fetched while it
+    /// is) when this identity's tokens may be shared.
     async fn fetch_token(
         &self,
-        upstream: &str,
-        scope: &str,
+        call: &Call<'_>,
         challenge: &BearerChallenge,
-        private: &HeaderMap,
-        realm_auth: Option<&str>,
-        keep_as: Option<&str>,
+        auth: &Auth,
     ) -> Result<Token, OciError> {
-        let _mark = keep_as.map(|key| FetchMark::new(self.tokens, key, scope, self.now));
-        let mut url = challenge.realm.clone();
-        {
-            let mut q = url.query_pairs_mut();
-            if let Some(service) = &challenge.service {
-                q.append_pair("service", service);
-            }
-            q.append_pair("scope", scope);
-        }
-        let mut headers = HeaderMap::new();
-        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
-        // Credentials go to the realm the registry named (that is where they belong).
-        let (resp, _) = self
-            .follow(&Method::GET, url, headers, realm_auth, private)
-            .await?;
-        let status = resp.status();
-        let body = self
-            .fetcher
-            .read_small(resp.into_body(), SMALL_BODY_LIMIT)
-            .await;
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(OciError::new(
-                ErrorCode::Unauthorized,
-                format!("upstream {upstream} requires authentication for {scope}"),
-            ));
-        }
-        if !status.is_success() {
-            return Err(unavailable(
+        let _mark = auth
+            .key
+            .as_deref()
+            .map(|key| FetchMark::new(self.tokens, key, call.scope, self.now));
+        let ask = RealmRequest {
+            upstream: call.upstream,
+            realm: &challenge.realm,
+            service: challenge.service.as_deref(),
+            scopes: &[call.scope.to_string()],
+            login: auth.login.as_deref(),
+            private: call.private,
+        };
+        let body = self.exchange(&ask).await?;
+        let token = Token::from_response(&body, self.now).ok_or_else(|| {
+            unavailable(
                 502,
                 format!(
-                    "token endpoint of upstream {upstream} answered {}",
-                    status.as_u16()
+                    "token endpoint of upstream {} sent no usable token",
+                    call.upstream.name
                 ),
-            ));
-        }
-        let token = body
-            .and_then(|b| Token::from_response(&b, self.now))
-            .ok_or_else(|| {
-                unavailable(
-                    502,
-                    format!("token endpoint of upstream {upstream} sent no usable token"),
-                )
-            })?;
-        if let Some(key) = keep_as {
+            )
+        })?;
+        if let Some(key) = auth.key.as_deref() {
             self.tokens
                 .borrow_mut()
-                .put(key, scope, token.clone(), self.now);
+                .put(key, call.scope, token.clone(), self.now);
         }
         Ok(token)
     }
@@ -481,44 +449,5 @@ impl Drop for FetchMark<'_> {
         if let Ok(mut t) = self.tokens.try_borrow_mut() {
             t.end_fetch(&self.key, &self.scope);
         }
-    }
-}
-
-/// `Basic <base64(user:password)>`.
-pub fn basic(credentials: &str) -> String {
-    format!("Basic {}", base64(credentials.as_bytes()))
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn basic_credentials_encode_like_rfc_4648() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
-        assert_eq!(basic("alice:secret"), "Basic YWxpY2U6c2VjcmV0");
     }
 }

@@ -191,7 +191,7 @@ async fn admin_request(
             ))
         }
     };
-    if let Err(e) = crate::ratelimit::admit(&base, ip) {
+    if let Err(e) = crate::gate::admit(&base, ip) {
         let mut resp = http::Response::new(e.body());
         *resp.status_mut() = http::StatusCode::FORBIDDEN;
         return answer(resp);
@@ -308,7 +308,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<web_sys::
     let presents_password = crate::gate::presents_password(&incoming);
     let mut limit_headers = None;
     if let (Ok(cfg), true) = (&config, incoming.url.path() != "/healthz") {
-        if let Err(e) = crate::ratelimit::admit(cfg, &ip) {
+        if let Err(e) = crate::gate::admit(cfg, &ip) {
             return answer_early(&incoming, e, None);
         }
         let blocked = presents_password

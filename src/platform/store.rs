@@ -9,6 +9,7 @@ use worker::{Bucket, Cache, Context, Headers, Response, ResponseBody, ScheduleCo
 use super::convert::Body;
 use super::verify;
 use crate::cache_key::object_name;
+use crate::digest::{Algorithm, Digest};
 use wasm_bindgen::JsCast;
 
 use crate::ports::{BlobLookup, RangeSpec, Store, StoredManifest, TagRecord};
@@ -241,26 +242,29 @@ impl Store for RuntimeStore<'_> {
 
     fn put_blob(&self, key: &str, digest: &str, size: u64, body: Body, keep_secs: u64) {
         let Some(body) = body else { return };
-        let Some((alg, hex)) = verify::algorithm(digest) else {
+        let Ok(digest) = Digest::parse(digest) else {
             let _ = body.cancel();
             return;
         };
-        let (key, digest, expected) = (key.to_string(), digest.to_string(), verify::hex_bytes(hex));
-        match (self.bucket.clone(), expected) {
-            (Some(bucket), Some(expected)) => {
+        let key = key.to_string();
+        match self.bucket.clone() {
+            Some(bucket) => {
                 let name = object_name(&key).to_string();
                 self.ctx.wait_until(async move {
                     let put = bucket.put(name.as_str(), verify::with_length(&body, size));
-                    let put = if alg == "SHA-512" { put.sha512(expected) } else { put.sha256(expected) };
+                    let put = match digest.algorithm_kind() {
+                        Algorithm::Sha512 => put.sha512(digest.bytes()),
+                        Algorithm::Sha256 => put.sha256(digest.bytes()),
+                    };
                     match put.execute().await {
                         Ok(_) => worker::console_log!("{}", serde_json::json!({"msg": "stored", "what": "blob", "store": "r2", "key": name})),
                         Err(e) => log_failure("blob", &name, e),
                     }
                 });
             }
-            _ => {
+            None => {
                 self.ctx.wait_until(async move {
-                    let headers = match blob_headers(&digest, size, keep_secs) {
+                    let headers = match blob_headers(digest.as_str(), size, keep_secs) {
                         Ok(h) => h,
                         Err(e) => return log_failure("blob", &key, e),
                     };

@@ -8,6 +8,8 @@
 
 use wasm_bindgen::prelude::*;
 
+use crate::digest::Digest;
+
 #[wasm_bindgen(inline_js = r#"
 const hex = (buf) => Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, '0')).join('');
 
@@ -49,15 +51,6 @@ extern "C" {
     ) -> Result<JsValue, JsValue>;
 }
 
-/// The runtime's name for a digest's algorithm, and its hex part.
-pub fn algorithm(digest: &str) -> Option<(&'static str, &str)> {
-    match digest.split_once(':')? {
-        ("sha256", hex) => Some(("SHA-256", hex)),
-        ("sha512", hex) => Some(("SHA-512", hex)),
-        _ => None,
-    }
-}
-
 /// A stream of announced length: it errors if the body is longer or shorter.
 pub fn with_length(body: &web_sys::ReadableStream, size: u64) -> web_sys::ReadableStream {
     fixed_length(body, size as f64)
@@ -67,12 +60,12 @@ pub fn with_length(body: &web_sys::ReadableStream, size: u64) -> web_sys::Readab
 pub async fn cache_put(
     body: &web_sys::ReadableStream,
     key: &str,
-    digest: &str,
+    digest: &Digest,
     size: u64,
     headers: &web_sys::Headers,
 ) -> Result<(), String> {
-    let (alg, hex) = algorithm(digest).ok_or("unsupported digest algorithm")?;
-    cache_put_verified(body, key, alg, hex, size as f64, headers.as_ref())
+    let alg = digest.algorithm_kind().runtime_name();
+    cache_put_verified(body, key, alg, digest.hex(), size as f64, headers.as_ref())
         .await
         .map(|_| ())
         .map_err(|e| {
@@ -80,15 +73,4 @@ pub async fn cache_put(
                 .or_else(|| js_sys::Error::from(e).message().as_string())
                 .unwrap_or_default()
         })
-}
-
-/// Bytes of a hex string (a digest's encoded part).
-pub fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
-    if !hex.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect()
 }
