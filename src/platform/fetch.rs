@@ -74,6 +74,15 @@ extern "C" {
     fn stream_over(bytes: &js_sys::Uint8Array) -> Result<Option<web_sys::ReadableStream>, JsValue>;
 }
 
+/// Reads and drops up to `limit` bytes of a request body the mirror refuses, on the JavaScript
+/// side (nothing enters wasm), so a small body is consumed and the client reads the answer instead
+/// of a reset; past `limit` the stream is cancelled.
+pub async fn drain(body: Body, limit: usize) {
+    if let Some(stream) = body {
+        let _ = read_limited(stream, limit as f64, f64::from(SMALL_BODY_TIMEOUT_MS)).await;
+    }
+}
+
 fn unreachable(e: JsValue) -> FetchError {
     FetchError::Unreachable(
         e.as_string()

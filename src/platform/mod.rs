@@ -157,7 +157,7 @@ fn request_id(req: &Request) -> String {
 
 /// `/_admin/…`: on only when the `ADMIN_TOKEN` secret is set (and `CONFIG` is bound to keep
 /// changes). The allow-list applies; the token is checked, and failed attempts limited per client,
-/// before any body is read; a body is read only up to `admin::MAX_BODY`.
+/// before any body is read into wasm; a body is read only up to `admin::MAX_BODY`.
 async fn admin_request(
     req: Request,
     env: &Env,
@@ -168,6 +168,12 @@ async fn admin_request(
     let method =
         http::Method::from_bytes(req.inner().method().as_bytes()).unwrap_or(http::Method::GET);
     let path = req.path();
+    // A refused request's body is never read into wasm: a small one is dropped on the JS side
+    // (so the client gets the answer, not a reset), a large one is cut off.
+    let refuse = |resp: http::Response<Vec<u8>>| async {
+        fetch::drain(req.inner().body(), crate::admin::MAX_BODY).await;
+        resp
+    };
     let answer = |resp: http::Response<Vec<u8>>| {
         worker::console_log!(
             "{}",
@@ -194,7 +200,7 @@ async fn admin_request(
     if let Err(e) = crate::gate::admit(&base, ip) {
         let mut resp = http::Response::new(e.body());
         *resp.status_mut() = http::StatusCode::FORBIDDEN;
-        return answer(resp);
+        return answer(refuse(resp).await);
     }
     let token = env::var(env, "ADMIN_TOKEN").filter(|t| !t.is_empty());
     let name = env::var(env, "ADMIN_TOKEN_NAME").unwrap_or_else(|| "admin".into());
@@ -202,17 +208,17 @@ async fn admin_request(
         // No token or no store: the admin API does not exist (and no body is read).
         let (resp, _) =
             crate::admin::handle(&base, &NoStore, None, &method, &path, None, &[]).await;
-        return answer(resp);
+        return answer(refuse(resp).await);
     };
     let admin = crate::admin::Admin { token, name: &name };
     if let Some(retry) = FAILURES.with(|f| f.borrow().blocked("admin", client, ADMIN_FAILURES, now))
     {
-        return answer(crate::admin::too_many_attempts(retry));
+        return answer(refuse(crate::admin::too_many_attempts(retry)).await);
     }
     let authorization = req.headers().get("authorization").ok().flatten();
     if !crate::admin::authorized(&admin, authorization.as_deref()) {
         FAILURES.with(|f| f.borrow_mut().record("admin", client, ADMIN_FAILURES, now));
-        return answer(crate::admin::unauthorized());
+        return answer(refuse(crate::admin::unauthorized()).await);
     }
     let body = if method == http::Method::PUT {
         match read_bounded(&req, crate::admin::MAX_BODY).await {

@@ -13,9 +13,9 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 describe('runtime upstream table and private upstreams', { timeout: 180_000 }, () => {
   let w, noAdmin, front, frontSeen = [];
-  const admin = (method, path, body, token = TOKEN) => new Promise((resolve, reject) => {
+  const admin = (method, path, body, token = TOKEN, ip = '127.0.0.1') => new Promise((resolve, reject) => {
     const data = body === undefined ? undefined : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
-    const req = http.request({ host: '127.0.0.1', port: PORT, method, path, headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(data ? { 'content-type': 'application/json', 'content-length': data.length } : {}) } }, (res) => {
+    const req = http.request({ host: '127.0.0.1', port: PORT, method, path, headers: { 'cf-connecting-ip': ip, ...(token ? { authorization: `Bearer ${token}` } : {}), ...(data ? { 'content-type': 'application/json', 'content-length': data.length } : {}) } }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
       res.on('end', () => { const text = Buffer.concat(chunks).toString(); resolve({ status: res.statusCode, json: text ? JSON.parse(text) : null }); });
@@ -86,8 +86,9 @@ describe('runtime upstream table and private upstreams', { timeout: 180_000 }, (
   });
 
   it('wrong, missing or almost-right tokens get 401 and change nothing; invalid entries get 400', async () => {
+    // From a client of their own: five failures are the most a client gets before it is locked out.
     for (const token of [null, 'wrong', TOKEN.slice(0, -1), `${TOKEN}x`, TOKEN.toUpperCase()]) {
-      const r = await admin('PUT', '/_admin/upstreams/evil', { registry: 'http://127.0.0.1:9', prefixes: ['evil'] }, token);
+      const r = await admin('PUT', '/_admin/upstreams/evil', { registry: 'http://127.0.0.1:9', prefixes: ['evil'] }, token, '192.0.2.201');
       assert.equal(r.status, 401, String(token));
       assert.equal(r.json.errors[0].code, 'UNAUTHORIZED');
     }

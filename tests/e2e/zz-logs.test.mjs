@@ -1,5 +1,5 @@
 // Runs last: every log line the mirror printed during the end-to-end run, checked for credentials.
-// The run pulled through a token-auth upstream (the mirror held real JWTs) and a user alice:secret
+// The run pulled through a token-auth upstream (the mirror held real JWTs) and a user alice (USER)
 // exists upstream; none of it may appear in a log.
 import { it } from 'node:test';
 import assert from 'node:assert/strict';

@@ -2,7 +2,7 @@
 //   plain :15000  CNCF distribution 2.8 (`docker-registry`), no auth
 //   hub   :15100  Docker-Hub-like distribution: Bearer auth (realm :15101/token, service
 //                 testbed-registry), blob GET/HEAD answered 307 to the blob server
-//   token :15101  fixtures/token-server.py (alice:secret; anonymous = pull, none on library/private)
+//   token :15101  fixtures/token-server.py (alice:alice-pa55; anonymous = pull, none on library/private)
 //   blobs :15300  fixtures/blob-server.py (the redirect target, like S3/a CDN)
 // Both registries share ROOT/data/upstream. Also: test images (makeImages) and log readers.
 import crypto from 'node:crypto';
@@ -18,7 +18,8 @@ const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '
 const OFFSET = Number(process.env.EDGEMIRROR_PORT_OFFSET ?? 0);
 export const PORTS = { plain: 15000 + OFFSET, hub: 15100 + OFFSET, token: 15101 + OFFSET, blobs: 15300 + OFFSET };
 export const SERVICE = 'testbed-registry';
-export const USER = { username: 'alice', password: 'secret' };
+// A password no message of the mirror's could contain by chance (zz-logs looks for it in every line).
+export const USER = { username: 'alice', password: 'alice-pa55' };
 export const PRIVATE_REPOS = ['library/private'];
 
 function registryYml(name, root, port, extra = '') {
