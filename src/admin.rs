@@ -85,7 +85,8 @@ fn json(status: StatusCode, value: &serde_json::Value) -> http::Response<Vec<u8>
     r
 }
 
-fn error(e: OciError) -> http::Response<Vec<u8>> {
+/// An OCI error as the admin API answers it.
+pub fn error(e: OciError) -> http::Response<Vec<u8>> {
     let mut r = http::Response::new(e.body());
     *r.status_mut() = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
     r.headers_mut().insert(
@@ -110,6 +111,11 @@ fn describe(u: &Upstream, source: &str) -> serde_json::Value {
         "headers": u.headers.iter().map(|(h, secret)| (h.clone(), secret.clone())).collect::<BTreeMap<_, _>>(),
         "source": source,
     })
+}
+
+/// The answer while the admin API is off: it does not exist.
+pub fn no_such_endpoint() -> http::Response<Vec<u8>> {
+    error(OciError::new(ErrorCode::NameUnknown, "no such endpoint").with_status(404))
 }
 
 /// Handles one admin request. Returns the response and, for a change, the line to log.

@@ -33,6 +33,11 @@ pub trait Fetcher {
     async fn read_small(&self, body: Self::Body, limit: usize) -> Option<Vec<u8>>;
     /// Lets go of a body that will not be read.
     fn discard(&self, body: Self::Body);
+    /// Lets go of a refused request's body: up to `limit` bytes are consumed where they are (never
+    /// in wasm), so the client reads the answer rather than a reset; past it the body is cut off.
+    async fn drain(&self, body: Self::Body, _limit: usize) {
+        self.discard(body)
+    }
     /// Splits a body into two that each yield every byte (one for the client, one for a store).
     fn tee(&self, body: Self::Body) -> (Self::Body, Self::Body);
     /// Hands bytes the core read and checked (a verified manifest) back to the runtime as a body.
@@ -41,6 +46,16 @@ pub trait Fetcher {
     fn body_of(&self, bytes: Vec<u8>) -> Self::Body;
     /// Waits `ms` milliseconds (before a retry).
     async fn pause(&self, ms: u32);
+}
+
+/// Pull counters shared by every isolate (KV in the worker): eventually consistent, no
+/// compare-and-set. A count is read before a pull is decided and written after.
+#[allow(async_fn_in_trait)]
+pub trait PullCounts {
+    /// The stored count under `key` (0 when none); an error means "unknown" (no limit applies).
+    async fn count(&self, key: &str) -> Result<u64, String>;
+    /// Stores `count` under `key` for `keep_secs`, after the response (deferred by the platform).
+    fn record(&self, key: &str, count: u64, keep_secs: u64);
 }
 
 /// A tag's resolution as last seen upstream: enough to answer a HEAD and find the manifest.

@@ -64,9 +64,11 @@ fn private_hub(req: &UpstreamRequest) -> Result<Response<Vec<u8>>, edgemirror::p
     }
 }
 
+type Secrets = Box<dyn Fn(&str) -> Option<String>>;
+
 struct Env {
     w: World,
-    secret: Box<dyn Fn(&str) -> Option<String>>,
+    secret: Secrets,
 }
 
 fn env(table: &str, creds: Option<&'static str>) -> Env {

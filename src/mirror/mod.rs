@@ -237,11 +237,27 @@ pub async fn handle<F: Fetcher, S: Store<Body = F::Body>>(
     store: &S,
     req: &Incoming,
 ) -> (http::Response<Reply<F::Body>>, Outcome) {
+    let route = route::parse(&req.method, req.url.path());
+    handle_route(config, session, store, req, route).await
+}
+
+/// Handles one request whose route was parsed already (by the front door).
+pub async fn handle_route<F: Fetcher, S: Store<Body = F::Body>>(
+    config: Result<&Config, &ConfigError>,
+    session: &Session<'_, F>,
+    store: &S,
+    req: &Incoming,
+    route: Result<Route, OciError>,
+) -> (http::Response<Reply<F::Body>>, Outcome) {
     let mut outcome = Outcome {
         cache: CacheStatus::Bypass.short(),
         ..Default::default()
     };
-    let (mut resp, cache) = match serve(config, session, store, req, &mut outcome).await {
+    let answer = match route {
+        Ok(route) => serve(config, session, store, req, route, &mut outcome).await,
+        Err(e) => Err(e),
+    };
+    let (mut resp, cache) = match answer {
         Ok(answer) => answer,
         Err(e) => {
             outcome.error = Some(e.to_string());
@@ -281,9 +297,9 @@ async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
     session: &Session<'_, F>,
     store: &S,
     req: &Incoming,
+    route: Route,
     outcome: &mut Outcome,
 ) -> Answer<F::Body> {
-    let route = route::parse(&req.method, req.url.path())?;
     outcome.route = route.kind();
     let config = match (config, &route) {
         (Err(e), Route::Health) => return Ok((health(Err(e)), CacheStatus::Bypass)),

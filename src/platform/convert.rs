@@ -5,6 +5,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use wasm_bindgen::JsValue;
 
 use crate::error::{ErrorCode, OciError};
+use crate::front::Arrival;
 use crate::mirror::Reply;
 
 pub type Body = Option<web_sys::ReadableStream>;
@@ -19,23 +20,28 @@ const INCOMING_HEADERS: &[&str] = &[
     "authorization",
 ];
 
-pub fn incoming(req: &worker::Request, body: Vec<u8>) -> Result<crate::mirror::Incoming, OciError> {
+/// The runtime's request as the front door takes it: method, URL, the headers above, the body
+/// unread, and who sent it.
+pub fn arrival(req: &worker::Request, id: String, now_ms: u64) -> Result<Arrival<Body>, OciError> {
     let bad = || OciError::new(ErrorCode::NameInvalid, "malformed request");
     let method = Method::from_bytes(req.inner().method().as_bytes()).map_err(|_| bad())?;
     let url = url::Url::parse(&req.inner().url()).map_err(|_| bad())?;
+    let header = |name: &str| req.headers().get(name).ok().flatten();
     let mut headers = HeaderMap::new();
     for name in INCOMING_HEADERS {
-        if let Ok(Some(v)) = req.headers().get(name) {
-            if let Ok(v) = HeaderValue::from_str(&v) {
-                headers.insert(HeaderName::from_static(name), v);
-            }
+        if let Some(v) = header(name).and_then(|v| HeaderValue::from_str(&v).ok()) {
+            headers.insert(HeaderName::from_static(name), v);
         }
     }
-    Ok(crate::mirror::Incoming {
+    Ok(Arrival {
         method,
         url,
         headers,
-        body,
+        body: req.inner().body(),
+        declared_length: header("content-length").and_then(|v| v.parse().ok()),
+        ip: header("cf-connecting-ip").unwrap_or_default(),
+        id,
+        now_ms,
     })
 }
 

@@ -174,6 +174,10 @@ impl Fetcher for RuntimeFetcher {
         worker::Delay::from(std::time::Duration::from_millis(ms.into())).await;
     }
 
+    async fn drain(&self, body: Body, limit: usize) {
+        drain(body, limit).await
+    }
+
     fn discard(&self, body: Body) {
         if let Some(stream) = body {
             // The promise only reports the cancellation; nothing waits for it.

@@ -1,0 +1,565 @@
+//! The front door: one request from its arrival to its answer, as plain Rust. The admin API's
+//! door; the `/token` form read within a bound; the route parsed once; the gate (allow-list, failed
+//! logins, the mirror's own login, the pull limit); the mirror's flow; one log line. The platform
+//! turns its request into an `Arrival`, provides the `Ports`, and prints the line.
+
+use std::cell::RefCell;
+
+use http::header::{AUTHORIZATION, RETRY_AFTER};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+
+use crate::admin::{self, Admin, ConfigStore};
+use crate::config::{Config, ConfigError};
+use crate::error::{ErrorCode, OciError};
+use crate::gate::{self, Failures, LoginDecision, ADMIN_FAILURES, LOGIN_FAILURES};
+use crate::mirror::{self, respond::oci_error, Incoming, Reply, Session, ANONYMOUS_TOKEN};
+use crate::mirror_auth::{MirrorCredentials, TOKEN_LIFETIME};
+use crate::ports::{Fetcher, PullCounts, Store};
+use crate::ratelimit::{self, Counters, Decision, Limit};
+use crate::route::{self, Resource, Route};
+use crate::token::TokenCache;
+
+/// Largest `/token` form read (containerd's OAuth2 password form is a few hundred bytes).
+pub const FORM_MAX: usize = 16 * 1024;
+
+/// What one isolate keeps between requests.
+#[derive(Debug, Default)]
+pub struct Isolate {
+    pub tokens: RefCell<TokenCache>,
+    pub failures: RefCell<Failures>,
+    pub counters: RefCell<Counters>,
+}
+
+/// What the platform provides for a request.
+pub struct Ports<'a, F, S, K, C> {
+    pub fetcher: &'a F,
+    pub store: &'a S,
+    /// Pull counters shared by isolates (the `RATELIMIT` KV namespace), when bound.
+    pub pulls: Option<&'a K>,
+    /// The admin API's store (the `CONFIG` KV namespace), when bound.
+    pub config_store: Option<&'a C>,
+    /// A variable's or secret's value by name.
+    pub secret: &'a dyn Fn(&str) -> Option<String>,
+    pub isolate: &'a Isolate,
+    pub timeout_ms: u32,
+}
+
+/// A request as the platform hands it over: its body not read yet.
+pub struct Arrival<B> {
+    pub method: Method,
+    pub url: url::Url,
+    /// The few headers the mirror looks at.
+    pub headers: HeaderMap,
+    pub body: B,
+    pub declared_length: Option<u64>,
+    /// `CF-Connecting-IP`.
+    pub ip: String,
+    pub id: String,
+    pub now_ms: u64,
+}
+
+/// The one line a request logs. Never a header, a query string or a credential.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LogLine {
+    pub msg: &'static str,
+    pub id: String,
+    pub method: String,
+    pub path: String,
+    pub route: Option<&'static str>,
+    pub upstream: Option<String>,
+    pub by: Option<&'static str>,
+    pub status: u16,
+    pub cache: Option<&'static str>,
+    pub cache_status: Option<String>,
+    pub bytes: Option<u64>,
+    /// Filled in by the platform when the answer leaves.
+    pub ms: Option<u64>,
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+impl LogLine {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// The answer and what to log about it.
+pub struct Departure<B> {
+    pub response: http::Response<Reply<B>>,
+    pub log: LogLine,
+    /// Further lines (an admin change).
+    pub notes: Vec<serde_json::Value>,
+}
+
+/// The pull limit's verdict for a request, with what its headers show.
+type LimitShown = Option<(Limit, u64, Option<u64>)>;
+
+/// One request through the whole pipeline. `config` is the configuration in force, `base` the
+/// static one the admin API edits.
+pub async fn serve<F, S, K, C>(
+    ports: &Ports<'_, F, S, K, C>,
+    config: Result<&Config, &ConfigError>,
+    base: Result<&Config, &ConfigError>,
+    arrival: Arrival<F::Body>,
+) -> Departure<F::Body>
+where
+    F: Fetcher,
+    S: Store<Body = F::Body>,
+    K: PullCounts,
+    C: ConfigStore,
+{
+    let now = arrival.now_ms / 1000;
+    let client = ratelimit::client_key(&arrival.ip).unwrap_or_else(|| arrival.ip.clone());
+    let mut log = LogLine {
+        msg: "request",
+        id: arrival.id.clone(),
+        method: arrival.method.to_string(),
+        path: arrival.url.path().to_string(),
+        ..Default::default()
+    };
+    if admin::is_admin_path(arrival.url.path()) {
+        log.route = Some("admin");
+        let (resp, change) = admin_door(ports, base, arrival, &client, now).await;
+        return depart(resp.map(Reply::Bytes), log, change.into_iter().collect());
+    }
+    let Arrival {
+        method,
+        url,
+        headers,
+        body,
+        declared_length,
+        ip,
+        id,
+        ..
+    } = arrival;
+    let form = if url.path() == "/token" && method == Method::POST {
+        match read_bounded(ports.fetcher, body, declared_length, FORM_MAX).await {
+            Some(b) => b,
+            None => return early(&method, too_large(FORM_MAX), log),
+        }
+    } else {
+        ports.fetcher.discard(body);
+        Vec::new()
+    };
+    let mut req = Incoming {
+        method,
+        url,
+        headers,
+        body: form,
+    };
+    let route = route::parse(&req.method, req.url.path());
+    let presents_password = gate::presents_password(&req);
+    let mut shown: LimitShown = None;
+    if let (Ok(cfg), false) = (config, matches!(route, Ok(Route::Health))) {
+        match gatekeep(ports, cfg, &mut req, &route, &ip, &client, now).await {
+            Ok(limit) => shown = limit,
+            Err(stop) => {
+                log.route = stop.route;
+                log.user = stop.user;
+                return depart(stop.response, log, vec![]);
+            }
+        }
+    }
+    let session = Session {
+        fetcher: ports.fetcher,
+        tokens: &ports.isolate.tokens,
+        now,
+        timeout_ms: ports.timeout_ms,
+        secret: ports.secret,
+    };
+    let (mut resp, outcome) =
+        mirror::handle_route(config, &session, ports.store, &req, route).await;
+    // A password the upstream (or the mirror) refused counts against the client.
+    if presents_password && resp.status() == StatusCode::UNAUTHORIZED {
+        let mut failures = ports.isolate.failures.borrow_mut();
+        failures.record("login", &client, LOGIN_FAILURES, now);
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    add_limit_headers(resp.headers_mut(), shown);
+    log.route = Some(outcome.route);
+    log.upstream = outcome.upstream;
+    log.by = outcome.by;
+    log.cache = Some(outcome.cache);
+    log.cache_status = Some(outcome.cache_status);
+    log.error = outcome.error;
+    depart(resp, log, vec![])
+}
+
+/// A request the gate answered itself.
+struct Stop<B> {
+    response: http::Response<Reply<B>>,
+    route: Option<&'static str>,
+    user: Option<String>,
+}
+
+impl<B> Stop<B> {
+    fn error(method: &Method, e: &OciError, shown: LimitShown) -> Box<Stop<B>> {
+        let mut response = oci_error(method, e);
+        add_limit_headers(response.headers_mut(), shown);
+        Box::new(Stop {
+            response,
+            route: None,
+            user: None,
+        })
+    }
+}
+
+/// Who may come in and how many pulls they have left, decided before any upstream is asked:
+/// the allow-list, the limit on failed logins, the mirror's own login, the pull limit.
+async fn gatekeep<F, S, K, C>(
+    ports: &Ports<'_, F, S, K, C>,
+    cfg: &Config,
+    req: &mut Incoming,
+    route: &Result<Route, OciError>,
+    ip: &str,
+    client: &str,
+    now: u64,
+) -> Result<LimitShown, Box<Stop<F::Body>>>
+where
+    F: Fetcher,
+    K: PullCounts,
+{
+    gate::admit(cfg, ip).map_err(|e| Stop::error(&req.method, &e, None))?;
+    if gate::presents_password(req) {
+        let blocked = ports
+            .isolate
+            .failures
+            .borrow()
+            .blocked("login", client, LOGIN_FAILURES, now);
+        if let Some(retry_after) = blocked {
+            let e = OciError::new(
+                ErrorCode::TooManyRequests,
+                format!("too many failed logins; retry in {retry_after} s"),
+            );
+            let mut stop = Stop::error(&req.method, &e, None);
+            stop.response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(retry_after));
+            return Err(stop);
+        }
+    }
+    let mirror_creds =
+        (ports.secret)("MIRROR_CREDENTIALS").and_then(|s| MirrorCredentials::parse(&s));
+    if let Some(mc) = mirror_creds {
+        let trusted = ratelimit::any_contains(&cfg.trusted, ip);
+        mirror_login(ports, &mc, trusted, req, client, now)?;
+    }
+    if !req.url.path().starts_with("/v2/") {
+        return Ok(None);
+    }
+    // What Docker Hub counts as a pull: a manifest GET.
+    let counts = req.method == Method::GET
+        && matches!(
+            route,
+            Ok(Route::Registry {
+                resource: Resource::Manifest(_),
+                ..
+            })
+        );
+    match pull_limit(ports, cfg, ip, counts, now).await {
+        PullVerdict::Pass(shown) => Ok(shown.map(|(limit, remaining)| (limit, remaining, None))),
+        PullVerdict::Deny { limit, retry_after } => {
+            let e = OciError::new(
+                ErrorCode::TooManyRequests,
+                format!(
+                    "pull rate limit of {} per {} s reached; retry in {retry_after} s",
+                    limit.count, limit.window
+                ),
+            );
+            Err(Stop::error(
+                &req.method,
+                &e,
+                Some((limit, 0, Some(retry_after))),
+            ))
+        }
+    }
+}
+
+/// With `MIRROR_CREDENTIALS`: `/token` issues mirror tokens for the mirror's own logins, and a
+/// registry request must show one (or the login itself) unless the client is trusted. A mirror
+/// login or token never goes further: the request goes on as the mirror's own identity (the
+/// anonymous token means exactly that).
+fn mirror_login<F, S, K, C>(
+    ports: &Ports<'_, F, S, K, C>,
+    mc: &MirrorCredentials,
+    trusted: bool,
+    req: &mut Incoming,
+    client: &str,
+    now: u64,
+) -> Result<(), Box<Stop<F::Body>>>
+where
+    F: Fetcher,
+{
+    match gate::mirror_login(mc, trusted, req, now) {
+        LoginDecision::Refuse => {
+            if gate::presents_password(req) {
+                let mut failures = ports.isolate.failures.borrow_mut();
+                failures.record("login", client, LOGIN_FAILURES, now);
+            }
+            let e = OciError::new(
+                ErrorCode::Unauthorized,
+                "this mirror requires its own login",
+            );
+            let mut stop = Stop::error(&req.method, &e, None);
+            let challenge = format!(
+                "Bearer realm=\"{}/token\",service=\"{}\"",
+                req.url.origin().ascii_serialization(),
+                mirror::SERVICE
+            );
+            if let Ok(v) = HeaderValue::from_str(&challenge) {
+                stop.response
+                    .headers_mut()
+                    .insert(http::header::WWW_AUTHENTICATE, v);
+            }
+            Err(stop)
+        }
+        LoginDecision::IssueToken(user) => {
+            let token = mc.issue(&user, now);
+            Err(Box::new(Stop {
+                response: mirror::token_endpoint::token_response(&token, TOKEN_LIFETIME),
+                route: Some("token"),
+                user: Some(user),
+            }))
+        }
+        LoginDecision::Pass { strip } => {
+            if strip {
+                let anonymous = format!("Bearer {ANONYMOUS_TOKEN}");
+                if let Ok(v) = HeaderValue::from_str(&anonymous) {
+                    req.headers.insert(AUTHORIZATION, v);
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The pull limit's verdict.
+pub enum PullVerdict {
+    /// Go on; with the limit and remaining pulls when limits apply to this client.
+    Pass(Option<(Limit, u64)>),
+    Deny {
+        limit: Limit,
+        retry_after: u64,
+    },
+}
+
+/// Pull counting per client: only manifest GETs count (one store read and one write each). The
+/// count is decided and taken in one synchronous step on this isolate's `Counters` (exact under
+/// concurrency here); the shared store carries it to other isolates as it propagates. Other
+/// requests show the remaining count from the isolate's counters, or one read when it has none.
+/// The store failing means no limit (fail-open).
+async fn pull_limit<F, S, K: PullCounts, C>(
+    ports: &Ports<'_, F, S, K, C>,
+    cfg: &Config,
+    ip: &str,
+    counts: bool,
+    now: u64,
+) -> PullVerdict {
+    let (Some(limit), Some(pulls)) = (cfg.rate_limit, ports.pulls) else {
+        return PullVerdict::Pass(None);
+    };
+    let client = ratelimit::client_key(ip).filter(|_| !ratelimit::any_contains(&cfg.trusted, ip));
+    let Some(client) = client else {
+        return PullVerdict::Pass(None);
+    };
+    let key = ratelimit::counter_key(&client, limit, now);
+    let counters = &ports.isolate.counters;
+    if !counts {
+        if let Some(n) = counters.borrow().local(&key) {
+            return PullVerdict::Pass(Some((limit, limit.count.saturating_sub(n))));
+        }
+    }
+    let Ok(stored) = pulls.count(&key).await else {
+        return PullVerdict::Pass(None);
+    };
+    if !counts {
+        let seen = counters.borrow().seen(&key, stored);
+        return PullVerdict::Pass(Some((limit, limit.count.saturating_sub(seen))));
+    }
+    // No await between reading this isolate's count and taking the pull: concurrent requests
+    // each see the one before them.
+    let (decision, count) = {
+        let mut c = counters.borrow_mut();
+        let d = c.take(&key, stored, limit, now);
+        (d, c.local(&key).unwrap_or(0))
+    };
+    match decision {
+        Decision::Deny { retry_after } => PullVerdict::Deny { limit, retry_after },
+        Decision::Allow { remaining } => {
+            // The window's start is in the key; the store keeps a value at least 60 s.
+            pulls.record(&key, count, ratelimit::window_left(limit, now) + 60);
+            PullVerdict::Pass(Some((limit, remaining)))
+        }
+    }
+}
+
+/// `/_admin/…`: on only when `ADMIN_TOKEN` is set and the config store is bound. The allow-list
+/// applies; the token is checked, and failed attempts limited per client, before any body is read
+/// into wasm; a body is read only up to `admin::MAX_BODY` whatever its framing.
+async fn admin_door<F, S, K, C>(
+    ports: &Ports<'_, F, S, K, C>,
+    base: Result<&Config, &ConfigError>,
+    arrival: Arrival<F::Body>,
+    client: &str,
+    now: u64,
+) -> (http::Response<Vec<u8>>, Option<serde_json::Value>)
+where
+    F: Fetcher,
+    C: ConfigStore,
+{
+    let Arrival {
+        method,
+        url,
+        headers,
+        body,
+        declared_length,
+        ip,
+        ..
+    } = arrival;
+    let path = url.path();
+    let refuse = |resp: http::Response<Vec<u8>>, body: F::Body| async {
+        // Never into wasm: a small body is dropped by the runtime (so the client reads the
+        // answer, not a reset), a large one is cut off.
+        ports.fetcher.drain(body, admin::MAX_BODY).await;
+        (resp, None)
+    };
+    let base = match base {
+        Ok(c) => c,
+        Err(e) => {
+            let e = OciError::new(
+                ErrorCode::Unavailable,
+                format!("mirror configuration is invalid: {e}"),
+            );
+            return refuse(admin::error(e), body).await;
+        }
+    };
+    if let Err(e) = gate::admit(base, &ip) {
+        return refuse(admin::error(e), body).await;
+    }
+    let token = (ports.secret)("ADMIN_TOKEN").filter(|t| !t.is_empty());
+    let name = (ports.secret)("ADMIN_TOKEN_NAME").unwrap_or_else(|| "admin".into());
+    let (Some(token), Some(store)) = (token, ports.config_store) else {
+        return refuse(admin::no_such_endpoint(), body).await;
+    };
+    let admin = Admin {
+        token: &token,
+        name: &name,
+    };
+    let failures = &ports.isolate.failures;
+    // The borrow ends here, before any await.
+    let blocked = failures
+        .borrow()
+        .blocked("admin", client, ADMIN_FAILURES, now);
+    if let Some(retry) = blocked {
+        return refuse(admin::too_many_attempts(retry), body).await;
+    }
+    let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if !admin::authorized(&admin, authorization) {
+        failures
+            .borrow_mut()
+            .record("admin", client, ADMIN_FAILURES, now);
+        return refuse(admin::unauthorized(), body).await;
+    }
+    let bytes = if method == Method::PUT {
+        match read_bounded(ports.fetcher, body, declared_length, admin::MAX_BODY).await {
+            Some(b) => b,
+            None => return (admin::too_large(), None),
+        }
+    } else {
+        ports.fetcher.discard(body);
+        Vec::new()
+    };
+    admin::handle(
+        base,
+        store,
+        Some(&admin),
+        &method,
+        path,
+        authorization,
+        &bytes,
+    )
+    .await
+}
+
+/// A request body read up to `limit` bytes whatever its framing; `None` past it (or unreadable).
+async fn read_bounded<F: Fetcher>(
+    fetcher: &F,
+    body: F::Body,
+    declared: Option<u64>,
+    limit: usize,
+) -> Option<Vec<u8>> {
+    if declared.is_some_and(|n| n > limit as u64) {
+        fetcher.drain(body, 0).await;
+        return None;
+    }
+    fetcher.read_small(body, limit).await
+}
+
+fn too_large(limit: usize) -> OciError {
+    OciError::new(
+        ErrorCode::Unsupported,
+        format!("request body larger than {limit} bytes"),
+    )
+    .with_status(413)
+}
+
+/// An answer before the route is known (a body past its bound).
+fn early<B>(method: &Method, e: OciError, log: LogLine) -> Departure<B> {
+    let mut log = log;
+    log.error = Some(e.to_string());
+    depart(oci_error(method, &e), log, vec![])
+}
+
+fn depart<B>(
+    response: http::Response<Reply<B>>,
+    mut log: LogLine,
+    notes: Vec<serde_json::Value>,
+) -> Departure<B> {
+    log.status = response.status().as_u16();
+    log.bytes = response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    if log.error.is_none() && !response.status().is_success() && log.cache.is_none() {
+        log.error = error_message(&response);
+    }
+    Departure {
+        response,
+        log,
+        notes,
+    }
+}
+
+/// The message of an OCI error body the mirror built itself.
+fn error_message<B>(response: &http::Response<Reply<B>>) -> Option<String> {
+    let Reply::Bytes(body) = response.body() else {
+        return None;
+    };
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let e = &v["errors"][0];
+    Some(format!(
+        "{}: {}",
+        e["code"].as_str()?,
+        e["message"].as_str()?
+    ))
+}
+
+/// The standard and Docker Hub's pull-limit headers, and `Retry-After` when limited.
+fn add_limit_headers(h: &mut HeaderMap, shown: LimitShown) {
+    let Some((limit, remaining, retry_after)) = shown else {
+        return;
+    };
+    for (name, value) in ratelimit::headers(limit, remaining) {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+    if let Some(r) = retry_after {
+        h.insert(RETRY_AFTER, HeaderValue::from(r));
+    }
+}
