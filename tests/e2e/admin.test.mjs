@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { startWorld, mirrorWith, raw, ociCode } from './lib/world.mjs';
 import { ACCEPT_ALL, PORTS } from './lib/upstreams.mjs';
+import { request } from './lib/http.mjs';
 import { ADMIN_TOKEN as TOKEN, ACCESS } from './lib/secrets.mjs';
 
 const PORT = 18786, NO_ADMIN = 18785, FRONT = 15500;
@@ -13,16 +14,12 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 describe('runtime upstream table and private upstreams', { timeout: 180_000 }, () => {
   let w, noAdmin, front, frontSeen = [];
-  const admin = (method, path, body, token = TOKEN, ip = '127.0.0.1') => new Promise((resolve, reject) => {
+  const admin = async (method, path, body, token = TOKEN, ip = '127.0.0.1') => {
     const data = body === undefined ? undefined : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
-    const req = http.request({ host: '127.0.0.1', port: PORT, method, path, headers: { 'cf-connecting-ip': ip, ...(token ? { authorization: `Bearer ${token}` } : {}), ...(data ? { 'content-type': 'application/json', 'content-length': data.length } : {}) } }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => { const text = Buffer.concat(chunks).toString(); resolve({ status: res.statusCode, json: text ? JSON.parse(text) : null }); });
-    });
-    req.on('error', reject);
-    req.end(data);
-  });
+    const r = await request({ port: PORT, path }, { method, body: data, headers: { 'cf-connecting-ip': ip, ...(token ? { authorization: `Bearer ${token}` } : {}), ...(data ? { 'content-type': 'application/json', 'content-length': data.length } : {}) } });
+    const text = r.body.toString();
+    return { status: r.status, json: text ? JSON.parse(text) : null };
+  };
 
   before(async () => {
     // The "tunnel": lets a request through to the hub only with both Access headers.

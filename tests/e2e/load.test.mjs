@@ -11,7 +11,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { mirrorWith, upstreamTable, ROOT, outputFile, BIG_MB } from './lib/world.mjs';
 import { startUpstreams, makeImages, pushImage, logOffset, readRequests, readJsonLines } from './lib/upstreams.mjs';
-import { pullImage } from './lib/pull.mjs';
+import { pullImage, get as getBytes } from './lib/pull.mjs';
 import { rssKb, socketCount, findWorkerd } from './lib/procstats.mjs';
 import { sleep } from './lib/proc.mjs';
 
@@ -41,7 +41,7 @@ async function controlRun(roundSecs, rounds) {
   try {
     await mf.ready;
     const cpid = findWorkerd().find((p) => !before.has(p));
-    const get = (agent, p) => new Promise((resolve, reject) => http.get({ host: '127.0.0.1', port: CONTROL_PORT, path: p, agent }, (r) => { r.resume(); r.on('end', resolve); }).on('error', reject));
+    const get = (agent, p) => getBytes(agent, CONTROL_PORT, p);
     for (let k = 0; k < 10; k++) await get(undefined, `/put?k=${k}`);
     const out = [rssKb(cpid)];
     for (let round = 0; round < rounds; round++) {

@@ -7,9 +7,8 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
-import { startWorld, ROOT, outputFile } from './lib/world.mjs';
+import { startWorld, ROOT, outputFile, raw as sharedRaw } from './lib/world.mjs';
 import { PORTS } from './lib/upstreams.mjs';
 
 // 18795 would be free by `PORT =` but cache.test.mjs uses it (LIAR_MIRROR + 1).
@@ -24,22 +23,10 @@ const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const sha256 = (b) => `sha256:${crypto.createHash('sha256').update(b).digest('hex')}`;
 
-/** A request to the mirror on a connection of its own: with Node's keep-alive agent (as `raw`
- *  uses), a burst reusing sockets left idle by the previous burst now and then meets one workerd
- *  is closing at that moment ("socket hang up" before any byte, a client-side race). */
-function raw({ method = 'GET', path: p, headers = {}, timeout = 30_000 }) {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: PORT, method, path: p, headers, timeout, agent: false }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error(`timeout: ${method} ${p}`)));
-    req.on('error', reject);
-    req.end();
-  });
-}
+/** A request to the mirror on a connection of its own (lib/http.mjs's default): with Node's
+ *  keep-alive agent, a burst reusing sockets left idle by the previous burst now and then meets one
+ *  workerd is closing at that moment ("socket hang up" before any byte, a client-side race). */
+const raw = ({ timeout = 30_000, ...req }) => sharedRaw({ port: PORT, timeout, ...req });
 
 /** Pushes `count` tags t0… of REPO to the plain registry, each an OCI manifest a few KiB under
  *  MAX_MANIFEST (a large annotation), sharing one config and one layer.

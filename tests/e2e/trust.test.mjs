@@ -12,6 +12,7 @@ import { startWorld, mirrorWith, upstreamTable, raw, ociCode, outputFile, ROOT }
 import { ACCEPT_ALL, USER } from './lib/upstreams.mjs';
 import { skopeo, startTlsRejectingFront } from './lib/clients.mjs';
 import { ADMIN_TOKEN, MIRROR_LOGIN } from './lib/secrets.mjs';
+import { request } from './lib/http.mjs';
 
 const PORT = 18760, LOGIN = 18761, ADMIN = 18762, NO_ADMIN = 18763, BAD = 18764, FRONT = 18765, RECORDER = 18766;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -196,11 +197,7 @@ describe('the trust boundary', { timeout: 600_000 }, () => {
   it('row 8: the admin API cannot point an upstream at the mirror\'s own secrets', async () => {
     for (const body of [{ registry: 'http://127.0.0.1:9', credentials: 'ADMIN_TOKEN' }, { registry: 'http://127.0.0.1:9', headers: { 'X-Steal': 'MIRROR_CREDENTIALS' } }]) {
       const data = Buffer.from(JSON.stringify(body));
-      const r = await new Promise((resolve, reject) => {
-        const req = http.request({ host: '127.0.0.1', port: ADMIN, method: 'PUT', path: '/_admin/upstreams/steal', headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json', 'content-length': data.length, 'cf-connecting-ip': '10.1.1.1' } }, (res) => { const c = []; res.on('data', (x) => c.push(x)); res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(c) })); });
-        req.on('error', reject);
-        req.end(data);
-      });
+      const r = await request({ port: ADMIN, path: '/_admin/upstreams/steal' }, { method: 'PUT', body: data, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json', 'content-length': data.length, 'cf-connecting-ip': '10.1.1.1' } });
       assert.equal(r.status, 400, r.body.toString());
     }
   });

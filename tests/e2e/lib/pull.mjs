@@ -2,25 +2,14 @@
 // is followed to every platform), config and layers, every digest checked against the bytes, and
 // optionally a Range request on each layer checked against the same bytes.
 import crypto from 'node:crypto';
-import http from 'node:http';
+import { request } from './http.mjs';
 import { ACCEPT_ALL } from './upstreams.mjs';
 
 const sha256 = (b) => `sha256:${crypto.createHash('sha256').update(b).digest('hex')}`;
 
-/** An HTTP GET as bytes; rejects on a cut body or a timeout. */
+/** An HTTP GET as bytes (lib/http.mjs's request()); rejects on a cut body or a timeout. */
 export function get(agent, port, path, headers = {}, timeout = 60_000) {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path, headers, agent, timeout }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-      res.on('aborted', () => reject(new Error(`body cut: GET ${path}`)));
-    });
-    req.on('timeout', () => req.destroy(new Error(`timeout: GET ${path}`)));
-    req.on('error', reject);
-    req.end();
-  });
+  return request({ port, path }, { headers, agent, timeout });
 }
 
 /**

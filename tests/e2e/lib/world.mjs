@@ -2,9 +2,9 @@
 // (Miniflare) configured to mirror them. The mirror's log lines are kept for assertions.
 import fs from 'node:fs';
 import path from 'node:path';
-import http from 'node:http';
 import { startUpstreams, makeImages, logOffset, readRequests, readJsonLines } from './upstreams.mjs';
 import { startMirror } from '../../../scripts/serve.mjs';
+import { request } from './http.mjs';
 
 export const ROOT = process.env.EDGEMIRROR_E2E_ROOT ?? '/tmp/em-e2e';
 export const MIRROR_PORT = 18787;
@@ -60,19 +60,10 @@ export async function startWorld({ port = MIRROR_PORT, ttls = {}, vars = {}, ...
   }
 }
 
-/** A raw HTTP request (path sent exactly as given, Host settable). */
-export function raw({ port = MIRROR_PORT, method = 'GET', path: p, headers = {}, timeout = 15000 }) {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path: p, headers, timeout }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject); // a body cut short
-    });
-    req.on('timeout', () => req.destroy(new Error(`timeout: ${method} ${p}`)));
-    req.on('error', reject);
-    req.end();
-  });
+/** A raw HTTP request to the mirror (path sent exactly as given, Host settable): lib/http.mjs's
+ *  request(), on a connection of its own unless an `agent` is passed. -> { status, headers, body, ms } */
+export function raw({ port = MIRROR_PORT, method = 'GET', path: p, headers = {}, timeout = 15000, agent, body }) {
+  return request({ port, path: p }, { method, headers, timeout, agent, body });
 }
 
 export function ociCode(res) {

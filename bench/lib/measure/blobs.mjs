@@ -1,0 +1,58 @@
+// Blob throughput: one big layer cold and warm, and many 1 MiB blobs fetched at once.
+import { request } from '../../../tests/e2e/lib/http.mjs';
+import { SYSTEMS } from '../config.mjs';
+import { log } from '../log.mjs';
+import { up, markUpstream, upstreamSince } from '../upstream.mjs';
+import { sys, mirror, proxyHub, waitBlobsStored, blobHeaders } from '../systems.mjs';
+import { results } from '../results.mjs';
+import { curlGet, curlParallel } from '../curl.mjs';
+import { sampleRss, idleRssMb } from '../tools.mjs';
+
+/** The big layer (library/big), cold then warm, with the streaming process's RSS during the cold GET. */
+export async function measureBigBlob(rep, big) {
+  for (const name of SYSTEMS) {
+    const s = sys[name];
+    await s.fresh();
+    await request(`${s.base}/v2/`);
+    const url = `${s.base}/v2/library/big/blobs/${big.digest}`;
+    const headers = await blobHeaders(name);
+    // the process that streams (and stores) the bytes: its RSS before and during the cold GET
+    const pid = name === 'mirror' ? mirror.pid : name === 'proxy' ? proxyHub.pid : null;
+    const idleMb = pid ? await idleRssMb(pid, 500) : null;
+    const sampler = pid ? sampleRss(pid) : null;
+    const cold = await curlGet(url, { headers, follow: true, expectBytes: big.size });
+    if (name === 'mirror') await waitBlobsStored([big.digest]);
+    else await s.settle();
+    const rss = sampler?.stop();
+    const warm = await curlGet(url, { headers, follow: true, expectBytes: big.size });
+    results.blob[name].push({ rep, coldMBps: cold.mbps, warmMBps: warm.mbps, idleMb, coldPeakMb: rss?.peakMb ?? null });
+    log(`big blob ${name} rep ${rep}: cold ${cold.mbps.toFixed(0)} MB/s, warm ${warm.mbps.toFixed(0)} MB/s`);
+  }
+}
+
+/** `many` 1 MiB blobs (library/many) at once, cold then warm. */
+export async function measureMany(rep, many) {
+  for (const name of SYSTEMS) {
+    const s = sys[name];
+    await s.fresh();
+    await request(`${s.base}/v2/`);
+    const urls = many.map((b) => `${s.base}/v2/library/many/blobs/${b.digest}`);
+    const headers = await blobHeaders(name);
+    const m = markUpstream();
+    const cold = await curlParallel(urls, { headers, follow: true, expectBytesEach: 1 << 20 });
+    if (name === 'mirror') await waitBlobsStored(many.map((b) => b.digest));
+    else await s.settle();
+    const coldUp = await upstreamSince(m);
+    const warm = await curlParallel(urls, { headers, follow: true, expectBytesEach: 1 << 20 });
+    const row = { rep, coldMBps: cold.mbps, coldWallMs: cold.wallMs, warmMBps: warm.mbps, warmWallMs: warm.wallMs, coldUpstream: coldUp,
+      listenOverflows: { cold: cold.listenOverflows, warm: warm.listenOverflows } };
+    if (name === 'direct') { // reference: the same blobs from the plain registry (Go, no redirect)
+      const plain = await curlParallel(many.map((b) => `${up.plain}/v2/library/many/blobs/${b.digest}`), { expectBytesEach: 1 << 20 });
+      row.plainMBps = plain.mbps;
+      row.plainListenOverflows = plain.listenOverflows;
+    }
+    results.many[name].push(row);
+    log(`${many.length} x 1 MiB ${name} rep ${rep}: cold ${cold.wallMs.toFixed(0)} ms, warm ${warm.wallMs.toFixed(0)} ms` +
+      ` (listen queue overflows: ${cold.listenOverflows} cold, ${warm.listenOverflows} warm; upstream tokens fetched cold: ${coldUp.token})`);
+  }
+}

@@ -1,0 +1,79 @@
+// Manifest HEAD and GET by tag: cold (the first request after a fresh start) and warm series.
+import { request } from '../../../tests/e2e/lib/http.mjs';
+import { MANIFEST_REF, SYSTEMS, manifestPath, perRepN } from '../config.mjs';
+import { log, anomaly } from '../log.mjs';
+import { U } from '../harness.mjs';
+import { fetchToken, markUpstream, upstreamSince } from '../upstream.mjs';
+import { sys } from '../systems.mjs';
+import { results } from '../results.mjs';
+import { hr, pct, newAgent } from '../tools.mjs';
+
+/** Cold: the first request for the manifest after a fresh start with empty storage (the process has
+ *  answered one GET /v2/ first). Direct: a new client's first request: anonymous token, then the
+ *  request (after its GET /v2/ got the 401 challenge), as every client of a token-auth registry pays. */
+async function coldManifest(name, method) {
+  const s = sys[name];
+  await s.fresh();
+  const agent = newAgent(), tokenAgent = newAgent();
+  try {
+    await request(`${s.base}/v2/`, { agent });
+    const mark = markUpstream();
+    let t0 = hr(), headers = { accept: U.ACCEPT_ALL }, firstWithToken = null;
+    if (name === 'direct') {
+      const tok = await fetchToken([MANIFEST_REF.repo], tokenAgent);
+      headers.authorization = `Bearer ${tok}`;
+    }
+    const r = await request(`${s.base}${manifestPath}`, { method, headers, agent });
+    const ms = hr() - t0;
+    if (r.status !== 200) throw new Error(`${name} cold ${method} ${manifestPath}: ${r.status} ${r.body}`);
+    const upstream = await upstreamSince(mark);
+    if (name === 'direct') { // also: the first request on a new connection with a token already held
+      const a2 = newAgent();
+      firstWithToken = (await request(`${s.base}${manifestPath}`, { method, headers, agent: a2 })).ms;
+      a2.destroy();
+    }
+    return { ms, firstWithToken, cacheStatus: r.headers['cache-status'] ?? null, upstream, agent };
+  } finally { tokenAgent.destroy(); }
+}
+
+/** Warm: `n` requests one after another on one keep-alive connection, after 10 unrecorded ones. */
+async function warmSeries(name, method, n, agent, p = manifestPath) {
+  const s = sys[name];
+  const headers = { accept: U.ACCEPT_ALL, ...(await s.headers()) };
+  const url = `${s.base}${p}`;
+  const times = [];
+  let notHit = 0;
+  for (let i = 0; i < n + 10; i++) {
+    const r = await request(url, { method, headers, agent });
+    // GET /v2/ (the floor series) may answer the mirror's own Bearer challenge: 401, no store, no upstream
+    if (r.status !== 200 && !(p === '/v2/' && r.status === 401)) throw new Error(`${name} warm ${method} ${p}: ${r.status} ${r.body}`);
+    if (name === 'mirror' && p === manifestPath && !/hit/.test(r.headers['cache-status'] ?? '')) notHit++;
+    if (i >= 10) times.push(r.ms);
+  }
+  return { n, p50: pct(times, 0.5), p99: pct(times, 0.99), mean: times.reduce((a, b) => a + b, 0) / n, notHit,
+    times: times.map((t) => +t.toFixed(3)) };
+}
+
+/** One repetition: every system, HEAD then GET, each cold then warm. */
+export async function measureManifests(rep) {
+  for (const name of SYSTEMS) {
+    const out = { rep };
+    for (const method of ['HEAD', 'GET']) {
+      const cold = await coldManifest(name, method);
+      await sys[name].settle();
+      const m = markUpstream();
+      const warm = await warmSeries(name, method, perRepN(), cold.agent);
+      const u = await upstreamSince(m);
+      delete u.hub;
+      warm.upstreamDuringSeries = u; // what the upstream side received during the n + 10 warm requests
+      if (name === 'mirror' && method === 'GET') { // the runtime's floor: GET /v2/ touches no store and no upstream
+        warm.floorV2 = await warmSeries(name, 'GET', perRepN(), cold.agent, '/v2/');
+      }
+      cold.agent.destroy();
+      out[method] = { coldMs: cold.ms, coldFirstWithTokenMs: cold.firstWithToken, coldCacheStatus: cold.cacheStatus, coldUpstream: cold.upstream, warm };
+      if (warm.notHit) anomaly(`${name} warm ${method}: ${warm.notHit} of ${warm.n + 10} responses were not cache hits`);
+    }
+    results.manifest[name].push(out);
+    log(`manifest ${name} rep ${rep}: HEAD cold ${out.HEAD.coldMs.toFixed(1)} ms, warm p50 ${out.HEAD.warm.p50.toFixed(2)}; GET cold ${out.GET.coldMs.toFixed(1)} ms, warm p50 ${out.GET.warm.p50.toFixed(2)}`);
+  }
+}

@@ -1,0 +1,53 @@
+// Whole pulls with skopeo: cold, warm, and after the tag TTL, with the upstream requests of each.
+import fs from 'node:fs';
+import path from 'node:path';
+import { run, sleep } from '../../../tests/e2e/lib/proc.mjs';
+import { CFG, ROOT, PULL_REF, SYSTEMS } from '../config.mjs';
+import { log } from '../log.mjs';
+import { markUpstream, upstreamSince } from '../upstream.mjs';
+import { sys, pullHost } from '../systems.mjs';
+import { results } from '../results.mjs';
+import { hr } from '../tools.mjs';
+
+async function skopeoPull(host, ref, label) {
+  const dir = path.join(ROOT, 'pulls', label);
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(path.dirname(dir), { recursive: true });
+  const t0 = hr();
+  const r = await run('skopeo', ['copy', '--all', '--src-tls-verify=false', '--src-no-creds', '--retry-times', '0',
+    `docker://${host}/${ref}`, `dir:${dir}`], { timeout: 180_000 });
+  const secs = (hr() - t0) / 1000;
+  if (r.code !== 0) throw new Error(`skopeo copy ${host}/${ref} failed (${r.code}${r.timedOut ? ', timed out' : ''}): ${r.stderr.slice(-800)}`);
+  return secs;
+}
+
+/** After the tag TTL: the mirror's short-ttl upstream (same hub, tag_ttl 3 s): prime, wait, re-pull.
+ *  direct and distribution have no tag TTL: every tag lookup goes upstream (a third, warm pull). */
+async function pullAfterTtl(name) {
+  const ref = name === 'mirror' ? `short-ttl/${PULL_REF}` : PULL_REF;
+  await skopeoPull(pullHost(name), ref, `${name}-prime`);
+  await sys[name].settle();
+  if (name === 'mirror') await sleep(CFG.shortTagTtl * 1000 + 700);
+  const m = markUpstream();
+  const afterTtlSecs = await skopeoPull(pullHost(name), ref, `${name}-after-ttl`);
+  return { afterTtlSecs, afterTtlUpstream: await upstreamSince(m) };
+}
+
+export async function measurePull(rep) {
+  for (const name of SYSTEMS) {
+    const s = sys[name];
+    await s.fresh();
+    let m = markUpstream();
+    const coldSecs = await skopeoPull(pullHost(name), PULL_REF, `${name}-cold`);
+    const coldUp = await upstreamSince(m);
+    await s.settle();
+    m = markUpstream();
+    const warmSecs = await skopeoPull(pullHost(name), PULL_REF, `${name}-warm`);
+    const warmUp = await upstreamSince(m);
+    const out = { rep, coldSecs, warmSecs, coldUpstream: coldUp, warmUpstream: warmUp };
+    if (rep === 0) Object.assign(out, await pullAfterTtl(name));
+    results.pull[name].push(out);
+    log(`pull ${name} rep ${rep}: cold ${coldSecs.toFixed(2)} s (${coldUp.total} upstream), warm ${warmSecs.toFixed(2)} s (${warmUp.total} upstream)` +
+      (out.afterTtlUpstream ? `, after TTL ${out.afterTtlUpstream.total} upstream` : ''));
+  }
+}

@@ -1,0 +1,86 @@
+// The output: the markdown table with its footnotes, and the results JSON and markdown under
+// bench/results/ (a --smoke run writes its own files, so it never replaces the full run's).
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { CFG, SMOKE, HERE, SYSTEMS, PROXY_PORTS, MIRROR_PORT, FRONT_PORT, MANIFEST_REF, PULL_REF, perRepN } from './config.mjs';
+import { T0, anomalies } from './log.mjs';
+import { U } from './harness.mjs';
+import { sys, mirrorStarts } from './systems.mjs';
+import { results, pooled } from './results.mjs';
+import { median } from './tools.mjs';
+import { fmtNum, ratio } from './rows.mjs';
+import { wrkMs } from './measure/wrk.mjs';
+
+export function renderTable(rows) {
+  const lines = [
+    `| measure | unit | direct | distribution proxy | edgemirror | edgemirror/direct | edgemirror/proxy |`,
+    `|---|---|---:|---:|---:|---:|---:|`,
+  ];
+  for (const r of rows) {
+    const cell = (s) => r.cells?.[s] ?? fmtNum(r.values[s], r.digits);
+    const dir = r.better === 'lower' ? '↓' : '↑';
+    lines.push(`| ${r.label} | ${r.unit} ${dir} | ${cell('direct')} | ${cell('proxy')} | ${cell('mirror')} | ` +
+      `${ratio(r.values.mirror, r.values.direct)} | ${ratio(r.values.mirror, r.values.proxy)} |`);
+  }
+  lines.push('', ...footnotes());
+  return lines.join('\n');
+}
+
+function footnotes() {
+  const cores = os.availableParallelism?.() ?? os.cpus().length;
+  return [
+    `↓ lower is better, ↑ higher is better. Medians of ${CFG.reps} repetition(s); all on 127.0.0.1 (${cores} cores, load average ${os.loadavg()[0].toFixed(2)} at the end); "direct" is the Docker-Hub-like upstream (token auth, blobs answered 307 to a separate blob host), except in the wrk row.`,
+    `¹ Cold: for distribution and edgemirror, the first request for the manifest after a fresh start with empty storage (a new Miniflare instance with a new state dir / a new distribution storage root; the process has answered one \`GET /v2/\` first, so start-up is not counted). For direct, a new client's first request: the anonymous token, then the request on a new connection, as every client of a token-auth registry pays (the same upstream exchange the caches make inside; with a token already held the first request took ${fmtNum(median(results.manifest.direct.map((r) => r.HEAD.coldFirstWithTokenMs)), 1)} ms HEAD / ${fmtNum(median(results.manifest.direct.map((r) => r.GET.coldFirstWithTokenMs)), 1)} ms GET). Warm: then ${perRepN()} sequential requests on one keep-alive connection (after 10 unrecorded), node's http client; p50/p99 over all repetitions' requests together. Upstream requests received per warm GET: ${SYSTEMS.map((s) => `${sys[s].label} ${upstreamPerRequest(s, 'GET')}`).join(', ')}. edgemirror's floor in this runtime (\`GET /v2/\`, answered by the worker itself: no store, no upstream): p50 ${fmtNum(pooled('mirror', 'GET', 0.5, 'floorV2'), 2)} ms.`,
+    `² Blob rows: curl, MB/s = bytes / total time; cold = the first GET after a fresh start (for direct: the first GET, i.e. the same as warm); warm = the next GET, after edgemirror logged the blob stored (R2 is bound, so blobs go to R2, not the Cache API) / after distribution wrote it. Pass-through: \`Range: bytes=0-\` requests, which edgemirror never stores (direct: the same request to the hub). "Stored while streamed": a ${CFG.storedMb} MiB layer, the first GET after a fresh start, in the memory phase.`,
+    `³ skopeo 1.9 \`copy --all\` (2 platforms) to a \`dir:\`, wall time; to edgemirror through a TLS-rejecting TCP front (skopeo first tries HTTPS and would stall 10 s on workerd's port). Cold = on a fresh instance.`,
+    `⁴ Requests the upstream side received during the pull: the hub registry's access log (GET/HEAD, incl. 401s), its token server and its blob host (where the 307s point).`,
+    `⁵ edgemirror: a second upstream entry for the same hub with \`tag_ttl = ${CFG.shortTagTtl}s\`, pulled once, then again after ${CFG.shortTagTtl + 0.7} s. direct and distribution have no tag TTL (distribution asks the remote for every tag): their value is one more warm pull.`,
+    `⁶ RSS of the process that streams the bytes: edgemirror = the workerd process Miniflare runs (the R2 simulator runs inside it), distribution = its registry process; sampled every 20 ms. idle = after start and one request; pass-through = \`Range: bytes=0-\` requests (never stored); cold = a plain GET of a blob not yet held, sampled until edgemirror logged it stored (the ${CFG.bigMb} MiB layer: during the blob rows' cold GETs, median; the ${CFG.storedMb} MiB one; with R2 bound edgemirror stores blobs up to 5 GiB, with the Cache API alone up to 512 MiB). The direct hub redirects, so it streams nothing itself.`,
+    `⁷ The wrk row uses the plain (no auth) registry: direct = the plain registry itself, distribution = its proxy of the plain registry, edgemirror = its \`plain\` upstream; the same manifest by digest, warmed once first. wrk runs on the same ${cores} cores as the server. The runtime's share, under the same wrk in the same workerd: a JavaScript worker answering a constant 1 KB: ${wrkControl('constant')}; the same 1 KB as a hit from the local Cache API simulator (where edgemirror keeps manifests): ${wrkControl('cacheHit')}.`,
+    manyNote(),
+  ];
+}
+
+function manyNote() {
+  const mn = results.many;
+  const sum = (name, f) => mn[name].reduce((a, r) => a + (f(r) ?? 0), 0);
+  const overflows = SYSTEMS.map((s) => `${sys[s].label} ${sum(s, (r) => r.listenOverflows.cold)} cold / ${sum(s, (r) => r.listenOverflows.warm)} warm`).join(', ');
+  const any = SYSTEMS.some((s) => sum(s, (r) => r.listenOverflows.cold + r.listenOverflows.warm) > 0);
+  const tokens = SYSTEMS.filter((s) => s !== 'direct').map((s) => `${sys[s].label} ${median(mn[s].map((r) => r.coldUpstream.token))}`).join(', ');
+  return `⁸ One curl with --parallel, all ${CFG.manyBlobs} at once; MB/s = bytes / wall time. The hub's blob host and token server are Python \`ThreadingHTTPServer\`s, whose listen backlog is 5: connections dropped because a listen queue was full (kernel ListenOverflows, summed over the repetitions): ${overflows}${any ? '; each drop costs the client a SYN retransmit after 1 s, which dominates the rows it happens in' : ''}. The same blobs straight from the plain registry (Go): ${fmtNum(median(mn.direct.map((r) => r.plainMBps)), 0)} MB/s. Token fetches upstream during one cold run (median): ${tokens}.`;
+}
+
+function upstreamPerRequest(name, method) {
+  const v = median(results.manifest[name].map((r) => r[method].warm.upstreamDuringSeries.total / (r[method].warm.n + 10)));
+  return v == null ? '—' : v.toFixed(2);
+}
+
+/** "N req/s, p99 M ms" of a control run of the wrk row. */
+function wrkControl(name) {
+  const runs = results.wrk[name]?.runs ?? [];
+  return `${fmtNum(median(runs.map((r) => r.rps)), 0)} req/s, p99 ${fmtNum(median(runs.map((r) => wrkMs(r.latencyP99))), 0)} ms`;
+}
+
+/** Writes bench/results/<ISO time>[-smoke].json, latest[-smoke].json and latest[-smoke].md, and prints
+ *  the table, the targets and the notes on stdout. */
+export function writeResults({ mach, timings, images, data: { big, huge, stored, many }, rows, table, targets }) {
+  const manifest = `${MANIFEST_REF.repo}:${MANIFEST_REF.tag}`;
+  const out = {
+    mode: CFG.mode, config: CFG, machine: { ...mach, loadAvgAtEnd: os.loadavg().map((x) => +x.toFixed(2)) }, durationSecs: (Date.now() - T0) / 1000, phaseSecs: timings,
+    ports: { upstream: U.PORTS, proxy: PROXY_PORTS, mirror: MIRROR_PORT, front: FRONT_PORT },
+    data: { manifest, manifestDigest: images[manifest].digest, pull: PULL_REF, bigLayer: big, huge, stored, many: { repo: 'library/many', count: many.length, size: 1 << 20 } },
+    rows: rows.map(({ key, label, unit, better, values, cells, warm, cold }) => ({ key, label, unit, better, warm, cold, values, cells, vsDirect: ratio(values.mirror, values.direct), vsProxy: ratio(values.mirror, values.proxy) })),
+    targets, anomalies, raw: results, mirrorInstances: mirrorStarts(), table,
+  };
+  fs.mkdirSync(path.join(HERE, 'results'), { recursive: true });
+  const stamp = new Date().toISOString().replace(/\.\d+Z$/, 'Z').replaceAll(':', '-');
+  const suffix = SMOKE ? '-smoke' : '';
+  for (const f of [`${stamp}${suffix}.json`, `latest${suffix}.json`]) fs.writeFileSync(path.join(HERE, 'results', f), JSON.stringify(out, null, 2) + '\n');
+  fs.writeFileSync(path.join(HERE, 'results', `latest${suffix}.md`), table + '\n');
+  console.log(table);
+  console.log('\nTargets:');
+  for (const t of targets) console.log(`- ${t.met ? 'met   ' : 'MISSED'} ${t.target}: ${t.detail}`);
+  if (anomalies.length) { console.log('\nNotes:'); for (const a of anomalies) console.log(`- ${a}`); }
+  console.log(`\n(${CFG.mode} run, ${out.durationSecs.toFixed(0)} s; results in bench/results/${stamp}${suffix}.json)`);
+}
