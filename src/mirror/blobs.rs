@@ -101,6 +101,7 @@ async fn miss<F: Fetcher, S: Store<Body = F::Body>>(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let facts = Facts {
+        client_credentials: r.client_auth.is_some(),
         status: resp.status().as_u16(),
         head: *r.method == Method::HEAD,
         content_length,

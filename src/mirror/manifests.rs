@@ -168,6 +168,7 @@ async fn resolve<F: Fetcher, S: Store<Body = F::Body>>(
                 ..rec
             };
             let facts = Facts {
+                client_credentials: r.client_auth.is_some(),
                 status: 200,
                 head: true,
                 has_digest_header: true,
@@ -341,6 +342,7 @@ async fn fetch<F: Fetcher, S: Store<Body = F::Body>>(
         let stored = match (tag_key, &announced, &media_type, declared_len) {
             (Some(key), Some(digest), Some(mt), Some(size)) => {
                 let facts = Facts {
+                    client_credentials: r.client_auth.is_some(),
                     status: 200,
                     head: true,
                     has_digest_header: true,
@@ -428,6 +430,7 @@ async fn fetch<F: Fetcher, S: Store<Body = F::Body>>(
     // The length read, also when the upstream sent the body chunked.
     headers.insert(CONTENT_LENGTH, HeaderValue::from(size));
     let facts = Facts {
+        client_credentials: r.client_auth.is_some(),
         status: 200,
         digest_ok: true,
         has_digest_header: announced.is_some(),

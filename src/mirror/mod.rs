@@ -65,10 +65,9 @@ pub struct Outcome {
     pub challenge: Option<String>,
 }
 
-/// One registry request on its way to an upstream: what the flows need to answer it.
-pub struct Request<'a, F: Fetcher, S> {
-    pub session: &'a Session<'a, F>,
-    pub store: &'a S,
+/// One registry request on its way to an upstream, planned once: everything the flows need but
+/// the session and the store it is answered from (see `Request`).
+pub struct Plan<'a> {
     pub method: &'a Method,
     pub upstream: &'a Upstream,
     /// The repository name at the upstream.
@@ -85,6 +84,21 @@ pub struct Request<'a, F: Fetcher, S> {
     pub link: LinkRewrite<'a>,
     /// The client's own `Authorization` (login pass-through), if it sent one.
     pub client_auth: Option<&'a str>,
+}
+
+/// A planned request with the session and the store it is answered from: the shared store, or
+/// `NoStore` for a request made with a client's own credentials.
+pub struct Request<'a, F: Fetcher, S> {
+    pub session: &'a Session<'a, F>,
+    pub store: &'a S,
+    pub plan: &'a Plan<'a>,
+}
+
+impl<'a, F: Fetcher, S> std::ops::Deref for Request<'a, F, S> {
+    type Target = Plan<'a>;
+    fn deref(&self) -> &Plan<'a> {
+        self.plan
+    }
 }
 
 impl<F: Fetcher, S> Request<'_, F, S> {
@@ -354,81 +368,52 @@ async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
         }
         Route::Registry { name, resource } => (name, resource),
     };
+    registry(config, session, store, req, &name, resource, outcome).await
+}
+
+/// A registry request (manifest, blob, tags, referrers): the upstream chosen, the request
+/// planned, and the flow answered from the shared store, or from none for a client's own login.
+async fn registry<F: Fetcher, S: Store<Body = F::Body>>(
+    config: &Config,
+    session: &Session<'_, F>,
+    store: &S,
+    req: &Incoming,
+    name: &RepoName,
+    resource: Resource,
+    outcome: &mut Outcome,
+) -> Answer<F::Body> {
     let q = query(&req.url)?;
     let host = upstream::host_of(&req.url);
-    let sel = select(config, &host, &name, q.ns.as_deref())?;
+    let sel = select(config, &host, name, q.ns.as_deref())?;
     outcome.upstream = Some(sel.upstream.name.clone());
     outcome.by = Some(sel.by);
     // If the upstream refuses, the client is sent to the mirror's own token endpoint.
-    let origin = req.url.origin().ascii_serialization();
     outcome.challenge = Some(format!(
-        "Bearer realm=\"{origin}/token\",service=\"{}\",scope=\"{}\"",
+        "Bearer realm=\"{}/token\",service=\"{}\",scope=\"{}\"",
+        req.url.origin().ascii_serialization(),
         sel.upstream.name,
         RepoScope::pull(name.as_str())
     ));
-
-    let suffix = match &resource {
-        Resource::Manifest(r) => format!("manifests/{}", r.as_str()),
-        Resource::Blob(d) => format!("blobs/{}", d.as_str()),
-        Resource::TagsList => "tags/list".to_string(),
-        Resource::Referrers(d) => format!("referrers/{}", d.as_str()),
-    };
-    let mut url = url::Url::parse(&format!(
-        "{}/v2/{}/{suffix}",
-        sel.upstream.registry, sel.name
-    ))
-    .map_err(|_| {
-        OciError::new(
-            ErrorCode::NameInvalid,
-            "name does not form a valid upstream URL",
-        )
-    })?;
-    upstream_query(&mut url, &resource, &q)?;
-
-    let mut headers = HeaderMap::new();
+    let authorization = req
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let client_auth = client_credential(config, sel.upstream, authorization);
+    let url = upstream_url(sel.upstream, &sel.name, &resource, &q)?;
     let accept: Vec<&str> = req
         .headers
         .get_all(ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect();
-    if !accept.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&accept.join(", ")) {
-            headers.insert(ACCEPT, v);
-        }
-    } else if let Resource::Manifest(_) = resource {
-        headers.insert(
-            ACCEPT,
-            HeaderValue::from_static(crate::policy::ACCEPT_ALL_MANIFESTS),
-        );
-    }
-    let pass = |name: http::header::HeaderName, headers: &mut HeaderMap| {
-        if let Some(v) = req.headers.get(&name) {
-            headers.insert(name, v.clone());
-        }
-    };
-    if let Resource::Blob(_) = resource {
-        pass(RANGE, &mut headers);
-    }
-
-    let client_auth = client_credential(
-        config,
-        sel.upstream,
-        req.headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-    );
-    let client_auth = client_auth.as_deref();
-    let r = Request {
-        session,
-        store,
-        client_auth,
+    let plan = Plan {
+        client_auth: client_auth.as_deref(),
         method: &req.method,
         upstream: sel.upstream,
         name: &sel.name,
-        resource: resource.clone(),
+        headers: upstream_headers(req, &accept, &resource),
+        resource,
         url,
-        headers,
         scope: RepoScope::pull(sel.name.as_str()).to_string(),
         accept: normalise_accept(&accept),
         range: req
@@ -442,48 +427,74 @@ async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
             ns: q.ns.as_deref(),
         },
     };
-    if client_auth.is_some() {
+    match plan.client_auth {
         // Fetched with a client's own credentials: no shared store is read or written.
-        let none = NoStore::default();
-        let bypass = Request {
-            session: r.session,
-            store: &none,
-            client_auth: r.client_auth,
-            method: r.method,
-            upstream: r.upstream,
-            name: r.name,
-            resource: r.resource.clone(),
-            url: r.url.clone(),
-            headers: r.headers.clone(),
-            scope: r.scope.clone(),
-            accept: r.accept.clone(),
-            range: r.range.clone(),
-            link: LinkRewrite {
-                upstream_name: r.link.upstream_name,
-                client_name: r.link.client_name,
-                ns: r.link.ns,
-            },
-        };
-        return dispatch(&bypass, &resource)
+        Some(_) => {
+            let none = NoStore::default();
+            let r = Request {
+                session,
+                store: &none,
+                plan: &plan,
+            };
+            dispatch(&r).await
+        }
+        None => {
+            dispatch(&Request {
+                session,
+                store,
+                plan: &plan,
+            })
             .await
-            .map(|(resp, cache)| match cache {
-                CacheStatus::Miss { .. } => (
-                    resp,
-                    CacheStatus::Miss {
-                        stored: Err("fetched with a client's credentials"),
-                    },
-                ),
-                other => (resp, other),
-            });
+        }
     }
-    dispatch(&r, &resource).await
 }
 
-async fn dispatch<F: Fetcher, S: Store<Body = F::Body>>(
-    r: &Request<'_, F, S>,
+/// The upstream's URL for a resource of repository `name` (its name there).
+fn upstream_url(
+    up: &Upstream,
+    name: &RepoName,
     resource: &Resource,
-) -> Answer<F::Body> {
-    match resource {
+    q: &Query,
+) -> Result<url::Url, OciError> {
+    let suffix = match resource {
+        Resource::Manifest(r) => format!("manifests/{}", r.as_str()),
+        Resource::Blob(d) => format!("blobs/{}", d.as_str()),
+        Resource::TagsList => "tags/list".to_string(),
+        Resource::Referrers(d) => format!("referrers/{}", d.as_str()),
+    };
+    let mut url =
+        url::Url::parse(&format!("{}/v2/{name}/{suffix}", up.registry)).map_err(|_| {
+            OciError::new(
+                ErrorCode::NameInvalid,
+                "name does not form a valid upstream URL",
+            )
+        })?;
+    upstream_query(&mut url, resource, q)?;
+    Ok(url)
+}
+
+/// The client's headers the upstream sees: its Accept list (for a manifest without one, every
+/// current type), and Range for a blob.
+fn upstream_headers(req: &Incoming, accept: &[&str], resource: &Resource) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if !accept.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&accept.join(", ")) {
+            headers.insert(ACCEPT, v);
+        }
+    } else if let Resource::Manifest(_) = resource {
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static(crate::policy::ACCEPT_ALL_MANIFESTS),
+        );
+    }
+    if let (Resource::Blob(_), Some(range)) = (resource, req.headers.get(RANGE)) {
+        headers.insert(RANGE, range.clone());
+    }
+    headers
+}
+
+async fn dispatch<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>) -> Answer<F::Body> {
+    match &r.resource {
         Resource::Manifest(reference) => manifests::serve(r, reference).await,
         Resource::Blob(digest) => blobs::serve(r, digest).await,
         Resource::TagsList | Resource::Referrers(_) => {
