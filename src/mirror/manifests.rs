@@ -309,14 +309,10 @@ async fn fetch<F: Fetcher, S: Store<Body = F::Body>>(
     tag_key: Option<&str>,
 ) -> Answer<F::Body> {
     let resp = r.send(r.method.clone()).await?;
-    let status = resp.status();
-    let declared_len = resp
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let too_big = declared_len.is_some_and(|n| n > MAX_MANIFEST as u64);
-    if status != StatusCode::OK || too_big {
+    let declared =
+        header(resp.headers(), CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
+    let too_big = declared.is_some_and(|n| n > MAX_MANIFEST as u64);
+    if resp.status() != StatusCode::OK || too_big {
         let why = if too_big {
             "larger than the manifest limit"
         } else {
@@ -326,160 +322,162 @@ async fn fetch<F: Fetcher, S: Store<Body = F::Body>>(
         return Ok((out, CacheStatus::Miss { stored: Err(why) }));
     }
     let (parts, body) = resp.into_parts();
-    let announced = parts
-        .headers
-        .get(DIGEST_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let media_type = parts
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-
+    let announced = header(&parts.headers, DIGEST_HEADER);
+    let media_type = header(&parts.headers, CONTENT_TYPE.as_str());
     if *r.method == Method::HEAD {
         r.session.fetcher.discard(body);
-        let stored = match (tag_key, &announced, &media_type, declared_len) {
-            (Some(key), Some(digest), Some(mt), Some(size)) => {
-                let facts = Facts {
-                    client_credentials: r.client_auth.is_some(),
-                    status: 200,
-                    head: true,
-                    has_digest_header: true,
-                    ..Default::default()
-                };
-                store_record(
-                    r,
-                    key,
-                    facts,
-                    TagRecord {
-                        digest: digest.clone(),
-                        media_type: mt.clone(),
-                        size,
-                        stored_at: r.session.now,
-                    },
-                )
-            }
+        let rec = match (announced, media_type, declared) {
+            (Some(digest), Some(media_type), Some(size)) => Some(TagRecord {
+                digest,
+                media_type,
+                size,
+                stored_at: r.session.now,
+            }),
+            _ => None,
+        };
+        let stored = match (tag_key, rec) {
+            (Some(key), Some(rec)) => store_record(r, key, fact_sheet(r, true, None), rec),
             _ => Err("HEAD without Docker-Content-Digest"),
         };
         let mut out = http::Response::new(Reply::Empty);
         *out.headers_mut() = passed_headers(&parts.headers);
         return Ok((out, CacheStatus::Miss { stored }));
     }
-
     // The bytes are read into wasm to be hashed: only so many at once in the isolate. The body
     // waits unread meanwhile (its own deadline still runs).
-    let want_bytes = declared_len.unwrap_or(MAX_MANIFEST as u64);
+    let want_bytes = declared.unwrap_or(MAX_MANIFEST as u64);
     let Some(reservation) =
         budget::reserve(r.session.fetcher, want_bytes, r.session.timeout_ms).await
     else {
         r.session.fetcher.discard(body);
-        return Ok((
-            busy(r.method),
-            CacheStatus::Miss {
-                stored: Err("manifest memory budget full"),
-            },
-        ));
+        let stored = Err("manifest memory budget full");
+        return Ok((busy(r.method), CacheStatus::Miss { stored }));
     };
-    let bytes = r
-        .session
-        .fetcher
-        .read_small(body, MAX_MANIFEST)
-        .await
-        .ok_or_else(|| {
-            OciError::new(
-                ErrorCode::Unavailable,
-                format!(
-                    "upstream {} sent an unreadable or oversized manifest",
-                    r.upstream.name
-                ),
-            )
-            .with_status(502)
-        })?;
+    let expected = want.map(Digest::as_str).or(announced.as_deref());
+    let (bytes, actual) = read_verified(r, body, declared, expected).await?;
     let size = bytes.len() as u64;
-    if declared_len.is_some_and(|n| n != size) {
-        return Err(
-            OciError::new(ErrorCode::Unavailable, "upstream sent a truncated manifest")
-                .with_status(502),
-        );
-    }
-    let like = want
-        .map(Digest::as_str)
-        .or(announced.as_deref())
-        .unwrap_or("sha256:");
-    let actual = Algorithm::of_digest_str(like).of(&bytes);
-    let expected = want.map(|d| d.as_str()).or(announced.as_deref());
-    if expected.is_some_and(|e| e != actual.as_str()) {
-        return Err(OciError::new(
-            ErrorCode::DigestInvalid,
-            format!(
-                "upstream {} sent a manifest whose bytes do not match its digest",
-                r.upstream.name
-            ),
-        )
-        .with_status(502));
-    }
     // Verified: from here on the runtime holds the bytes, once, and wasm lets go of them.
     let body = r.session.fetcher.body_of(bytes);
     drop(reservation);
-
     let mut headers = passed_headers(&parts.headers);
     if let Ok(v) = HeaderValue::from_str(actual.as_str()) {
         headers.insert(DIGEST_HEADER, v);
     }
     // The length read, also when the upstream sent the body chunked.
     headers.insert(CONTENT_LENGTH, HeaderValue::from(size));
-    let facts = Facts {
-        client_credentials: r.client_auth.is_some(),
-        status: 200,
-        digest_ok: true,
-        has_digest_header: announced.is_some(),
-        content_length: Some(size),
-        ..Default::default()
+    let mut facts = fact_sheet(r, false, Some(size));
+    facts.digest_ok = true;
+    facts.has_digest_header = announced.is_some();
+    let fetched = Fetched {
+        body,
+        digest: actual,
+        media_type,
+        size,
+        facts,
     };
-    let keep = match &media_type {
-        None => Err("no Content-Type"),
-        Some(mt) => match decide(Kind::DigestManifest, &facts, &r.upstream.ttls) {
-            Decision::Cacheable { ttl, .. } => Ok((
-                cache_key::manifest(&r.upstream.name, r.name, &actual),
-                mt.clone(),
-                ttl,
-            )),
-            d => Err(d.reason()),
-        },
-    };
-    let (body, stored) = match keep {
-        Ok((key, media_type, ttl)) => {
-            // One branch for the client, one for the store: the runtime splits the stream.
-            let (to_client, to_store) = r.session.fetcher.tee(body);
-            r.store.put_manifest(
-                &key,
-                StoredManifest {
-                    body: to_store,
-                    media_type: media_type.clone(),
-                    size,
-                },
-                ttl,
-            );
-            let stored = match tag_key {
-                Some(tag_key) => {
-                    let rec = TagRecord {
-                        digest: actual.to_string(),
-                        media_type,
-                        size,
-                        stored_at: r.session.now,
-                    };
-                    store_record(r, tag_key, facts, rec)
-                }
-                None => Ok(()),
-            };
-            (to_client, stored)
-        }
-        Err(why) => (body, Err(why)),
-    };
+    let (body, stored) = keep(r, tag_key, fetched);
     let mut out = http::Response::new(Reply::Upstream(body));
     *out.headers_mut() = headers;
     Ok((out, CacheStatus::Miss { stored }))
+}
+
+fn header(h: &HeaderMap, name: &str) -> Option<String> {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// The facts of a 200 answer to this request, for the policy.
+fn fact_sheet<F: Fetcher, S>(r: &Request<'_, F, S>, head: bool, size: Option<u64>) -> Facts {
+    Facts {
+        client_credentials: r.client_auth.is_some(),
+        status: 200,
+        head,
+        has_digest_header: head,
+        content_length: size,
+        ..Default::default()
+    }
+}
+
+/// The whole manifest, read and checked: as long as it said, and hashing to the digest asked
+/// for or announced (in that digest's algorithm; SHA-256 when neither names one).
+async fn read_verified<F: Fetcher, S>(
+    r: &Request<'_, F, S>,
+    body: F::Body,
+    declared: Option<u64>,
+    expected: Option<&str>,
+) -> Result<(Vec<u8>, Digest), OciError> {
+    let name = &r.upstream.name;
+    let bad = |m: String| OciError::new(ErrorCode::Unavailable, m).with_status(502);
+    let bytes = r
+        .session
+        .fetcher
+        .read_small(body, MAX_MANIFEST)
+        .await
+        .ok_or_else(|| {
+            bad(format!(
+                "upstream {name} sent an unreadable or oversized manifest"
+            ))
+        })?;
+    if declared.is_some_and(|n| n != bytes.len() as u64) {
+        return Err(bad("upstream sent a truncated manifest".into()));
+    }
+    let actual = Algorithm::of_digest_str(expected.unwrap_or("sha256:")).of(&bytes);
+    if expected.is_some_and(|e| e != actual.as_str()) {
+        return Err(OciError::new(
+            ErrorCode::DigestInvalid,
+            format!("upstream {name} sent a manifest whose bytes do not match its digest"),
+        )
+        .with_status(502));
+    }
+    Ok((bytes, actual))
+}
+
+/// A verified manifest on its way to the client.
+struct Fetched<B> {
+    body: B,
+    digest: Digest,
+    media_type: Option<String>,
+    size: u64,
+    facts: Facts,
+}
+
+/// Stores a verified manifest (and the tag's record) when the policy allows: the runtime splits
+/// the body, one branch for the client, one for the store. Returns the client's body and what was
+/// stored or why not.
+fn keep<F: Fetcher, S: Store<Body = F::Body>>(
+    r: &Request<'_, F, S>,
+    tag_key: Option<&str>,
+    m: Fetched<F::Body>,
+) -> (F::Body, Result<(), &'static str>) {
+    let Some(media_type) = m.media_type else {
+        return (m.body, Err("no Content-Type"));
+    };
+    let ttl = match decide(Kind::DigestManifest, &m.facts, &r.upstream.ttls) {
+        Decision::Cacheable { ttl, .. } => ttl,
+        d => return (m.body, Err(d.reason())),
+    };
+    let (to_client, to_store) = r.session.fetcher.tee(m.body);
+    let key = cache_key::manifest(&r.upstream.name, r.name, &m.digest);
+    let stored = StoredManifest {
+        body: to_store,
+        media_type: media_type.clone(),
+        size: m.size,
+    };
+    r.store.put_manifest(&key, stored, ttl);
+    let stored = match tag_key {
+        Some(tag_key) => {
+            let rec = TagRecord {
+                digest: m.digest.to_string(),
+                media_type,
+                size: m.size,
+                stored_at: r.session.now,
+            };
+            store_record(r, tag_key, m.facts, rec)
+        }
+        None => Ok(()),
+    };
+    (to_client, stored)
 }
 
 fn store_record<F: Fetcher, S: Store>(
