@@ -118,6 +118,9 @@ pub fn no_such_endpoint() -> http::Response<Vec<u8>> {
     error(OciError::new(ErrorCode::NameUnknown, "no such endpoint").with_status(404))
 }
 
+/// An admin answer, and for a change the line to log.
+type Answer = (http::Response<Vec<u8>>, Option<serde_json::Value>);
+
 /// Handles one admin request. Returns the response and, for a change, the line to log.
 pub async fn handle<C: ConfigStore>(
     base: &Config,
@@ -127,125 +130,37 @@ pub async fn handle<C: ConfigStore>(
     path: &str,
     authorization: Option<&str>,
     body: &[u8],
-) -> (http::Response<Vec<u8>>, Option<serde_json::Value>) {
+) -> Answer {
     let Some(admin) = admin else {
-        return (
-            error(OciError::new(ErrorCode::NameUnknown, "no such endpoint").with_status(404)),
-            None,
-        );
+        return (no_such_endpoint(), None);
     };
     if !authorized(admin, authorization) {
         return (unauthorized(), None);
     }
+    // `/_admin/upstreams` or `/_admin/upstreams/NAME`.
     let name = match path.strip_prefix("/_admin/upstreams") {
         Some("") | Some("/") => None,
         Some(rest) if rest.starts_with('/') && rest.len() > 1 && !rest[1..].contains('/') => {
             Some(&rest[1..])
         }
-        _ => {
-            return (
-                error(OciError::new(ErrorCode::NameUnknown, "no such endpoint").with_status(404)),
-                None,
-            )
-        }
+        _ => return (no_such_endpoint(), None),
     };
     let stored = match store.overrides().await {
         Ok(s) => s.unwrap_or_else(|| "{}".to_string()),
-        Err(e) => {
-            return (
-                error(OciError::new(
-                    ErrorCode::Unavailable,
-                    format!("configuration store: {e}"),
-                )),
-                None,
-            )
-        }
+        Err(e) => return (store_error(e), None),
     };
-    let mut overrides: BTreeMap<String, serde_json::Value> =
-        serde_json::from_str(&stored).unwrap_or_default();
-    let (merged, _) = base.with_overrides(&stored);
-    let source = |n: &str| {
-        if overrides.contains_key(n) {
-            "stored"
-        } else {
-            "static"
-        }
-    };
+    let table = Table::new(base, &stored);
     match (method, name) {
-        (&Method::GET, None) => {
-            let list: Vec<_> = merged
-                .upstreams
-                .iter()
-                .map(|u| describe(u, source(&u.name)))
-                .collect();
-            (
-                json(StatusCode::OK, &serde_json::json!({ "upstreams": list })),
-                None,
-            )
-        }
-        (&Method::GET, Some(n)) => match merged.upstreams.iter().find(|u| u.name == n) {
-            Some(u) => (json(StatusCode::OK, &describe(u, source(n))), None),
-            None => (
-                error(OciError::new(
-                    ErrorCode::NameUnknown,
-                    format!("no upstream {n:?}"),
-                )),
-                None,
-            ),
+        (&Method::GET, None) => (table.list(), None),
+        (&Method::GET, Some(n)) => (table.show(n), None),
+        (&Method::PUT, Some(n)) => match table.put(n, body) {
+            Ok(next) => save(store, &next, admin, "put", n).await,
+            Err(e) => (error(e), None),
         },
-        (&Method::PUT, Some(n)) => {
-            let entry: serde_json::Value = match serde_json::from_slice(body) {
-                Ok(v @ serde_json::Value::Object(_)) => v,
-                _ => {
-                    return (
-                        error(
-                            OciError::new(
-                                ErrorCode::Unsupported,
-                                "the body must be a JSON object describing the upstream",
-                            )
-                            .with_status(400),
-                        ),
-                        None,
-                    )
-                }
-            };
-            overrides.insert(n.to_string(), entry);
-            let next = serde_json::to_string(&overrides).unwrap_or_default();
-            // The same rules as the static table: rejected now, not skipped later.
-            let (_, skipped) = base.with_overrides(&next);
-            if let Some(e) = skipped.first() {
-                return (
-                    error(
-                        OciError::new(
-                            ErrorCode::Unsupported,
-                            format!("{}: {}", e.field, e.problem),
-                        )
-                        .with_status(400),
-                    ),
-                    None,
-                );
-            }
-            save(store, &next, admin, "put", n, &overrides).await
-        }
-        (&Method::DELETE, Some(n)) => {
-            if !merged.upstreams.iter().any(|u| u.name == n) {
-                return (
-                    error(OciError::new(
-                        ErrorCode::NameUnknown,
-                        format!("no upstream {n:?}"),
-                    )),
-                    None,
-                );
-            }
-            // A static upstream is hidden by a null override; a stored one is simply removed.
-            if base.upstreams.iter().any(|u| u.name == n) {
-                overrides.insert(n.to_string(), serde_json::Value::Null);
-            } else {
-                overrides.remove(n);
-            }
-            let next = serde_json::to_string(&overrides).unwrap_or_default();
-            save(store, &next, admin, "delete", n, &overrides).await
-        }
+        (&Method::DELETE, Some(n)) => match table.delete(n) {
+            Ok(next) => save(store, &next, admin, "delete", n).await,
+            Err(e) => (error(e), None),
+        },
         _ => (
             error(OciError::new(
                 ErrorCode::Unsupported,
@@ -256,24 +171,106 @@ pub async fn handle<C: ConfigStore>(
     }
 }
 
+fn store_error(e: String) -> http::Response<Vec<u8>> {
+    error(OciError::new(
+        ErrorCode::Unavailable,
+        format!("configuration store: {e}"),
+    ))
+}
+
+fn unknown(name: &str) -> OciError {
+    OciError::new(ErrorCode::NameUnknown, format!("no upstream {name:?}"))
+}
+
+/// The static table, the stored overrides, and the two merged.
+struct Table<'a> {
+    base: &'a Config,
+    overrides: BTreeMap<String, serde_json::Value>,
+    merged: Config,
+}
+
+impl<'a> Table<'a> {
+    fn new(base: &'a Config, stored: &str) -> Table<'a> {
+        Table {
+            base,
+            overrides: serde_json::from_str(stored).unwrap_or_default(),
+            merged: base.with_overrides(stored).0,
+        }
+    }
+
+    fn source(&self, name: &str) -> &'static str {
+        if self.overrides.contains_key(name) {
+            "stored"
+        } else {
+            "static"
+        }
+    }
+
+    fn list(&self) -> http::Response<Vec<u8>> {
+        let list: Vec<_> = self
+            .merged
+            .upstreams
+            .iter()
+            .map(|u| describe(u, self.source(&u.name)))
+            .collect();
+        json(StatusCode::OK, &serde_json::json!({ "upstreams": list }))
+    }
+
+    fn show(&self, name: &str) -> http::Response<Vec<u8>> {
+        match self.merged.upstreams.iter().find(|u| u.name == name) {
+            Some(u) => json(StatusCode::OK, &describe(u, self.source(name))),
+            None => error(unknown(name)),
+        }
+    }
+
+    /// The overrides with `name` set to `body`, checked by the same rules as the static table:
+    /// rejected now, not skipped later.
+    fn put(mut self, name: &str, body: &[u8]) -> Result<String, OciError> {
+        let entry = match serde_json::from_slice(body) {
+            Ok(v @ serde_json::Value::Object(_)) => v,
+            _ => {
+                return Err(OciError::bad_request(
+                    "the body must be a JSON object describing the upstream",
+                ))
+            }
+        };
+        self.overrides.insert(name.to_string(), entry);
+        let next = serde_json::to_string(&self.overrides).unwrap_or_default();
+        match self.base.with_overrides(&next).1.first() {
+            Some(e) => Err(OciError::bad_request(format!("{}: {}", e.field, e.problem))),
+            None => Ok(next),
+        }
+    }
+
+    /// The overrides without `name`: a static upstream is hidden by a null override, a stored one
+    /// is simply removed.
+    fn delete(mut self, name: &str) -> Result<String, OciError> {
+        if !self.merged.upstreams.iter().any(|u| u.name == name) {
+            return Err(unknown(name));
+        }
+        if self.base.upstreams.iter().any(|u| u.name == name) {
+            self.overrides
+                .insert(name.to_string(), serde_json::Value::Null);
+        } else {
+            self.overrides.remove(name);
+        }
+        Ok(serde_json::to_string(&self.overrides).unwrap_or_default())
+    }
+}
+
 async fn save<C: ConfigStore>(
     store: &C,
     next: &str,
     admin: &Admin<'_>,
     op: &str,
     name: &str,
-    overrides: &BTreeMap<String, serde_json::Value>,
-) -> (http::Response<Vec<u8>>, Option<serde_json::Value>) {
+) -> Answer {
     if let Err(e) = store.put_overrides(next).await {
-        return (
-            error(OciError::new(
-                ErrorCode::Unavailable,
-                format!("configuration store: {e}"),
-            )),
-            None,
-        );
+        return (store_error(e), None);
     }
-    let registry = overrides.get(name).and_then(|v| v.get("registry")).cloned();
+    let registry = serde_json::from_str::<serde_json::Value>(next)
+        .ok()
+        .and_then(|v| v.get(name).and_then(|u| u.get("registry")).cloned());
     let log = serde_json::json!({"msg": "admin change", "who": admin.name, "op": op, "upstream": name, "registry": registry});
     (
         json(

@@ -154,6 +154,11 @@ impl OciError {
             message: message.into(),
         }
     }
+    /// Input the mirror cannot act on that fits no more specific OCI code: `UNSUPPORTED` with 400
+    /// (the distribution spec has no generic bad-request code).
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        OciError::new(ErrorCode::Unsupported, message).with_status(400)
+    }
     pub fn with_status(mut self, status: u16) -> Self {
         self.status = status;
         self

@@ -546,11 +546,7 @@ fn upstream_query(url: &mut url::Url, resource: &Resource, q: &Query) -> Result<
                     && t.bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b"/.+-_".contains(&b));
                 if !ok {
-                    return Err(OciError::new(
-                        ErrorCode::Unsupported,
-                        "artifactType is not a media type",
-                    )
-                    .with_status(400));
+                    return Err(OciError::bad_request("artifactType is not a media type"));
                 }
                 pairs.push(("artifactType", t.clone()));
             }

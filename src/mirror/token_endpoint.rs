@@ -28,7 +28,7 @@ struct Params {
 }
 
 fn params(req: &Incoming) -> Result<Params, OciError> {
-    let bad = |m: &str| OciError::new(ErrorCode::Unsupported, m.to_string()).with_status(400);
+    let bad = |m: &str| OciError::bad_request(m);
     if req.method == Method::POST {
         let form: Vec<(String, String)> = url::form_urlencoded::parse(&req.body)
             .into_owned()
