@@ -303,35 +303,22 @@ impl Config {
             ),
             None => config.upstreams.iter().position(|u| u.name == DOCKER_HUB),
         };
-        config.upstream_timeout_ms = match vars.upstream_timeout_ms.map(str::trim) {
-            None | Some("") => DEFAULT_TIMEOUT_MS,
-            Some(text) => {
-                let (lo, hi) = TIMEOUT_RANGE_MS;
-                text.parse::<u32>()
-                    .ok()
-                    .filter(|ms| (lo..=hi).contains(ms))
-                    .ok_or_else(|| {
-                        err(
-                            "UPSTREAM_TIMEOUT_MS",
-                            format!("must be a whole number of milliseconds from {lo} to {hi}"),
-                        )
-                    })?
-            }
-        };
+        let (lo, hi) = TIMEOUT_RANGE_MS;
+        config.upstream_timeout_ms = number(
+            vars.upstream_timeout_ms,
+            DEFAULT_TIMEOUT_MS,
+            lo..=hi,
+            "UPSTREAM_TIMEOUT_MS",
+            &format!("must be a whole number of milliseconds from {lo} to {hi}"),
+        )?;
         config.prewarm = parse_prewarm(vars.prewarm)?;
-        config.prewarm_budget = match vars.prewarm_budget.map(str::trim) {
-            None | Some("") => DEFAULT_PREWARM_BUDGET,
-            Some(text) => text
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=1000).contains(n))
-                .ok_or_else(|| {
-                    err(
-                        "PREWARM_BUDGET",
-                        "must be a whole number of upstream requests from 1 to 1000",
-                    )
-                })?,
-        };
+        config.prewarm_budget = number(
+            vars.prewarm_budget,
+            DEFAULT_PREWARM_BUDGET,
+            1..=1000,
+            "PREWARM_BUDGET",
+            "must be a whole number of upstream requests from 1 to 1000",
+        )?;
         let cidrs = |text: Option<&str>, field: &str| match text
             .map(str::trim)
             .filter(|t| !t.is_empty() && *t != "[]")
@@ -460,6 +447,24 @@ fn parse_upstream_secrets(text: Option<&str>) -> Result<Vec<String>, ConfigError
     Ok(names)
 }
 
+/// A whole number in `range` from a variable; `default` when unset or empty.
+fn number(
+    text: Option<&str>,
+    default: u32,
+    range: std::ops::RangeInclusive<u32>,
+    field: &str,
+    problem: &str,
+) -> Result<u32, ConfigError> {
+    match text.map(str::trim) {
+        None | Some("") => Ok(default),
+        Some(t) => t
+            .parse::<u32>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| err(field, problem)),
+    }
+}
+
 /// `["docker.io/library/alpine:latest", "ghcr.io/owner/img:v1", "alpine:3.19"]`: names as a client
 /// pulls them through the mirror, each with a tag.
 fn parse_prewarm(text: Option<&str>) -> Result<Vec<(RepoName, Tag)>, ConfigError> {
@@ -482,8 +487,8 @@ fn parse_prewarm(text: Option<&str>) -> Result<Vec<(RepoName, Tag)>, ConfigError
                 )
             })?;
             let name =
-                RepoName::parse(name).map_err(|e| err(format!("PREWARM[{i}]"), e.message))?;
-            let tag = Tag::parse(tag).map_err(|e| err(format!("PREWARM[{i}]"), e.message))?;
+                RepoName::parse(name).map_err(|e| err(format!("PREWARM[{i}]"), e.to_string()))?;
+            let tag = Tag::parse(tag).map_err(|e| err(format!("PREWARM[{i}]"), e.to_string()))?;
             Ok((name, tag))
         })
         .collect()
@@ -491,127 +496,142 @@ fn parse_prewarm(text: Option<&str>) -> Result<Vec<(RepoName, Tag)>, ConfigError
 
 fn parse_table(text: &str) -> Result<Vec<Upstream>, ConfigError> {
     let de = &mut serde_json::Deserializer::from_str(text);
-    let raw: BTreeMap<String, RawUpstream> = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." {
-            "UPSTREAMS".to_string()
-        } else {
-            format!("UPSTREAMS.{path}")
-        };
-        // serde's message quotes the value: not for the fields that name secrets.
-        let segments: Vec<&str> = path.split('.').collect();
-        let problem = match segments.get(1).copied() {
-            Some("credentials") => {
-                "must be the name of a secret (a string), not the value itself".to_string()
-            }
-            Some("headers") => {
-                "must map header names to names of secrets ({\"X-Header\": \"SECRET_NAME\"})"
-                    .to_string()
-            }
-            Some("registry") => "must be an http:// or https:// URL (a string)".to_string(),
-            _ => e.into_inner().to_string(),
-        };
-        let field = match segments.get(1) {
-            Some(&"headers") => format!("UPSTREAMS.{}.headers", segments[0]),
-            _ => field,
-        };
-        err(field, problem)
-    })?;
+    let raw: BTreeMap<String, RawUpstream> =
+        serde_path_to_error::deserialize(de).map_err(table_error)?;
     if raw.is_empty() {
         return Err(err("UPSTREAMS", "names no upstream"));
     }
-    let mut upstreams = Vec::with_capacity(raw.len());
-    for (name, raw) in raw {
-        let field = |f: &str| format!("UPSTREAMS.{name}.{f}");
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(err(
-                format!("UPSTREAMS.{name:?}"),
-                "an upstream name must be non-empty printable ASCII",
-            ));
-        }
-        let registry = normalise_registry(&raw.registry).map_err(|p| err(field("registry"), p))?;
-        let hosts = lowercase_all(raw.hosts);
-        if let Some(h) = hosts.iter().find(|h| !is_host(h)) {
-            return Err(err(
-                field("hosts"),
-                format!("{h:?} is not a host name (or host:port)"),
-            ));
-        }
-        let prefixes = lowercase_all(raw.prefixes);
-        if let Some(p) = prefixes.iter().find(|p| !is_path_component(p)) {
-            return Err(err(
-                field("prefixes"),
-                format!("{p:?} is not a single repository path component (like ghcr.io or ghcr)"),
-            ));
-        }
-        if let Some(n) = raw
-            .ns
-            .iter()
-            .find(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_graphic()))
-        {
-            return Err(err(field("ns"), format!("{n:?} is not a registry name")));
-        }
-        let mut ttls = Ttls::default();
-        for (key, value, slot) in [
-            ("tag_ttl", &raw.tag_ttl, &mut ttls.tag),
-            ("manifest_ttl", &raw.manifest_ttl, &mut ttls.manifest),
-            ("blob_ttl", &raw.blob_ttl, &mut ttls.blob),
-            (
-                "stale_if_error",
-                &raw.stale_if_error,
-                &mut ttls.stale_if_error,
-            ),
-        ] {
-            if let Some(v) = value {
-                *slot = parse_duration(v).map_err(|p| err(field(key), p))?;
-            }
-        }
-        let headers = check_headers(raw.headers).map_err(|p| err(field("headers"), p))?;
-        if let Some(p) = raw.credentials.as_deref().and_then(secret_name_problem) {
-            return Err(err(field("credentials"), p));
-        }
-        let mut realms = raw
-            .realms
-            .iter()
-            .map(|r| normalise_registry(r).map_err(|p| err(field("realms"), p)))
-            .collect::<Result<Vec<_>, _>>()?;
-        // A known registry keeps its known realms (Docker Hub's auth service) unless told otherwise.
-        if raw.realms.is_empty() {
-            if let Some((.., known)) = BUILT_IN.iter().find(|(_, r, ..)| *r == registry) {
-                realms = known.iter().map(|r| r.to_string()).collect();
-            }
-        }
-        if registry.starts_with("https:") && realms.iter().any(|r| r.starts_with("http:")) {
-            return Err(err(
-                field("realms"),
-                "an https:// registry's credentials never go to a plain http:// realm",
-            ));
-        }
-        if !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        {
-            return Err(err(
-                format!("UPSTREAMS.{name:?}"),
-                "an upstream name is letters, digits, '.', '_' and '-'",
-            ));
-        }
-        upstreams.push(Upstream {
-            name,
-            registry,
-            hosts,
-            prefixes,
-            ns: raw.ns,
-            library: raw.library,
-            ttls,
-            headers,
-            credentials: raw.credentials,
-            realms,
-            client_logins: raw.client_logins,
-        });
-    }
+    let upstreams = raw
+        .into_iter()
+        .map(|(name, raw)| parse_upstream(name, raw))
+        .collect::<Result<Vec<_>, _>>()?;
     check_all_unique(&upstreams)?;
     Ok(upstreams)
+}
+
+/// The upstream's cache lifetimes, defaults for those not given.
+fn parse_ttls(raw: &RawUpstream, field: &dyn Fn(&str) -> String) -> Result<Ttls, ConfigError> {
+    let mut ttls = Ttls::default();
+    for (key, value, slot) in [
+        ("tag_ttl", &raw.tag_ttl, &mut ttls.tag),
+        ("manifest_ttl", &raw.manifest_ttl, &mut ttls.manifest),
+        ("blob_ttl", &raw.blob_ttl, &mut ttls.blob),
+        (
+            "stale_if_error",
+            &raw.stale_if_error,
+            &mut ttls.stale_if_error,
+        ),
+    ] {
+        if let Some(v) = value {
+            *slot = parse_duration(v).map_err(|p| err(field(key), p))?;
+        }
+    }
+    Ok(ttls)
+}
+
+/// serde's error for the table, naming the field; serde quotes the value, so not for the fields
+/// that name secrets or hold a URL.
+fn table_error(e: serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
+    let path = e.path().to_string();
+    let field = if path == "." {
+        "UPSTREAMS".to_string()
+    } else {
+        format!("UPSTREAMS.{path}")
+    };
+    let segments: Vec<&str> = path.split('.').collect();
+    let problem = match segments.get(1).copied() {
+        Some("credentials") => {
+            "must be the name of a secret (a string), not the value itself".to_string()
+        }
+        Some("headers") => {
+            "must map header names to names of secrets ({\"X-Header\": \"SECRET_NAME\"})"
+                .to_string()
+        }
+        Some("registry") => "must be an http:// or https:// URL (a string)".to_string(),
+        _ => e.into_inner().to_string(),
+    };
+    let field = match segments.get(1) {
+        Some(&"headers") => format!("UPSTREAMS.{}.headers", segments[0]),
+        _ => field,
+    };
+    err(field, problem)
+}
+
+/// One upstream of the table, checked field by field.
+fn parse_upstream(name: String, raw: RawUpstream) -> Result<Upstream, ConfigError> {
+    let field = |f: &str| format!("UPSTREAMS.{name}.{f}");
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(err(
+            format!("UPSTREAMS.{name:?}"),
+            "an upstream name must be non-empty printable ASCII",
+        ));
+    }
+    let registry = normalise_registry(&raw.registry).map_err(|p| err(field("registry"), p))?;
+    let ttls = parse_ttls(&raw, &field)?;
+    let hosts = lowercase_all(raw.hosts);
+    if let Some(h) = hosts.iter().find(|h| !is_host(h)) {
+        return Err(err(
+            field("hosts"),
+            format!("{h:?} is not a host name (or host:port)"),
+        ));
+    }
+    let prefixes = lowercase_all(raw.prefixes);
+    if let Some(p) = prefixes.iter().find(|p| !is_path_component(p)) {
+        return Err(err(
+            field("prefixes"),
+            format!("{p:?} is not a single repository path component (like ghcr.io or ghcr)"),
+        ));
+    }
+    if let Some(n) = raw
+        .ns
+        .iter()
+        .find(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return Err(err(field("ns"), format!("{n:?} is not a registry name")));
+    }
+    let headers = check_headers(raw.headers).map_err(|p| err(field("headers"), p))?;
+    if let Some(p) = raw.credentials.as_deref().and_then(secret_name_problem) {
+        return Err(err(field("credentials"), p));
+    }
+    let mut realms = raw
+        .realms
+        .iter()
+        .map(|r| normalise_registry(r).map_err(|p| err(field("realms"), p)))
+        .collect::<Result<Vec<_>, _>>()?;
+    // A known registry keeps its known realms (Docker Hub's auth service) unless told otherwise.
+    if raw.realms.is_empty() {
+        if let Some((.., known)) = BUILT_IN.iter().find(|(_, r, ..)| *r == registry) {
+            realms = known.iter().map(|r| r.to_string()).collect();
+        }
+    }
+    if registry.starts_with("https:") && realms.iter().any(|r| r.starts_with("http:")) {
+        return Err(err(
+            field("realms"),
+            "an https:// registry's credentials never go to a plain http:// realm",
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
+        return Err(err(
+            format!("UPSTREAMS.{name:?}"),
+            "an upstream name is letters, digits, '.', '_' and '-'",
+        ));
+    }
+    Ok(Upstream {
+        name,
+        registry,
+        hosts,
+        prefixes,
+        ns: raw.ns,
+        library: raw.library,
+        ttls,
+        headers,
+        credentials: raw.credentials,
+        realms,
+        client_logins: raw.client_logins,
+    })
 }
 
 fn check_all_unique(upstreams: &[Upstream]) -> Result<(), ConfigError> {

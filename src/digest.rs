@@ -4,7 +4,7 @@
 
 use sha2::Digest as _;
 
-use crate::error::{clip, ErrorCode, OciError};
+use crate::error::{clip, InputError};
 
 /// A digest algorithm the mirror accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,13 +66,9 @@ impl Algorithm {
 pub struct Digest(String);
 
 impl Digest {
-    pub fn parse(digest: &str) -> Result<Digest, OciError> {
-        let bad = |why: &str| {
-            OciError::new(
-                ErrorCode::DigestInvalid,
-                format!("invalid digest {:?}: {why}", clip(digest)),
-            )
-        };
+    pub fn parse(digest: &str) -> Result<Digest, InputError> {
+        let bad =
+            |why: &str| InputError::Digest(format!("invalid digest {:?}: {why}", clip(digest)));
         let (alg, hex) = digest
             .split_once(':')
             .ok_or_else(|| bad("expected algorithm:hex"))?;

@@ -197,6 +197,35 @@ pub fn is_oci_envelope(body: &[u8]) -> bool {
         && env.errors.iter().all(|e| e.get("code").and_then(|c| c.as_str()).is_some()))
 }
 
+/// Why a name, tag or digest from a client is not acceptable: the parsers' own error, mapped to
+/// an OCI error in one place (`From<InputError> for OciError`) and shown as text elsewhere (the
+/// configuration names the field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputError {
+    Name(String),
+    Tag(String),
+    Digest(String),
+}
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InputError::Name(m) | InputError::Tag(m) | InputError::Digest(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<InputError> for OciError {
+    fn from(e: InputError) -> OciError {
+        let code = match &e {
+            InputError::Name(_) => ErrorCode::NameInvalid,
+            InputError::Tag(_) => ErrorCode::TagInvalid,
+            InputError::Digest(_) => ErrorCode::DigestInvalid,
+        };
+        OciError::new(code, e.to_string())
+    }
+}
+
 /// Keeps error messages short whatever the input.
 pub(crate) fn clip(s: &str) -> String {
     const MAX: usize = 80;

@@ -134,20 +134,18 @@ where
         id,
         ..
     } = arrival;
-    let form = if url.path() == "/token" && method == Method::POST {
-        match read_bounded(ports.fetcher, body, declared_length, FORM_MAX).await {
-            Some(b) => b,
-            None => return early(&method, too_large(FORM_MAX), log),
-        }
-    } else {
-        ports.fetcher.discard(body);
-        Vec::new()
-    };
-    let mut req = Incoming {
-        method,
+    let mut req = match incoming(
+        ports.fetcher,
+        method.clone(),
         url,
         headers,
-        body: form,
+        body,
+        declared_length,
+    )
+    .await
+    {
+        Ok(req) => req,
+        Err(e) => return early(&method, e, log),
     };
     let route = route::parse(&req.method, req.url.path());
     let presents_password = gate::presents_password(&req);
@@ -187,6 +185,32 @@ where
     log.cache_status = Some(outcome.cache_status);
     log.error = outcome.error;
     depart(resp, log, vec![])
+}
+
+/// The client's request as the flows see it: the `/token` form read (up to `FORM_MAX` whatever
+/// the framing), any other body let go unread.
+async fn incoming<F: Fetcher>(
+    fetcher: &F,
+    method: Method,
+    url: url::Url,
+    headers: HeaderMap,
+    body: F::Body,
+    declared: Option<u64>,
+) -> Result<Incoming, OciError> {
+    let form = if url.path() == "/token" && method == Method::POST {
+        read_bounded(fetcher, body, declared, FORM_MAX)
+            .await
+            .ok_or_else(|| too_large(FORM_MAX))?
+    } else {
+        fetcher.discard(body);
+        Vec::new()
+    };
+    Ok(Incoming {
+        method,
+        url,
+        headers,
+        body: form,
+    })
 }
 
 /// A request the gate answered itself.

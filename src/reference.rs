@@ -3,7 +3,7 @@
 
 pub use crate::digest::Digest;
 pub(crate) use crate::error::clip;
-use crate::error::{ErrorCode, OciError};
+use crate::error::InputError;
 
 /// Docker Hub's registry name, as clients and containerd's `ns=` spell it.
 pub const DOCKER_HUB: &str = "docker.io";
@@ -19,7 +19,7 @@ pub const MAX_TAG_LEN: usize = 128;
 pub struct RepoName(String);
 
 impl RepoName {
-    pub fn parse(name: &str) -> Result<RepoName, OciError> {
+    pub fn parse(name: &str) -> Result<RepoName, InputError> {
         if name.is_empty() {
             return Err(name_invalid(name, "empty"));
         }
@@ -44,7 +44,7 @@ impl RepoName {
         self.0.split('/').next().unwrap_or("")
     }
     /// Docker Hub's rule: `alpine` means `library/alpine` (refused when that is over-long).
-    pub fn with_library_namespace(&self) -> Result<RepoName, OciError> {
+    pub fn with_library_namespace(&self) -> Result<RepoName, InputError> {
         if self.0.contains('/') {
             Ok(self.clone())
         } else {
@@ -59,11 +59,8 @@ impl std::fmt::Display for RepoName {
     }
 }
 
-fn name_invalid(name: &str, why: &str) -> OciError {
-    OciError::new(
-        ErrorCode::NameInvalid,
-        format!("invalid repository name {:?}: {why}", clip(name)),
-    )
+fn name_invalid(name: &str, why: &str) -> InputError {
+    InputError::Name(format!("invalid repository name {:?}: {why}", clip(name)))
 }
 
 /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
@@ -98,7 +95,7 @@ pub fn is_path_component(c: &str) -> bool {
 pub struct Tag(String);
 
 impl Tag {
-    pub fn parse(tag: &str) -> Result<Tag, OciError> {
+    pub fn parse(tag: &str) -> Result<Tag, InputError> {
         let b = tag.as_bytes();
         let first_ok = b
             .first()
@@ -107,13 +104,10 @@ impl Tag {
             .iter()
             .all(|x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'));
         if !first_ok || !rest_ok || b.len() > MAX_TAG_LEN {
-            return Err(OciError::new(
-                ErrorCode::TagInvalid,
-                format!(
-                    "invalid tag {:?}: up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'",
-                    clip(tag)
-                ),
-            ));
+            return Err(InputError::Tag(format!(
+                "invalid tag {:?}: up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'",
+                clip(tag)
+            )));
         }
         Ok(Tag(tag.to_string()))
     }
@@ -131,7 +125,7 @@ pub enum Reference {
 
 impl Reference {
     /// A reference with a ':' is a digest, anything else must be a tag.
-    pub fn parse(reference: &str) -> Result<Reference, OciError> {
+    pub fn parse(reference: &str) -> Result<Reference, InputError> {
         if reference.contains(':') {
             Digest::parse(reference).map(Reference::Digest)
         } else {
@@ -154,6 +148,7 @@ pub fn looks_like_registry_host(component: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{ErrorCode, OciError};
     use rstest::rstest;
 
     const SHA: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -192,7 +187,7 @@ mod tests {
     #[case("a@b")]
     #[case("é")]
     fn bad_names(#[case] name: &str) {
-        let e = RepoName::parse(name).unwrap_err();
+        let e = RepoName::parse(name).map_err(OciError::from).unwrap_err();
         assert_eq!(e.code, ErrorCode::NameInvalid);
         assert_eq!(e.status, 400);
     }
@@ -203,7 +198,9 @@ mod tests {
         assert!(RepoName::parse(&ok).is_ok());
         assert!(RepoName::parse(&format!("{ok}a")).is_err());
         // The message stays short even for huge input.
-        let e = RepoName::parse(&"A".repeat(10_000)).unwrap_err();
+        let e = RepoName::parse(&"A".repeat(10_000))
+            .map_err(OciError::from)
+            .unwrap_err();
         assert!(e.message.len() < 200);
     }
 
@@ -228,7 +225,10 @@ mod tests {
     fn library_namespace_that_makes_the_name_too_long_is_refused() {
         let name = RepoName::parse(&"a".repeat(250)).unwrap();
         assert_eq!(
-            name.with_library_namespace().unwrap_err().code,
+            name.with_library_namespace()
+                .map_err(OciError::from)
+                .unwrap_err()
+                .code,
             ErrorCode::NameInvalid
         );
         assert!(RepoName::parse(&"a".repeat(247))
@@ -257,7 +257,10 @@ mod tests {
     #[case("a\nb")]
     fn bad_tags(#[case] tag: &str) {
         assert_eq!(
-            Reference::parse(tag).unwrap_err().code,
+            Reference::parse(tag)
+                .map_err(OciError::from)
+                .unwrap_err()
+                .code,
             ErrorCode::TagInvalid
         );
     }
@@ -286,7 +289,10 @@ mod tests {
     #[case("sha256")]
     fn bad_digests(#[case] digest: &str) {
         assert_eq!(
-            Digest::parse(digest).unwrap_err().code,
+            Digest::parse(digest)
+                .map_err(OciError::from)
+                .unwrap_err()
+                .code,
             ErrorCode::DigestInvalid
         );
     }

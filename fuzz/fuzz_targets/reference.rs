@@ -1,6 +1,7 @@
 //! Names, tags, digests and references: every accepted value round-trips through its own parser,
 //! and the `library/` form of an accepted name is accepted too.
 #![no_main]
+use edgemirror::error::OciError;
 use edgemirror::reference::{looks_like_registry_host, Digest, Reference, RepoName, Tag};
 use libfuzzer_sys::fuzz_target;
 
@@ -10,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(n.as_str(), s);
         match n.with_library_namespace() {
             Ok(l) => assert!(RepoName::parse(l.as_str()).is_ok() && l.as_str().contains('/')),
-            Err(e) => assert!(e.status == 400 && !n.as_str().contains('/')),
+            Err(e) => assert!(OciError::from(e).status == 400 && !n.as_str().contains('/')),
         }
         let _ = looks_like_registry_host(n.first_component());
     }
@@ -32,6 +33,7 @@ fuzz_target!(|data: &[u8]| {
     ]
     .into_iter()
     .flatten()
+    .map(OciError::from)
     {
         assert!((400..500).contains(&e.status));
         // Error bodies quote the input clipped: never the whole of a huge value.
