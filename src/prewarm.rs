@@ -105,7 +105,7 @@ impl<F: Fetcher, S: Store<Body = F::Body>> Walk<'_, F, S> {
         .await;
         if resp.status() != http::StatusCode::OK {
             let (_, body) = resp.into_parts();
-            if let Reply::Upstream(b) = body {
+            if let Reply::Stream(b) = body {
                 self.session.fetcher.discard(b);
             }
             return Err(outcome.error.unwrap_or_else(|| "upstream refused".into()));
@@ -124,7 +124,7 @@ impl<F: Fetcher, S: Store<Body = F::Body>> Walk<'_, F, S> {
         {
             // A manifest comes as a body of the runtime's (the store's on a hit): read here, one
             // at a time, to find what it references.
-            Reply::Upstream(b) => {
+            Reply::Stream(b) => {
                 let bytes = self
                     .session
                     .fetcher
@@ -189,7 +189,7 @@ impl<F: Fetcher, S: Store<Body = F::Body>> Walk<'_, F, S> {
                     .await?
                 {
                     // The client's half of the split stream is not needed; the store's half goes on.
-                    Reply::Upstream(b) => self.session.fetcher.discard(b),
+                    Reply::Stream(b) => self.session.fetcher.discard(b),
                     Reply::Bytes(_) | Reply::Empty => {}
                 }
                 report.blobs_fetched += 1;

@@ -322,7 +322,7 @@ fn a_held_manifest_is_served_as_the_stores_body_and_never_read_by_the_core() {
         let r = get(&w, Method::GET, &path, &[("accept", V2)]);
         assert!(h_cache(&r).contains("hit"), "{path}: {}", h_cache(&r));
         assert!(
-            matches!(r.body(), Reply::Upstream(b) if *b == m),
+            matches!(r.body(), Reply::Stream(b) if *b == m),
             "{path}: the store's own body, passed on"
         );
         assert_eq!(r.headers()["content-length"], m.len().to_string().as_str());

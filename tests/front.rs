@@ -474,7 +474,7 @@ fn admin_bodies_are_read_only_after_the_token_and_within_a_bound(
 
 fn body_of(d: &Departure<Vec<u8>>) -> Vec<u8> {
     match d.response.body() {
-        Reply::Bytes(b) | Reply::Upstream(b) => b.clone(),
+        Reply::Bytes(b) | Reply::Stream(b) => b.clone(),
         Reply::Empty => vec![],
     }
 }

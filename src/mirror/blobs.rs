@@ -82,7 +82,7 @@ fn hit<B>(
             StatusCode::OK
         }
     };
-    let mut resp = http::Response::new(body.map_or(Reply::Empty, Reply::Upstream));
+    let mut resp = http::Response::new(body.map_or(Reply::Empty, Reply::Stream));
     *resp.status_mut() = status;
     *resp.headers_mut() = h;
     resp

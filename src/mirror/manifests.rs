@@ -57,7 +57,7 @@ fn stored_body<F: Fetcher, S>(r: &Request<'_, F, S>, body: F::Body) -> Reply<F::
         r.session.fetcher.discard(body);
         Reply::Empty
     } else {
-        Reply::Upstream(body)
+        Reply::Stream(body)
     }
 }
 
@@ -235,7 +235,7 @@ async fn from_record<F: Fetcher, S: Store<Body = F::Body>>(
         &rec.media_type,
         &rec.digest,
         held.size,
-        Reply::Upstream(held.body),
+        Reply::Stream(held.body),
     ))
 }
 
@@ -376,7 +376,7 @@ async fn fetch<F: Fetcher, S: Store<Body = F::Body>>(
         facts,
     };
     let (body, stored) = keep(r, tag_key, fetched);
-    let mut out = http::Response::new(Reply::Upstream(body));
+    let mut out = http::Response::new(Reply::Stream(body));
     *out.headers_mut() = headers;
     Ok((out, CacheStatus::Miss { stored }))
 }

@@ -25,10 +25,11 @@ pub use no_store::NoStore;
 use respond::{oci_error, to_client, LinkRewrite, API_VERSION, API_VERSION_HEADER};
 pub use upstream::{Identity, Session};
 
-/// A response body: the upstream's stream untouched, a few bytes of our own, or nothing.
+/// A response body: a runtime stream the bytes never leave (the upstream's, or a store's),
+/// a few bytes of our own, or nothing.
 #[derive(Debug)]
 pub enum Reply<B> {
-    Upstream(B),
+    Stream(B),
     Bytes(Vec<u8>),
     Empty,
 }

@@ -134,7 +134,7 @@ pub async fn to_client<F: Fetcher>(
             fetcher.discard(body);
             Reply::Empty
         } else {
-            Reply::Upstream(body)
+            Reply::Stream(body)
         };
         let mut out = http::Response::new(reply);
         *out.status_mut() = status;

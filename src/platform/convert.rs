@@ -81,7 +81,7 @@ pub fn outgoing(resp: http::Response<Reply<Body>>) -> worker::Result<web_sys::Re
     init.set_status(parts.status.as_u16());
     init.set_headers(&JsValue::from(headers_to_runtime(&parts.headers)?));
     let resp = match body {
-        Reply::Upstream(Some(stream)) => {
+        Reply::Stream(Some(stream)) => {
             web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream), &init)
         }
         Reply::Bytes(bytes) => {
@@ -89,7 +89,7 @@ pub fn outgoing(resp: http::Response<Reply<Body>>) -> worker::Result<web_sys::Re
             let array = js_sys::Uint8Array::from(bytes.as_slice());
             web_sys::Response::new_with_opt_buffer_source_and_init(Some(&array), &init)
         }
-        Reply::Upstream(None) | Reply::Empty => {
+        Reply::Stream(None) | Reply::Empty => {
             web_sys::Response::new_with_opt_str_and_init(None, &init)
         }
     };

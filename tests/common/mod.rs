@@ -375,7 +375,7 @@ impl World {
 
 pub fn body(r: &Response<Reply<Vec<u8>>>) -> Vec<u8> {
     match r.body() {
-        Reply::Upstream(b) | Reply::Bytes(b) => b.clone(),
+        Reply::Stream(b) | Reply::Bytes(b) => b.clone(),
         Reply::Empty => Vec::new(),
     }
 }
