@@ -89,6 +89,36 @@ fn err(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     }
 }
 
+/// The variables the configuration is read from, in the order of `Vars::from_values`.
+pub const VAR_NAMES: [&str; 9] = [
+    "UPSTREAMS",
+    "DEFAULT_UPSTREAM",
+    "UPSTREAM_TIMEOUT_MS",
+    "PREWARM",
+    "PREWARM_BUDGET",
+    "ALLOW_CIDRS",
+    "TRUSTED_CIDRS",
+    "RATE_LIMIT",
+    "UPSTREAM_SECRETS",
+];
+
+impl<'a> Vars<'a> {
+    /// The variables from their values, in `VAR_NAMES` order.
+    pub fn from_values(v: &'a [Option<String>; 9]) -> Vars<'a> {
+        Vars {
+            upstreams: v[0].as_deref(),
+            default_upstream: v[1].as_deref(),
+            upstream_timeout_ms: v[2].as_deref(),
+            prewarm: v[3].as_deref(),
+            prewarm_budget: v[4].as_deref(),
+            allow_cidrs: v[5].as_deref(),
+            trusted_cidrs: v[6].as_deref(),
+            rate_limit: v[7].as_deref(),
+            upstream_secrets: v[8].as_deref(),
+        }
+    }
+}
+
 /// The variables the configuration is read from, as the platform found them.
 #[derive(Debug, Default, Clone)]
 pub struct Vars<'a> {
@@ -144,26 +174,23 @@ const RESERVED_HEADERS: &[&str] = &[
     "cookie",
 ];
 
-/// Names of the mirror's own variables, secrets and bindings: never an upstream's secret (the
-/// admin API could otherwise send `ADMIN_TOKEN` to a registry of its choosing).
+/// Names of the mirror's own secrets, other variables and bindings (besides `VAR_NAMES`): none is
+/// ever an upstream's secret (the admin API could otherwise send `ADMIN_TOKEN` to a registry of
+/// their choosing).
 pub const MIRROR_OWN_NAMES: &[&str] = &[
     "ADMIN_TOKEN",
     "ADMIN_TOKEN_NAME",
     "MIRROR_CREDENTIALS",
-    "UPSTREAMS",
-    "UPSTREAM_SECRETS",
-    "DEFAULT_UPSTREAM",
-    "UPSTREAM_TIMEOUT_MS",
-    "PREWARM",
-    "PREWARM_BUDGET",
-    "ALLOW_CIDRS",
-    "TRUSTED_CIDRS",
-    "RATE_LIMIT",
     "CONFIG_RELOAD_SECS",
     "CONFIG",
     "RATELIMIT",
     "BLOBS",
 ];
+
+/// Whether `name` is one of the mirror's own variables, secrets or bindings.
+pub fn is_mirror_own(name: &str) -> bool {
+    VAR_NAMES.contains(&name) || MIRROR_OWN_NAMES.contains(&name)
+}
 
 /// What is wrong with a secret's name, without repeating it: it may be the secret itself pasted
 /// in by mistake, and configuration errors are shown on `/healthz` and in every 503.
@@ -176,8 +203,7 @@ fn secret_name_problem(name: &str) -> Option<&'static str> {
     if !shaped {
         return Some("must be the name of a secret (capital letters, digits and _, like HUB_CREDS), not the value itself");
     }
-    MIRROR_OWN_NAMES
-        .contains(&name)
+    is_mirror_own(name)
         .then_some("names one of the mirror's own variables or secrets, which never go upstream")
 }
 

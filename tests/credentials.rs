@@ -6,10 +6,9 @@ mod common;
 
 use common::*;
 use edgemirror::config::{Config, Vars};
-use edgemirror::mirror::{handle, Incoming, Reply, Session};
+use edgemirror::mirror::Reply;
 use edgemirror::ports::UpstreamRequest;
-use futures::executor::block_on;
-use http::{HeaderMap, HeaderValue, Method, Response};
+use http::{Method, Response};
 
 const PRIVATE: &[u8] = br#"{"schemaVersion":2,"private":true}"#;
 const ALICE: &str = "Basic YWxpY2U6c2VjcmV0"; // alice:secret
@@ -96,34 +95,8 @@ impl Env {
         headers: &[(&str, &str)],
         body: &str,
     ) -> Response<Reply<Vec<u8>>> {
-        let mut h = HeaderMap::new();
-        for (k, v) in headers {
-            h.insert(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        let tokens = &self.w.tokens;
-        let session = Session {
-            fetcher: &self.w.net,
-            tokens,
-            now: 1_000,
-            timeout_ms: 1_000,
-            secret: &*self.secret,
-        };
-        let incoming = Incoming {
-            method,
-            url: url::Url::parse(url).unwrap(),
-            headers: h,
-            body: body.as_bytes().to_vec(),
-        };
-        block_on(handle(
-            Ok(&self.w.config),
-            &session,
-            &self.w.store,
-            &incoming,
-        ))
-        .0
+        self.w
+            .call(&*self.secret, method, url, headers, body.as_bytes())
     }
 }
 

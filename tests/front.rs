@@ -27,27 +27,11 @@ struct FakePulls {
     reads: Cell<usize>,
 }
 
-struct YieldNow(bool);
-impl std::future::Future for YieldNow {
-    type Output = ();
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        if self.0 {
-            return std::task::Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    }
-}
-
 impl PullCounts for FakePulls {
     async fn count(&self, key: &str) -> Result<u64, String> {
         self.reads.set(self.reads.get() + 1);
         if self.interleave.get() {
-            YieldNow(false).await;
+            yield_now().await;
         }
         Ok(self.stored.borrow().get(key).copied().unwrap_or(0))
     }

@@ -6,10 +6,9 @@ mod common;
 
 use common::*;
 use edgemirror::config::{Config, Vars};
-use edgemirror::mirror::{handle, Incoming, Reply, Session};
+use edgemirror::mirror::Reply;
 use edgemirror::ports::{FetchError, UpstreamRequest};
-use futures::executor::block_on;
-use http::{HeaderMap, HeaderValue, Method, Response};
+use http::{Method, Response};
 
 const SECRET: &[u8] = br#"{"schemaVersion":2,"org":"secret"}"#;
 const PUBLIC: &[u8] = br#"{"schemaVersion":2,"public":true}"#;
@@ -129,33 +128,7 @@ impl Mirror {
         url: &str,
         headers: &[(&str, &str)],
     ) -> Response<Reply<Vec<u8>>> {
-        let mut h = HeaderMap::new();
-        for (k, v) in headers {
-            h.insert(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        let session = Session {
-            fetcher: &self.w.net,
-            tokens: &self.w.tokens,
-            now: 1_000,
-            timeout_ms: 1_000,
-            secret: &secret,
-        };
-        let incoming = Incoming {
-            method,
-            url: url::Url::parse(url).unwrap(),
-            headers: h,
-            body: Vec::new(),
-        };
-        block_on(handle(
-            Ok(&self.w.config),
-            &session,
-            &self.w.store,
-            &incoming,
-        ))
-        .0
+        self.w.call(&secret, method, url, headers, b"")
     }
     fn get(&self, url: &str, headers: &[(&str, &str)]) -> Response<Reply<Vec<u8>>> {
         self.call(Method::GET, url, headers)

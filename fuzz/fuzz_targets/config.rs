@@ -24,7 +24,7 @@ fn check(c: &Config) {
                 "{name}"
             );
             assert!(
-                !edgemirror::config::MIRROR_OWN_NAMES.contains(&name.as_str()),
+                !edgemirror::config::is_mirror_own(name),
                 "{name}"
             );
         }

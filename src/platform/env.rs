@@ -11,12 +11,12 @@ use worker::Env;
 
 use crate::admin::ConfigStore;
 
-use crate::config::{Config, ConfigError, Vars};
+use crate::config::{Config, ConfigError, Vars, VAR_NAMES};
 
 type Parsed = Result<Rc<Config>, ConfigError>;
 
 thread_local! {
-    static CACHE: RefCell<Option<(Vec<Option<String>>, Parsed)>> = const { RefCell::new(None) };
+    static CACHE: RefCell<Option<([Option<String>; 9], Parsed)>> = const { RefCell::new(None) };
 }
 
 /// A variable as text: strings as they are, objects (wrangler.toml tables) as JSON.
@@ -34,19 +34,7 @@ pub fn var(env: &Env, name: &str) -> Option<String> {
 }
 
 pub fn config(env: &Env) -> Parsed {
-    let raw = [
-        "UPSTREAMS",
-        "DEFAULT_UPSTREAM",
-        "UPSTREAM_TIMEOUT_MS",
-        "PREWARM",
-        "PREWARM_BUDGET",
-        "ALLOW_CIDRS",
-        "TRUSTED_CIDRS",
-        "RATE_LIMIT",
-        "UPSTREAM_SECRETS",
-    ]
-    .map(|name| var(env, name))
-    .to_vec();
+    let raw = VAR_NAMES.map(|name| var(env, name));
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
         if let Some((seen, parsed)) = cache.as_ref() {
@@ -54,17 +42,7 @@ pub fn config(env: &Env) -> Parsed {
                 return parsed.clone();
             }
         }
-        let vars = Vars {
-            upstreams: raw[0].as_deref(),
-            default_upstream: raw[1].as_deref(),
-            upstream_timeout_ms: raw[2].as_deref(),
-            prewarm: raw[3].as_deref(),
-            prewarm_budget: raw[4].as_deref(),
-            allow_cidrs: raw[5].as_deref(),
-            trusted_cidrs: raw[6].as_deref(),
-            rate_limit: raw[7].as_deref(),
-            upstream_secrets: raw[8].as_deref(),
-        };
+        let vars = Vars::from_values(&raw);
         let parsed = Config::from_vars(&vars).map(Rc::new);
         if let Err(e) = &parsed {
             worker::console_error!("{}", serde_json::json!({"msg": "invalid configuration", "field": e.field, "problem": e.problem}));

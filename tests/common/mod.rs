@@ -43,7 +43,12 @@ pub struct FakeNet {
 }
 
 /// Pending once, then ready: lets the executor run the other futures of a join.
-struct YieldNow(bool);
+pub struct YieldNow(bool);
+
+/// Lets the other futures of a join run first (as requests interleave in one isolate).
+pub fn yield_now() -> YieldNow {
+    YieldNow(false)
+}
 
 impl std::future::Future for YieldNow {
     type Output = ();
@@ -329,21 +334,32 @@ impl World {
         url: &str,
         headers: &[(&str, &str)],
     ) -> (Response<Reply<Vec<u8>>>, Outcome) {
-        let mut h = HeaderMap::new();
-        for (k, v) in headers {
-            h.append(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
         let session = self.session();
-        let incoming = Incoming {
-            method,
-            url: url::Url::parse(url).unwrap(),
-            headers: h,
-            body: Vec::new(),
+        block_on(handle(
+            Ok(&self.config),
+            &session,
+            &self.store,
+            &incoming(method, url, headers, b""),
+        ))
+    }
+    /// One request with these secrets (operator credentials) and this body, at time 1000.
+    pub fn call(
+        &self,
+        secret: &dyn Fn(&str) -> Option<String>,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response<Reply<Vec<u8>>> {
+        let session = Session {
+            fetcher: &self.net,
+            tokens: &self.tokens,
+            now: 1_000,
+            timeout_ms: 1_000,
+            secret,
         };
-        block_on(handle(Ok(&self.config), &session, &self.store, &incoming))
+        let req = incoming(method, url, headers, body);
+        block_on(handle(Ok(&self.config), &session, &self.store, &req)).0
     }
     /// GETs of `paths` at once, interleaved at every upstream request and pause.
     pub fn get_all(&self, paths: &[String]) -> Vec<Response<Reply<Vec<u8>>>> {
@@ -370,6 +386,23 @@ impl World {
     }
     pub fn get(&self, path: &str) -> (Response<Reply<Vec<u8>>>, Outcome) {
         self.request(Method::GET, &format!("http://mirror.test{path}"), &[])
+    }
+}
+
+/// A client's request as the core sees it.
+pub fn incoming(method: Method, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Incoming {
+    let mut h = HeaderMap::new();
+    for (k, v) in headers {
+        h.append(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    Incoming {
+        method,
+        url: url::Url::parse(url).unwrap(),
+        headers: h,
+        body: body.to_vec(),
     }
 }
 
