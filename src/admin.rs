@@ -24,6 +24,20 @@ pub trait ConfigStore {
     async fn put_overrides(&self, json: &str) -> Result<(), String>;
 }
 
+/// The overrides kept in memory: the store of native tests (and of anything without KV).
+#[derive(Debug, Default)]
+pub struct MemoryStore(pub std::cell::RefCell<Option<String>>);
+
+impl ConfigStore for MemoryStore {
+    async fn overrides(&self) -> Result<Option<String>, String> {
+        Ok(self.0.borrow().clone())
+    }
+    async fn put_overrides(&self, json: &str) -> Result<(), String> {
+        *self.0.borrow_mut() = Some(json.to_string());
+        Ok(())
+    }
+}
+
 /// The configured admin token and the name it goes by in logs.
 pub struct Admin<'a> {
     pub token: &'a str,
@@ -286,19 +300,8 @@ mod tests {
     use super::*;
     use crate::config::Vars;
     use futures::executor::block_on;
-    use std::cell::RefCell;
 
-    #[derive(Default)]
-    struct Mem(RefCell<Option<String>>);
-    impl ConfigStore for Mem {
-        async fn overrides(&self) -> Result<Option<String>, String> {
-            Ok(self.0.borrow().clone())
-        }
-        async fn put_overrides(&self, json: &str) -> Result<(), String> {
-            *self.0.borrow_mut() = Some(json.to_string());
-            Ok(())
-        }
-    }
+    type Mem = MemoryStore;
 
     const ADMIN: Admin = Admin {
         token: "s3cret-admin-token",

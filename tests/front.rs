@@ -8,7 +8,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use common::*;
-use edgemirror::admin::ConfigStore;
+use edgemirror::admin::MemoryStore as Mem;
 use edgemirror::config::{Config, ConfigError, Vars};
 use edgemirror::front::{serve, Arrival, Departure, Isolate, Ports};
 use edgemirror::mirror::Reply;
@@ -37,18 +37,6 @@ impl PullCounts for FakePulls {
     }
     fn record(&self, key: &str, count: u64, _keep_secs: u64) {
         self.stored.borrow_mut().insert(key.to_string(), count);
-    }
-}
-
-#[derive(Default)]
-struct Mem(RefCell<Option<String>>);
-impl ConfigStore for Mem {
-    async fn overrides(&self) -> Result<Option<String>, String> {
-        Ok(self.0.borrow().clone())
-    }
-    async fn put_overrides(&self, json: &str) -> Result<(), String> {
-        *self.0.borrow_mut() = Some(json.to_string());
-        Ok(())
     }
 }
 
