@@ -28,6 +28,8 @@ pub struct Isolate {
     pub tokens: RefCell<TokenCache>,
     pub failures: RefCell<Failures>,
     pub counters: RefCell<Counters>,
+    /// Misses in flight (coalescing).
+    pub flights: crate::flights::Flights,
 }
 
 /// What the platform provides for a request.
@@ -163,6 +165,7 @@ where
     let session = Session {
         fetcher: ports.fetcher,
         tokens: &ports.isolate.tokens,
+        flights: &ports.isolate.flights,
         now,
         timeout_ms: ports.timeout_ms,
         secret: ports.secret,

@@ -4,6 +4,8 @@
 
 use http::{HeaderMap, Method};
 
+use crate::flights::Landing;
+
 /// A request to an upstream (registry, token realm or blob host).
 #[derive(Debug, Clone)]
 pub struct UpstreamRequest {
@@ -160,16 +162,32 @@ pub enum BlobLookup<B> {
 pub trait Store {
     type Body;
     async fn tag(&self, key: &str) -> Option<TagRecord>;
-    fn put_tag(&self, key: &str, record: &TagRecord, keep_secs: u64);
+    /// Every put takes the leader's `Landing` (or `Landing::none()`): dropped when the write has
+    /// ended, after `failed()` if it did not commit (see `mirror::flights`).
+    fn put_tag(&self, key: &str, record: &TagRecord, keep_secs: u64, landing: Landing);
     fn delete_tag(&self, key: &str);
     /// A stored manifest, its body unread. Whoever gets it either passes the body on or discards it.
     async fn manifest(&self, key: &str) -> Option<StoredManifest<Self::Body>>;
     /// Keeps a manifest whose bytes were verified against its digest; `size` is their exact length
     /// (a body of any other length is not kept).
-    fn put_manifest(&self, key: &str, manifest: StoredManifest<Self::Body>, keep_secs: u64);
+    fn put_manifest(
+        &self,
+        key: &str,
+        manifest: StoredManifest<Self::Body>,
+        keep_secs: u64,
+        landing: Landing,
+    );
     async fn blob(&self, key: &str, range: Option<RangeSpec>, head: bool)
         -> BlobLookup<Self::Body>;
-    fn put_blob(&self, key: &str, digest: &str, size: u64, body: Self::Body, keep_secs: u64);
+    fn put_blob(
+        &self,
+        key: &str,
+        digest: &str,
+        size: u64,
+        body: Self::Body,
+        keep_secs: u64,
+        landing: Landing,
+    );
     /// The largest blob `put_blob` keeps.
     fn max_blob(&self) -> u64 {
         crate::policy::MAX_STORED_BLOB

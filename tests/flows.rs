@@ -314,6 +314,7 @@ fn invalid_configuration_answers_every_request_with_the_field() {
     let session = Session {
         fetcher: &net,
         tokens: &tokens,
+        flights: &Default::default(),
         now: 0,
         timeout_ms: 1_000,
         secret: &|_| None,
@@ -451,6 +452,7 @@ fn an_upstreams_private_headers_reach_its_own_origin_only() {
     let session = Session {
         fetcher: &w.net,
         tokens: &w.tokens,
+        flights: &w.flights,
         now: 1_000,
         timeout_ms: 1_000,
         secret: &secret,
@@ -477,6 +479,7 @@ fn an_upstreams_private_headers_reach_its_own_origin_only() {
     let session = Session {
         fetcher: &w.net,
         tokens: &w.tokens,
+        flights: &w.flights,
         now: 1_000,
         timeout_ms: 1_000,
         secret: &none,

@@ -95,6 +95,7 @@ fn warm(w: &World, config: &Config, blobs: bool) -> Vec<edgemirror::prewarm::Rep
     let session = Session {
         fetcher: &budgeted,
         tokens: &tokens,
+        flights: &Default::default(),
         now: w.now.get(),
         timeout_ms: 1000,
         secret: &|_| None,

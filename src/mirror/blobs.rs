@@ -49,9 +49,25 @@ pub async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
                 },
             ))
         }
-        BlobLookup::Missing => miss(r, &key, digest, range.is_some()).await,
+        BlobLookup::Missing if range.is_some() => miss(r, &key, digest, true).await,
+        // A burst for one cold blob makes one upstream GET: the others wait for its store write
+        // to land, then stream from the store.
+        BlobLookup::Missing => match r.coalesce(&key, FOLLOW_MS).await {
+            Some(leader) => miss(&leader, &key, digest, false).await,
+            None => match r.store.blob(&key, None, false).await {
+                BlobLookup::Found { body, size, span } => {
+                    let ttl = r.upstream.ttls.blob;
+                    Ok((hit(digest, body, size, span), CacheStatus::Hit { ttl }))
+                }
+                _ => miss(r, &key, digest, false).await,
+            },
+        },
     }
 }
+
+/// How long a follower waits for a blob's flight (its leader streams the whole blob to the
+/// store first); after it, the follower fetches the blob itself.
+const FOLLOW_MS: u32 = 120_000;
 
 fn hit<B>(
     digest: &Digest,
@@ -117,10 +133,16 @@ async fn miss<F: Fetcher, S: Store<Body = F::Body>>(
         (Decision::Cacheable { ttl, .. }, Some(size)) => {
             let (parts, body) = resp.into_parts();
             let (to_client, to_store) = r.session.fetcher.tee(body);
-            r.store.put_blob(key, digest.as_str(), size, to_store, ttl);
+            let landing = r.landing.clone();
+            r.store
+                .put_blob(key, digest.as_str(), size, to_store, ttl, landing);
             (http::Response::from_parts(parts, to_client), Ok(()))
         }
-        (d, _) => (resp, Err(d.reason())),
+        (d, _) => {
+            // Nothing will land: followers fetch for themselves.
+            r.landing.failed();
+            (resp, Err(d.reason()))
+        }
     };
     let out = r.relay(r.method, resp).await;
     Ok((out, CacheStatus::Miss { stored }))

@@ -88,21 +88,40 @@ async fn by_digest<F: Fetcher, S: Store<Body = F::Body>>(
     digest: &Digest,
 ) -> Answer<F::Body> {
     let key = cache_key::manifest(&r.upstream.name, r.name, digest);
-    if let Some(m) = r.store.manifest(&key).await {
-        if r.accept.is_empty() || crate::policy::accepts(&r.accept, &m.media_type) {
-            let reply = stored_body(r, m.body);
-            let resp = cached_response(&m.media_type, digest.as_str(), m.size, reply);
-            return Ok((
-                resp,
-                CacheStatus::Hit {
-                    ttl: r.upstream.ttls.manifest,
-                },
-            ));
-        }
+    if let Some(answer) = held_by_digest(r, &key, digest).await {
+        return Ok(answer);
+    }
+    // A burst for one cold digest makes one upstream GET; the others answer from the store.
+    match r.coalesce(&key, follow_ms(r)).await {
+        Some(leader) => fetch(&leader, Some(digest), None).await,
+        None => match held_by_digest(r, &key, digest).await {
+            Some(answer) => Ok(answer),
+            None => fetch(r, Some(digest), None).await,
+        },
+    }
+}
+
+/// How long a follower waits for a manifest's flight: its leader's exchange, and a token fetch.
+fn follow_ms<F: Fetcher, S>(r: &Request<'_, F, S>) -> u32 {
+    r.session.timeout_ms.saturating_mul(2)
+}
+
+/// The stored manifest `digest`, if held in a type this client takes.
+async fn held_by_digest<F: Fetcher, S: Store<Body = F::Body>>(
+    r: &Request<'_, F, S>,
+    key: &str,
+    digest: &Digest,
+) -> Option<(http::Response<Reply<F::Body>>, CacheStatus)> {
+    let m = r.store.manifest(key).await?;
+    if !r.accept.is_empty() && !crate::policy::accepts(&r.accept, &m.media_type) {
         // Held in a type this client does not take: fetched for its Accept list instead.
         r.session.fetcher.discard(m.body);
+        return None;
     }
-    fetch(r, Some(digest), None).await
+    let reply = stored_body(r, m.body);
+    let resp = cached_response(&m.media_type, digest.as_str(), m.size, reply);
+    let ttl = r.upstream.ttls.manifest;
+    Some((resp, CacheStatus::Hit { ttl }))
 }
 
 async fn by_tag<F: Fetcher, S: Store<Body = F::Body>>(
@@ -112,7 +131,12 @@ async fn by_tag<F: Fetcher, S: Store<Body = F::Body>>(
     let tag_key = cache_key::tag(&r.upstream.name, r.name, tag, &r.accept);
     let ttls = r.upstream.ttls;
     let Some(record) = r.store.tag(&tag_key).await else {
-        return resolve(r, &tag_key).await;
+        // A burst for one cold tag makes one resolution upstream; the others answer from the
+        // store once it landed.
+        let Some(leader) = r.coalesce(&tag_key, follow_ms(r)).await else {
+            return fresh_from_store(r, &tag_key).await;
+        };
+        return resolve(&leader, &tag_key).await;
     };
     match freshness(
         record.stored_at,
@@ -127,6 +151,21 @@ async fn by_tag<F: Fetcher, S: Store<Body = F::Body>>(
         Freshness::Expired => resolve(r, &tag_key).await,
         Freshness::Stale => revalidate(r, &tag_key, record).await,
     }
+}
+
+/// After another request's resolution of this tag landed: its record and manifest, else a
+/// resolution of this request's own.
+async fn fresh_from_store<F: Fetcher, S: Store<Body = F::Body>>(
+    r: &Request<'_, F, S>,
+    tag_key: &str,
+) -> Answer<F::Body> {
+    if let Some(record) = r.store.tag(tag_key).await {
+        if let Some(resp) = from_record(r, &record).await {
+            let ttl = r.upstream.ttls.tag;
+            return Ok((resp, CacheStatus::Hit { ttl }));
+        }
+    }
+    resolve(r, tag_key).await
 }
 
 /// No usable record for this Accept list: for a GET, a HEAD first (not a pull on Docker Hub). When
@@ -257,7 +296,8 @@ async fn revalidate<F: Fetcher, S: Store<Body = F::Body>>(
             r.session.fetcher.discard(resp.into_body());
             if same {
                 rec.stored_at = r.session.now;
-                r.store.put_tag(tag_key, &rec, keep_tag(r));
+                r.store
+                    .put_tag(tag_key, &rec, keep_tag(r), r.landing.clone());
                 if let Some(out) = from_record(r, &rec).await {
                     return Ok((out, CacheStatus::Revalidated));
                 }
@@ -464,7 +504,7 @@ fn keep<F: Fetcher, S: Store<Body = F::Body>>(
         media_type: media_type.clone(),
         size: m.size,
     };
-    r.store.put_manifest(&key, stored, ttl);
+    r.store.put_manifest(&key, stored, ttl, r.landing.clone());
     let stored = match tag_key {
         Some(tag_key) => {
             let rec = TagRecord {
@@ -488,7 +528,7 @@ fn store_record<F: Fetcher, S: Store>(
 ) -> Result<(), &'static str> {
     match decide(Kind::TagRecord, &facts, &r.upstream.ttls) {
         Decision::Cacheable { .. } => {
-            r.store.put_tag(key, &rec, keep_tag(r));
+            r.store.put_tag(key, &rec, keep_tag(r), r.landing.clone());
             Ok(())
         }
         d => Err(d.reason()),

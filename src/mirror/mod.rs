@@ -25,6 +25,8 @@ pub use no_store::NoStore;
 use respond::{oci_error, to_client, LinkRewrite, API_VERSION, API_VERSION_HEADER};
 pub use upstream::{Identity, Session};
 
+use crate::flights::{Landing, Role};
+
 /// A response body: a runtime stream the bytes never leave (the upstream's, or a store's),
 /// a few bytes of our own, or nothing.
 #[derive(Debug)]
@@ -93,6 +95,40 @@ pub struct Request<'a, F: Fetcher, S> {
     pub session: &'a Session<'a, F>,
     pub store: &'a S,
     pub plan: &'a Plan<'a>,
+    /// The flight this request leads, if any: its store writes land it.
+    pub landing: Landing,
+}
+
+impl<'a, F: Fetcher, S> Request<'a, F, S> {
+    /// This request as the leader of a flight.
+    pub fn leading(&self, landing: Landing) -> Request<'a, F, S> {
+        Request {
+            session: self.session,
+            store: self.store,
+            plan: self.plan,
+            landing,
+        }
+    }
+
+    /// Coalesces a miss of `key`: `Some(leader)` to fetch it (this request with the flight's
+    /// landing, or alone when it cannot take part), `None` after another request's flight landed
+    /// (look in the store again). Only whole GETs with the mirror's own identity take part.
+    pub async fn coalesce(&self, key: &str, follow_ms: u32) -> Option<Request<'a, F, S>> {
+        if self.client_auth.is_some() || *self.method != Method::GET {
+            return Some(self.leading(Landing::none()));
+        }
+        match self.session.flights.join(key, self.session.now) {
+            Role::Leader(landing) => Some(self.leading(landing)),
+            Role::Follower => {
+                let pause = |ms| self.session.fetcher.pause(ms);
+                match self.session.flights.wait(key, pause, follow_ms).await {
+                    Some(true) => None,
+                    // The leader stored nothing, or is too slow: fetch it alone.
+                    _ => Some(self.leading(Landing::none())),
+                }
+            }
+        }
+    }
 }
 
 impl<'a, F: Fetcher, S> std::ops::Deref for Request<'a, F, S> {
@@ -436,6 +472,7 @@ async fn registry<F: Fetcher, S: Store<Body = F::Body>>(
                 session,
                 store: &none,
                 plan: &plan,
+                landing: Landing::none(),
             };
             dispatch(&r).await
         }
@@ -444,6 +481,7 @@ async fn registry<F: Fetcher, S: Store<Body = F::Body>>(
                 session,
                 store,
                 plan: &plan,
+                landing: Landing::none(),
             })
             .await
         }

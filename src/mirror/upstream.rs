@@ -12,6 +12,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use crate::challenge::{self, BearerChallenge};
 use crate::config::Upstream;
 use crate::error::{ErrorCode, OciError};
+use crate::flights::Flights;
 use crate::ports::{FetchError, Fetcher, UpstreamRequest};
 use crate::retry;
 use crate::token::{identity_key, Token, TokenCache};
@@ -47,6 +48,8 @@ pub enum Identity<'a> {
 pub struct Session<'a, F: Fetcher> {
     pub fetcher: &'a F,
     pub tokens: &'a RefCell<TokenCache>,
+    /// The isolate's misses in flight (see `flights`).
+    pub flights: &'a Flights,
     pub now: u64,
     pub timeout_ms: u32,
     /// A secret's value by name (upstream header values live in secrets, not in the configuration).

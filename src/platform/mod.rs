@@ -128,6 +128,7 @@ async fn scheduled(event: ScheduledEvent, env: Env, ctx: ScheduleContext) {
     let session = Session {
         fetcher: &budgeted,
         tokens: &ISOLATE.with(|i| *i).tokens,
+        flights: &ISOLATE.with(|i| *i).flights,
         now,
         timeout_ms: config.upstream_timeout_ms,
         secret: &secret,

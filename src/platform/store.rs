@@ -10,6 +10,7 @@ use super::convert::Body;
 use super::verify;
 use crate::cache_key::object_name;
 use crate::digest::{Algorithm, Digest};
+use crate::flights::Landing;
 use wasm_bindgen::JsCast;
 
 use crate::ports::{BlobLookup, RangeSpec, Store, StoredManifest, TagRecord};
@@ -55,13 +56,22 @@ fn response(
     Ok(Response::from_body(body)?.with_headers(h))
 }
 
-async fn cache_put(key: String, resp: worker::Result<Response>, what: &'static str) {
+/// Puts `resp` in the Cache API; `landing` is dropped when the write has ended (failed if it did).
+async fn cache_put(
+    key: String,
+    resp: worker::Result<Response>,
+    what: &'static str,
+    landing: Landing,
+) {
     let result = match resp {
         Ok(resp) => Cache::default().put(key.as_str(), resp).await,
         Err(e) => Err(e),
     };
     match result {
-        Err(e) => log_failure(what, &key, e),
+        Err(e) => {
+            landing.failed();
+            log_failure(what, &key, e)
+        }
         Ok(()) => worker::console_log!(
             "{}",
             serde_json::json!({"msg": "stored", "what": what, "key": object_name(&key)})
@@ -77,16 +87,17 @@ impl Store for RuntimeStore<'_> {
         serde_json::from_str(&resp.text().await.ok()?).ok()
     }
 
-    fn put_tag(&self, key: &str, record: &TagRecord, keep_secs: u64) {
+    fn put_tag(&self, key: &str, record: &TagRecord, keep_secs: u64, landing: Landing) {
         let Ok(json) = serde_json::to_vec(record) else {
-            return;
+            return landing.failed();
         };
         let resp = response(
             ResponseBody::Body(json),
             &[("content-type", "application/json".into())],
             keep_secs,
         );
-        self.ctx.wait_until(cache_put(key.to_string(), resp, "tag"));
+        self.ctx
+            .wait_until(cache_put(key.to_string(), resp, "tag", landing));
     }
 
     fn delete_tag(&self, key: &str) {
@@ -149,9 +160,11 @@ impl Store for RuntimeStore<'_> {
         })
     }
 
-    fn put_manifest(&self, key: &str, m: StoredManifest<Body>, keep_secs: u64) {
+    fn put_manifest(&self, key: &str, m: StoredManifest<Body>, keep_secs: u64, landing: Landing) {
         // A manifest always has bytes; a body the runtime could not make is not worth keeping.
-        let Some(stream) = m.body else { return };
+        let Some(stream) = m.body else {
+            return landing.failed();
+        };
         let size = m.size;
         // R2 and the Cache API each get a branch of the runtime's stream. The bytes were read and
         // verified before they became this stream (`Fetcher::body_of`, a JS-owned array), so
@@ -164,9 +177,10 @@ impl Store for RuntimeStore<'_> {
                     pair.get(0).dyn_into::<web_sys::ReadableStream>(),
                     pair.get(1).dyn_into::<web_sys::ReadableStream>(),
                 ) else {
-                    return;
+                    return landing.failed();
                 };
                 let (name, media_type) = (object_name(key).to_string(), m.media_type.clone());
+                let landing = landing.clone();
                 self.ctx.wait_until(async move {
                     let meta = worker::HttpMetadata {
                         content_type: Some(media_type),
@@ -182,7 +196,10 @@ impl Store for RuntimeStore<'_> {
                             "{}",
                             serde_json::json!({"msg": "stored", "what": "manifest", "store": "r2", "key": name})
                         ),
-                        Err(e) => log_failure("manifest", &name, e),
+                        Err(e) => {
+                            landing.failed();
+                            log_failure("manifest", &name, e)
+                        }
                     }
                 });
                 for_cache
@@ -199,7 +216,7 @@ impl Store for RuntimeStore<'_> {
             keep_secs,
         );
         self.ctx
-            .wait_until(cache_put(key.to_string(), resp, "manifest"));
+            .wait_until(cache_put(key.to_string(), resp, "manifest", landing));
     }
 
     async fn blob(&self, key: &str, range: Option<RangeSpec>, head: bool) -> BlobLookup<Body> {
@@ -237,14 +254,24 @@ impl Store for RuntimeStore<'_> {
             keep_secs,
         );
         self.ctx
-            .wait_until(cache_put(key.to_string(), resp, "note"));
+            .wait_until(cache_put(key.to_string(), resp, "note", Landing::none()));
     }
 
-    fn put_blob(&self, key: &str, digest: &str, size: u64, body: Body, keep_secs: u64) {
-        let Some(body) = body else { return };
+    fn put_blob(
+        &self,
+        key: &str,
+        digest: &str,
+        size: u64,
+        body: Body,
+        keep_secs: u64,
+        landing: Landing,
+    ) {
+        let Some(body) = body else {
+            return landing.failed();
+        };
         let Ok(digest) = Digest::parse(digest) else {
             let _ = body.cancel();
-            return;
+            return landing.failed();
         };
         let key = key.to_string();
         match self.bucket.clone() {
@@ -258,19 +285,25 @@ impl Store for RuntimeStore<'_> {
                     };
                     match put.execute().await {
                         Ok(_) => worker::console_log!("{}", serde_json::json!({"msg": "stored", "what": "blob", "store": "r2", "key": name})),
-                        Err(e) => log_failure("blob", &name, e),
+                        Err(e) => {
+                            landing.failed();
+                            log_failure("blob", &name, e)
+                        }
                     }
                 });
             }
             None => {
                 self.ctx.wait_until(async move {
-                    let headers = match blob_headers(digest.as_str(), size, keep_secs) {
-                        Ok(h) => h,
-                        Err(e) => return log_failure("blob", &key, e),
+                    let stored = match blob_headers(digest.as_str(), size, keep_secs) {
+                        Ok(headers) => verify::cache_put(&body, &key, &digest, size, &headers).await,
+                        Err(e) => Err(e.to_string()),
                     };
-                    match verify::cache_put(&body, &key, &digest, size, &headers).await {
+                    match stored {
                         Ok(()) => worker::console_log!("{}", serde_json::json!({"msg": "stored", "what": "blob", "store": "cache", "key": object_name(&key)})),
-                        Err(e) => log_failure("blob", &key, e),
+                        Err(e) => {
+                            landing.failed();
+                            log_failure("blob", &key, e)
+                        }
                     }
                 });
             }

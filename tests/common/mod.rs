@@ -6,6 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use edgemirror::config::{Config, Vars};
+use edgemirror::flights::{Flights, Landing};
 use edgemirror::mirror::{handle, Incoming, Outcome, Reply, Session};
 use edgemirror::ports::{
     BlobLookup, FetchError, Fetcher, RangeSpec, Store, StoredManifest, TagRecord, UpstreamRequest,
@@ -174,7 +175,7 @@ impl Store for FakeStore {
     async fn tag(&self, key: &str) -> Option<TagRecord> {
         self.tags.borrow().get(key).cloned()
     }
-    fn put_tag(&self, key: &str, record: &TagRecord, _keep: u64) {
+    fn put_tag(&self, key: &str, record: &TagRecord, _keep: u64, _landing: Landing) {
         self.tags
             .borrow_mut()
             .insert(key.to_string(), record.clone());
@@ -187,10 +188,10 @@ impl Store for FakeStore {
         self.manifest_hits.set(self.manifest_hits.get() + 1);
         Some(m)
     }
-    fn put_manifest(&self, key: &str, m: StoredManifest<Vec<u8>>, _keep: u64) {
+    fn put_manifest(&self, key: &str, m: StoredManifest<Vec<u8>>, _keep: u64, landing: Landing) {
         if m.body.len() as u64 != m.size {
             self.refused.set(self.refused.get() + 1);
-            return;
+            return landing.failed();
         }
         self.manifests.borrow_mut().insert(key.to_string(), m);
     }
@@ -210,10 +211,18 @@ impl Store for FakeStore {
             span,
         }
     }
-    fn put_blob(&self, key: &str, digest: &str, size: u64, body: Vec<u8>, _keep: u64) {
+    fn put_blob(
+        &self,
+        key: &str,
+        digest: &str,
+        size: u64,
+        body: Vec<u8>,
+        _keep: u64,
+        landing: Landing,
+    ) {
         if sha(&body) != digest || body.len() as u64 != size {
             self.refused.set(self.refused.get() + 1);
-            return;
+            return landing.failed();
         }
         self.blobs.borrow_mut().insert(key.to_string(), body);
     }
@@ -299,6 +308,7 @@ pub fn hub(req: &UpstreamRequest) -> Result<Response<Vec<u8>>, FetchError> {
 pub struct World {
     pub net: FakeNet,
     pub tokens: RefCell<TokenCache>,
+    pub flights: Flights,
     pub store: FakeStore,
     pub config: Config,
     pub now: Cell<u64>,
@@ -314,6 +324,7 @@ impl World {
         World {
             net,
             tokens: RefCell::new(TokenCache::default()),
+            flights: Flights::default(),
             store: FakeStore::default(),
             config,
             now: Cell::new(1_000),
@@ -323,6 +334,7 @@ impl World {
         Session {
             fetcher: &self.net,
             tokens: &self.tokens,
+            flights: &self.flights,
             now: self.now.get(),
             timeout_ms: 1_000,
             secret: &|_| None,
@@ -354,6 +366,7 @@ impl World {
         let session = Session {
             fetcher: &self.net,
             tokens: &self.tokens,
+            flights: &self.flights,
             now: 1_000,
             timeout_ms: 1_000,
             secret,

@@ -1,0 +1,194 @@
+//! Coalescing misses inside one isolate: while one request (the leader) fetches an object from its
+//! upstream, the others that want the same object (followers) wait until the leader's store write
+//! has landed, then answer from the store. A burst of clients costs the upstream one exchange per
+//! tag and per object.
+//!
+//! The leader holds a `Landing`; each store write it starts takes a clone, and the flight lands
+//! when the last clone is dropped: after every write committed, or as soon as one failed or the
+//! leader stored nothing. A follower that finds the object missing after the landing fetches it
+//! itself (it may become the next leader): a failed leader never fails its followers. Waiting is
+//! bounded; requests with a client's own credentials never take part (their answers are never
+//! stored, and never given to anyone else).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// How often a follower looks whether its flight landed.
+const POLL_MS: u32 = 20;
+/// A flight not landed after this long is no longer waited for (its leader may have gone away
+/// without dropping its landing, e.g. an isolate-wide timeout).
+const FORGOTTEN_AFTER_SECS: u64 = 300;
+/// Flights remembered before landed ones are dropped.
+const MAX_FLIGHTS: usize = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Flying { since: u64 },
+    Landed { ok: bool },
+}
+
+/// The isolate's flights, by object key. Cheap to clone (one shared table).
+#[derive(Debug, Default, Clone)]
+pub struct Flights(Rc<RefCell<HashMap<String, State>>>);
+
+/// What a request is for an object.
+#[derive(Debug)]
+pub enum Role {
+    /// Fetch it, and store it with this landing.
+    Leader(Landing),
+    /// Another request is fetching it: wait for its landing.
+    Follower,
+}
+
+impl Flights {
+    /// Joins the flight for `key` at `now` (seconds): the leader when none is flying.
+    pub fn join(&self, key: &str, now: u64) -> Role {
+        let mut map = self.0.borrow_mut();
+        if let Some(State::Flying { since }) = map.get(key) {
+            if now.saturating_sub(*since) < FORGOTTEN_AFTER_SECS {
+                return Role::Follower;
+            }
+        }
+        if map.len() >= MAX_FLIGHTS {
+            map.retain(|_, s| matches!(s, State::Flying { .. }));
+            if map.len() >= MAX_FLIGHTS {
+                map.clear();
+            }
+        }
+        map.insert(key.to_string(), State::Flying { since: now });
+        Role::Leader(Landing(Some(Rc::new(LandingInner {
+            flights: self.clone(),
+            key: key.to_string(),
+            ok: Cell::new(true),
+        }))))
+    }
+
+    /// Waits (bounded by `max_ms`) for the flight of `key` to land: `Some(ok)` when it landed,
+    /// `None` when the wait ran out.
+    pub async fn wait<P, Fut>(&self, key: &str, pause: P, max_ms: u32) -> Option<bool>
+    where
+        P: Fn(u32) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let mut waited = 0;
+        loop {
+            match self.0.borrow().get(key).copied() {
+                Some(State::Landed { ok }) => return Some(ok),
+                // Forgotten (the table was pruned): as good as landed; the store says the rest.
+                None => return Some(false),
+                Some(State::Flying { .. }) => {}
+            }
+            if waited >= max_ms {
+                return None;
+            }
+            pause(POLL_MS).await;
+            waited += POLL_MS;
+        }
+    }
+
+    fn land(&self, key: &str, ok: bool) {
+        if let Ok(mut map) = self.0.try_borrow_mut() {
+            map.insert(key.to_string(), State::Landed { ok });
+        }
+    }
+
+    /// Flights in the air now (for tests and health).
+    pub fn flying(&self) -> usize {
+        self.0
+            .borrow()
+            .values()
+            .filter(|s| matches!(s, State::Flying { .. }))
+            .count()
+    }
+}
+
+/// A leader's hold on its flight, shared by the store writes it starts: the flight lands when
+/// the last clone is dropped, failed if any holder said so.
+#[derive(Debug, Clone, Default)]
+pub struct Landing(Option<Rc<LandingInner>>);
+
+#[derive(Debug)]
+struct LandingInner {
+    flights: Flights,
+    key: String,
+    ok: Cell<bool>,
+}
+
+impl Drop for LandingInner {
+    fn drop(&mut self) {
+        self.flights.land(&self.key, self.ok.get());
+    }
+}
+
+impl Landing {
+    /// No flight: a write nobody waits for.
+    pub fn none() -> Landing {
+        Landing(None)
+    }
+
+    /// The write this landing went with did not commit (or the leader stored nothing).
+    pub fn failed(&self) {
+        if let Some(inner) = &self.0 {
+            inner.ok.set(false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_leader_the_rest_follow_until_it_lands() {
+        let f = Flights::default();
+        let Role::Leader(landing) = f.join("k", 1000) else {
+            panic!("the first is the leader")
+        };
+        assert!(matches!(f.join("k", 1000), Role::Follower));
+        assert!(matches!(f.join("other", 1000), Role::Leader(_)));
+        let store_write = landing.clone();
+        drop(landing);
+        assert_eq!(
+            f.flying(),
+            1,
+            "still flying while a write holds the landing"
+        );
+        drop(store_write);
+        assert_eq!(f.flying(), 0);
+        let Role::Leader(next) = f.join("k", 1001) else {
+            panic!("a landed flight takes a new leader")
+        };
+        next.failed();
+        drop(next);
+        assert_eq!(f.0.borrow().get("k"), Some(&State::Landed { ok: false }));
+    }
+
+    #[test]
+    fn a_flight_whose_leader_vanished_is_forgotten() {
+        let f = Flights::default();
+        let Role::Leader(landing) = f.join("k", 1000) else {
+            panic!()
+        };
+        std::mem::forget(landing);
+        assert!(matches!(
+            f.join("k", 1000 + FORGOTTEN_AFTER_SECS - 1),
+            Role::Follower
+        ));
+        assert!(matches!(
+            f.join("k", 1000 + FORGOTTEN_AFTER_SECS),
+            Role::Leader(_)
+        ));
+    }
+
+    #[test]
+    fn flights_are_bounded() {
+        let f = Flights::default();
+        for i in 0..(MAX_FLIGHTS + 10) {
+            if let Role::Leader(l) = f.join(&i.to_string(), 1000) {
+                drop(l);
+            }
+        }
+        assert!(f.0.borrow().len() <= MAX_FLIGHTS);
+    }
+}
