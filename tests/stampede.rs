@@ -117,3 +117,20 @@ fn ranges_and_client_credentials_do_not_take_part() {
     );
     assert_eq!(w.flights.flying(), 0, "and leads no flight");
 }
+
+#[test]
+fn a_burst_after_the_tag_ttl_revalidates_once() {
+    let w = World::new(FakeNet::new(hub));
+    let path = "/v2/alpine/manifests/latest".to_string();
+    assert_eq!(w.get(&path).0.status(), 200);
+    let upstream = "/v2/library/alpine/manifests/latest";
+    let heads_before = requests(&w, "HEAD", upstream);
+    // Past the tag TTL (10 minutes), within stale-if-error: one HEAD revalidates for everyone.
+    w.now.set(w.now.get() + 11 * 60);
+    let answers = w.get_all(&vec![path; 16]);
+    assert!(answers
+        .iter()
+        .all(|r| r.status() == 200 && body(r) == MANIFEST));
+    assert_eq!(requests(&w, "HEAD", upstream) - heads_before, 1, "{:?}", w.net.urls());
+    assert_eq!(requests(&w, "GET", upstream), 1, "the manifest itself was held");
+}

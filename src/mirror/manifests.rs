@@ -129,15 +129,38 @@ async fn by_tag<F: Fetcher, S: Store<Body = F::Body>>(
     tag: &Tag,
 ) -> Answer<F::Body> {
     let tag_key = cache_key::tag(&r.upstream.name, r.name, tag, &r.accept);
-    let ttls = r.upstream.ttls;
-    let Some(record) = r.store.tag(&tag_key).await else {
-        // A burst for one cold tag makes one resolution upstream; the others answer from the
-        // store once it landed.
-        let Some(leader) = r.coalesce(&tag_key, follow_ms(r)).await else {
-            return fresh_from_store(r, &tag_key).await;
-        };
-        return resolve(&leader, &tag_key).await;
+    let mut may_wait = true;
+    loop {
+        let record = r.store.tag(&tag_key).await;
+        let fresh = record.as_ref().is_some_and(|rec| {
+            let t = r.upstream.ttls;
+            let f = freshness(rec.stored_at, t.tag, t.stale_if_error, r.session.now);
+            matches!(f, Freshness::Fresh { .. })
+        });
+        // A burst for one cold, expired or stale tag makes one resolution upstream; the others
+        // look again once it landed.
+        if !fresh && may_wait {
+            may_wait = false;
+            match r.coalesce(&tag_key, follow_ms(r)).await {
+                None => continue,
+                Some(leader) => return by_record(&leader, &tag_key, record).await,
+            }
+        }
+        return by_record(r, &tag_key, record).await;
+    }
+}
+
+/// A tag answered from its record as the TTLs say: served while fresh, revalidated with a HEAD
+/// when stale, resolved again when expired or absent.
+async fn by_record<F: Fetcher, S: Store<Body = F::Body>>(
+    r: &Request<'_, F, S>,
+    tag_key: &str,
+    record: Option<TagRecord>,
+) -> Answer<F::Body> {
+    let Some(record) = record else {
+        return resolve(r, tag_key).await;
     };
+    let ttls = r.upstream.ttls;
     match freshness(
         record.stored_at,
         ttls.tag,
@@ -146,26 +169,11 @@ async fn by_tag<F: Fetcher, S: Store<Body = F::Body>>(
     ) {
         Freshness::Fresh { remaining } => match from_record(r, &record).await {
             Some(resp) => Ok((resp, CacheStatus::Hit { ttl: remaining })),
-            None => fetch(r, None, Some(&tag_key)).await,
+            None => fetch(r, None, Some(tag_key)).await,
         },
-        Freshness::Expired => resolve(r, &tag_key).await,
-        Freshness::Stale => revalidate(r, &tag_key, record).await,
+        Freshness::Expired => resolve(r, tag_key).await,
+        Freshness::Stale => revalidate(r, tag_key, record).await,
     }
-}
-
-/// After another request's resolution of this tag landed: its record and manifest, else a
-/// resolution of this request's own.
-async fn fresh_from_store<F: Fetcher, S: Store<Body = F::Body>>(
-    r: &Request<'_, F, S>,
-    tag_key: &str,
-) -> Answer<F::Body> {
-    if let Some(record) = r.store.tag(tag_key).await {
-        if let Some(resp) = from_record(r, &record).await {
-            let ttl = r.upstream.ttls.tag;
-            return Ok((resp, CacheStatus::Hit { ttl }));
-        }
-    }
-    resolve(r, tag_key).await
 }
 
 /// No usable record for this Accept list: for a GET, a HEAD first (not a pull on Docker Hub). When
