@@ -82,6 +82,16 @@ pub struct LogLine {
 }
 
 impl LogLine {
+    /// What the mirror's flow did.
+    fn record(&mut self, outcome: mirror::Outcome) {
+        self.route = Some(outcome.route);
+        self.upstream = outcome.upstream;
+        self.by = outcome.by;
+        self.cache = Some(outcome.cache);
+        self.cache_status = Some(outcome.cache_status);
+        self.error = outcome.error;
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
@@ -126,28 +136,10 @@ where
         let (resp, change) = admin_door(ports, base, arrival, &client, now).await;
         return depart(resp.map(Reply::Bytes), log, change.into_iter().collect());
     }
-    let Arrival {
-        method,
-        url,
-        headers,
-        body,
-        declared_length,
-        ip,
-        id,
-        ..
-    } = arrival;
-    let mut req = match incoming(
-        ports.fetcher,
-        method.clone(),
-        url,
-        headers,
-        body,
-        declared_length,
-    )
-    .await
-    {
+    let (ip, id) = (arrival.ip.clone(), arrival.id.clone());
+    let mut req = match incoming(ports.fetcher, arrival).await {
         Ok(req) => req,
-        Err(e) => return early(&method, e, log),
+        Err((method, e)) => return early(&method, e, log),
     };
     let route = route::parse(&req.method, req.url.path());
     let presents_password = gate::presents_password(&req);
@@ -181,12 +173,7 @@ where
         resp.headers_mut().insert("x-request-id", v);
     }
     add_limit_headers(resp.headers_mut(), shown);
-    log.route = Some(outcome.route);
-    log.upstream = outcome.upstream;
-    log.by = outcome.by;
-    log.cache = Some(outcome.cache);
-    log.cache_status = Some(outcome.cache_status);
-    log.error = outcome.error;
+    log.record(outcome);
     depart(resp, log, vec![])
 }
 
@@ -194,16 +181,21 @@ where
 /// the framing), any other body let go unread.
 async fn incoming<F: Fetcher>(
     fetcher: &F,
-    method: Method,
-    url: url::Url,
-    headers: HeaderMap,
-    body: F::Body,
-    declared: Option<u64>,
-) -> Result<Incoming, OciError> {
+    arrival: Arrival<F::Body>,
+) -> Result<Incoming, (Method, OciError)> {
+    let Arrival {
+        method,
+        url,
+        headers,
+        body,
+        declared_length,
+        ..
+    } = arrival;
     let form = if url.path() == "/token" && method == Method::POST {
-        read_bounded(fetcher, body, declared, FORM_MAX)
-            .await
-            .ok_or_else(|| too_large(FORM_MAX))?
+        match read_bounded(fetcher, body, declared_length, FORM_MAX).await {
+            Some(form) => form,
+            None => return Err((method, too_large(FORM_MAX))),
+        }
     } else {
         fetcher.discard(body);
         Vec::new()
@@ -454,19 +446,10 @@ where
         ports.fetcher.drain(body, admin::MAX_BODY).await;
         (resp, None)
     };
-    let base = match base {
+    let base = match admitted(base, &ip) {
         Ok(c) => c,
-        Err(e) => {
-            let e = OciError::new(
-                ErrorCode::Unavailable,
-                format!("mirror configuration is invalid: {e}"),
-            );
-            return refuse(admin::error(e), body).await;
-        }
+        Err(e) => return refuse(admin::error(e), body).await,
     };
-    if let Err(e) = gate::admit(base, &ip) {
-        return refuse(admin::error(e), body).await;
-    }
     let token = (ports.secret)("ADMIN_TOKEN").filter(|t| !t.is_empty());
     let name = (ports.secret)("ADMIN_TOKEN_NAME").unwrap_or_else(|| "admin".into());
     let (Some(token), Some(store)) = (token, ports.config_store) else {
@@ -510,6 +493,18 @@ where
         &bytes,
     )
     .await
+}
+
+/// The static configuration, if valid and `ip` may use the mirror at all.
+fn admitted<'c>(base: Result<&'c Config, &ConfigError>, ip: &str) -> Result<&'c Config, OciError> {
+    let base = base.map_err(|e| {
+        OciError::new(
+            ErrorCode::Unavailable,
+            format!("mirror configuration is invalid: {e}"),
+        )
+    })?;
+    gate::admit(base, ip)?;
+    Ok(base)
 }
 
 /// A request body read up to `limit` bytes whatever its framing; `None` past it (or unreadable).

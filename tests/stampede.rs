@@ -131,6 +131,15 @@ fn a_burst_after_the_tag_ttl_revalidates_once() {
     assert!(answers
         .iter()
         .all(|r| r.status() == 200 && body(r) == MANIFEST));
-    assert_eq!(requests(&w, "HEAD", upstream) - heads_before, 1, "{:?}", w.net.urls());
-    assert_eq!(requests(&w, "GET", upstream), 1, "the manifest itself was held");
+    assert_eq!(
+        requests(&w, "HEAD", upstream) - heads_before,
+        1,
+        "{:?}",
+        w.net.urls()
+    );
+    assert_eq!(
+        requests(&w, "GET", upstream),
+        1,
+        "the manifest itself was held"
+    );
 }
