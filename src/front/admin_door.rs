@@ -1,0 +1,90 @@
+//! The admin API's door: the allow-list, the admin token and the limit on failed attempts, all
+//! before any body is read into wasm; then the body, within its bound, and `admin::handle`.
+
+use http::header::AUTHORIZATION;
+use http::Method;
+
+use super::{admitted, read_bounded, Arrival, Ports};
+use crate::admin::{self, Admin, ConfigStore};
+use crate::config::{Config, ConfigError};
+use crate::gate::ADMIN_FAILURES;
+use crate::ports::Fetcher;
+
+/// `/_admin/…`: on only when `ADMIN_TOKEN` is set and the config store is bound. The allow-list
+/// applies; the token is checked, and failed attempts limited per client, before any body is read
+/// into wasm; a body is read only up to `admin::MAX_BODY` whatever its framing.
+pub(super) async fn admin_door<F, S, K, C>(
+    ports: &Ports<'_, F, S, K, C>,
+    base: Result<&Config, &ConfigError>,
+    arrival: Arrival<F::Body>,
+    client: &str,
+    now: u64,
+) -> (http::Response<Vec<u8>>, Option<serde_json::Value>)
+where
+    F: Fetcher,
+    C: ConfigStore,
+{
+    let Arrival {
+        method,
+        url,
+        headers,
+        body,
+        declared_length,
+        ip,
+        ..
+    } = arrival;
+    let path = url.path();
+    let refuse = |resp: http::Response<Vec<u8>>, body: F::Body| async {
+        // Never into wasm: a small body is dropped by the runtime (so the client reads the
+        // answer, not a reset), a large one is cut off.
+        ports.fetcher.drain(body, admin::MAX_BODY).await;
+        (resp, None)
+    };
+    let base = match admitted(base, &ip) {
+        Ok(c) => c,
+        Err(e) => return refuse(admin::error(e), body).await,
+    };
+    let token = (ports.secret)("ADMIN_TOKEN").filter(|t| !t.is_empty());
+    let name = (ports.secret)("ADMIN_TOKEN_NAME").unwrap_or_else(|| "admin".into());
+    let (Some(token), Some(store)) = (token, ports.config_store) else {
+        return refuse(admin::no_such_endpoint(), body).await;
+    };
+    let admin = Admin {
+        token: &token,
+        name: &name,
+    };
+    let failures = &ports.isolate.failures;
+    // The borrow ends here, before any await.
+    let blocked = failures
+        .borrow()
+        .blocked("admin", client, ADMIN_FAILURES, now);
+    if let Some(retry) = blocked {
+        return refuse(admin::too_many_attempts(retry), body).await;
+    }
+    let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if !admin::authorized(&admin, authorization) {
+        failures
+            .borrow_mut()
+            .record("admin", client, ADMIN_FAILURES, now);
+        return refuse(admin::unauthorized(), body).await;
+    }
+    let bytes = if method == Method::PUT {
+        match read_bounded(ports.fetcher, body, declared_length, admin::MAX_BODY).await {
+            Some(b) => b,
+            None => return (admin::too_large(), None),
+        }
+    } else {
+        ports.fetcher.discard(body);
+        Vec::new()
+    };
+    admin::handle(
+        base,
+        store,
+        Some(&admin),
+        &method,
+        path,
+        authorization,
+        &bytes,
+    )
+    .await
+}
