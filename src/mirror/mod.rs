@@ -5,6 +5,7 @@ pub mod blobs;
 pub mod budget;
 pub mod manifests;
 pub mod no_store;
+pub mod query;
 pub mod realm;
 pub mod respond;
 pub mod token_endpoint;
@@ -18,7 +19,7 @@ use crate::config::{Config, ConfigError, Upstream};
 use crate::error::{ErrorCode, OciError};
 use crate::policy::{normalise_accept, CacheStatus};
 use crate::ports::{Fetcher, Store};
-use crate::reference::{clip, RepoName};
+use crate::reference::RepoName;
 use crate::route::{self, Resource, Route};
 use crate::select::select;
 pub use no_store::NoStore;
@@ -26,6 +27,7 @@ use respond::{oci_error, to_client, LinkRewrite, API_VERSION, API_VERSION_HEADER
 pub use upstream::{Identity, Session};
 
 use crate::flights::{Landing, Role};
+use query::{query, upstream_url};
 
 /// A response body: a runtime stream the bytes never leave (the upstream's, or a store's),
 /// a few bytes of our own, or nothing.
@@ -247,40 +249,6 @@ fn client_credential(
     token_endpoint::unwrap_token(&up.name, token).map(|t| format!("Bearer {t}"))
 }
 
-/// Query parameters the mirror understands.
-#[derive(Debug, Default)]
-struct Query {
-    ns: Option<String>,
-    n: Option<String>,
-    last: Option<String>,
-    next_page: Option<String>,
-    artifact_type: Option<String>,
-}
-
-fn query(url: &url::Url) -> Result<Query, OciError> {
-    let mut q = Query::default();
-    for (k, v) in url.query_pairs() {
-        // Two namespaces is no namespace: which registry was meant cannot be told.
-        if k == "ns" && q.ns.is_some() {
-            return Err(OciError::new(
-                ErrorCode::NameInvalid,
-                "ns given more than once",
-            ));
-        }
-        let slot = match k.as_ref() {
-            "ns" => &mut q.ns,
-            "n" => &mut q.n,
-            "last" => &mut q.last,
-            "next_page" => &mut q.next_page,
-            "artifactType" => &mut q.artifact_type,
-            _ => continue,
-        };
-        // A repeated pagination parameter keeps its first value.
-        slot.get_or_insert_with(|| v.into_owned());
-    }
-    Ok(q)
-}
-
 /// Handles one request. `config` is the parsed configuration or why it is invalid.
 pub async fn handle<F: Fetcher, S: Store<Body = F::Body>>(
     config: Result<&Config, &ConfigError>,
@@ -488,30 +456,6 @@ async fn registry<F: Fetcher, S: Store<Body = F::Body>>(
     }
 }
 
-/// The upstream's URL for a resource of repository `name` (its name there).
-fn upstream_url(
-    up: &Upstream,
-    name: &RepoName,
-    resource: &Resource,
-    q: &Query,
-) -> Result<url::Url, OciError> {
-    let suffix = match resource {
-        Resource::Manifest(r) => format!("manifests/{}", r.as_str()),
-        Resource::Blob(d) => format!("blobs/{}", d.as_str()),
-        Resource::TagsList => "tags/list".to_string(),
-        Resource::Referrers(d) => format!("referrers/{}", d.as_str()),
-    };
-    let mut url =
-        url::Url::parse(&format!("{}/v2/{name}/{suffix}", up.registry)).map_err(|_| {
-            OciError::new(
-                ErrorCode::NameInvalid,
-                "name does not form a valid upstream URL",
-            )
-        })?;
-    upstream_query(&mut url, resource, q)?;
-    Ok(url)
-}
-
 /// The client's headers the upstream sees: its Accept list (for a manifest without one, every
 /// current type), and Range for a blob.
 fn upstream_headers(req: &Incoming, accept: &[&str], resource: &Resource) -> HeaderMap {
@@ -547,66 +491,6 @@ async fn dispatch<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>) -
             ))
         }
     }
-}
-
-/// Copies the query parameters an upstream may see, after checking them.
-fn upstream_query(url: &mut url::Url, resource: &Resource, q: &Query) -> Result<(), OciError> {
-    let mut pairs: Vec<(&str, String)> = Vec::new();
-    match resource {
-        Resource::TagsList => {
-            if let Some(n) = &q.n {
-                let ok = n.len() <= 6 && n.parse::<u32>().is_ok();
-                if !ok {
-                    return Err(OciError::new(
-                        ErrorCode::PaginationNumberInvalid,
-                        format!("n={:?} is not a page size", clip(n)),
-                    ));
-                }
-                pairs.push(("n", n.clone()));
-            }
-            // `last` is a tag on most registries but an opaque token on some; `next_page` is Quay's.
-            for (key, value) in [("last", &q.last), ("next_page", &q.next_page)] {
-                if let Some(v) = value {
-                    if !is_page_token(v) {
-                        return Err(OciError::new(
-                            ErrorCode::PaginationNumberInvalid,
-                            format!("{key}={:?} is not a page token", clip(v)),
-                        )
-                        .with_status(400));
-                    }
-                    pairs.push((key, v.clone()));
-                }
-            }
-        }
-        Resource::Referrers(_) => {
-            if let Some(t) = &q.artifact_type {
-                let ok = !t.is_empty()
-                    && t.len() <= 255
-                    && t.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"/.+-_".contains(&b));
-                if !ok {
-                    return Err(OciError::bad_request("artifactType is not a media type"));
-                }
-                pairs.push(("artifactType", t.clone()));
-            }
-        }
-        _ => {}
-    }
-    if !pairs.is_empty() {
-        let mut qp = url.query_pairs_mut();
-        for (k, v) in pairs {
-            qp.append_pair(k, &v);
-        }
-    }
-    Ok(())
-}
-
-/// Opaque pagination tokens: URL-safe characters, bounded length.
-fn is_page_token(v: &str) -> bool {
-    !v.is_empty()
-        && v.len() <= 1024
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-~=".contains(&b))
 }
 
 fn small<B>(
