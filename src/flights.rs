@@ -21,11 +21,14 @@ const POLL_MS: u32 = 20;
 const FORGOTTEN_AFTER_SECS: u64 = 300;
 /// Flights remembered before landed ones are dropped.
 const MAX_FLIGHTS: usize = 10_000;
+/// A flight that landed this recently (counted from its start) sends a request that missed the
+/// object just before the landing back to the store, rather than upstream again.
+const LANDED_RECENTLY_SECS: u64 = 60;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Flying { since: u64 },
-    Landed { ok: bool },
+    Landed { ok: bool, since: u64 },
 }
 
 /// The isolate's flights, by object key. Cheap to clone (one shared table).
@@ -39,16 +42,25 @@ pub enum Role {
     Leader(Landing),
     /// Another request is fetching it: wait for its landing.
     Follower,
+    /// Another request's flight for it landed a moment ago (after this one looked): look in the
+    /// store again.
+    Landed,
 }
 
 impl Flights {
     /// Joins the flight for `key` at `now` (seconds): the leader when none is flying.
     pub fn join(&self, key: &str, now: u64) -> Role {
         let mut map = self.0.borrow_mut();
-        if let Some(State::Flying { since }) = map.get(key) {
-            if now.saturating_sub(*since) < FORGOTTEN_AFTER_SECS {
+        match map.get(key) {
+            Some(State::Flying { since }) if now.saturating_sub(*since) < FORGOTTEN_AFTER_SECS => {
                 return Role::Follower;
             }
+            Some(State::Landed { ok: true, since })
+                if now.saturating_sub(*since) < LANDED_RECENTLY_SECS =>
+            {
+                return Role::Landed;
+            }
+            _ => {}
         }
         if map.len() >= MAX_FLIGHTS {
             map.retain(|_, s| matches!(s, State::Flying { .. }));
@@ -61,6 +73,7 @@ impl Flights {
             flights: self.clone(),
             key: key.to_string(),
             ok: Cell::new(true),
+            since: now,
         }))))
     }
 
@@ -74,7 +87,7 @@ impl Flights {
         let mut waited = 0;
         loop {
             match self.0.borrow().get(key).copied() {
-                Some(State::Landed { ok }) => return Some(ok),
+                Some(State::Landed { ok, .. }) => return Some(ok),
                 // Forgotten (the table was pruned): as good as landed; the store says the rest.
                 None => return Some(false),
                 Some(State::Flying { .. }) => {}
@@ -87,9 +100,9 @@ impl Flights {
         }
     }
 
-    fn land(&self, key: &str, ok: bool) {
+    fn land(&self, key: &str, ok: bool, since: u64) {
         if let Ok(mut map) = self.0.try_borrow_mut() {
-            map.insert(key.to_string(), State::Landed { ok });
+            map.insert(key.to_string(), State::Landed { ok, since });
         }
     }
 
@@ -113,11 +126,13 @@ struct LandingInner {
     flights: Flights,
     key: String,
     ok: Cell<bool>,
+    /// When the flight started (seconds).
+    since: u64,
 }
 
 impl Drop for LandingInner {
     fn drop(&mut self) {
-        self.flights.land(&self.key, self.ok.get());
+        self.flights.land(&self.key, self.ok.get(), self.since);
     }
 }
 
@@ -156,12 +171,25 @@ mod tests {
         );
         drop(store_write);
         assert_eq!(f.flying(), 0);
-        let Role::Leader(next) = f.join("k", 1001) else {
-            panic!("a landed flight takes a new leader")
+        // Missed just before the landing: back to the store, not upstream again.
+        assert!(matches!(f.join("k", 1001), Role::Landed));
+        let Role::Leader(next) = f.join("k", 1000 + LANDED_RECENTLY_SECS) else {
+            panic!("a flight that landed a while ago takes a new leader")
         };
         next.failed();
         drop(next);
-        assert_eq!(f.0.borrow().get("k"), Some(&State::Landed { ok: false }));
+        let landed = f.0.borrow().get("k").copied();
+        assert_eq!(
+            landed,
+            Some(State::Landed {
+                ok: false,
+                since: 1060
+            })
+        );
+        assert!(
+            matches!(f.join("k", 1061), Role::Leader(_)),
+            "a failed landing takes a new leader at once"
+        );
     }
 
     #[test]

@@ -121,6 +121,7 @@ impl<'a, F: Fetcher, S> Request<'a, F, S> {
         }
         match self.session.flights.join(key, self.session.now) {
             Role::Leader(landing) => Some(self.leading(landing)),
+            Role::Landed => None,
             Role::Follower => {
                 let pause = |ms| self.session.fetcher.pause(ms);
                 match self.session.flights.wait(key, pause, follow_ms).await {
