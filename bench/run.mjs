@@ -29,6 +29,7 @@ import { startSystems } from './lib/systems.mjs';
 import { measureManifests } from './lib/measure/manifests.mjs';
 import { measureBigBlob, measureMany } from './lib/measure/blobs.mjs';
 import { measurePull } from './lib/measure/pulls.mjs';
+import { measureBursts, measureFollowers } from './lib/measure/bursts.mjs';
 import { measureMemory } from './lib/measure/memory.mjs';
 import { measureWasm } from './lib/measure/wasm.mjs';
 import { measureWrk } from './lib/measure/wrk.mjs';
@@ -70,7 +71,7 @@ async function startData() {
 
 async function main() {
   log(`mode ${CFG.mode}: reps ${CFG.reps}, big layer ${CFG.bigMb} MiB, ${CFG.latencyN} warm requests per series, ` +
-    `${CFG.manyBlobs} concurrent blobs, ${CFG.hugeMb} MiB for the memory rows`);
+    `${CFG.manyBlobs} concurrent blobs, ${CFG.hugeMb} MiB for the memory rows, concurrent cold pulls N = ${CFG.burst.ns.join(', ')}`);
   const mach = await prepare();
   const { images, data } = await startData();
   const { big, huge, stored, many } = data;
@@ -83,6 +84,8 @@ async function main() {
   await phase('big blob', () => reps((rep) => measureBigBlob(rep, big)));
   await phase('concurrent blobs', () => reps((rep) => measureMany(rep, many)));
   await phase('skopeo pull', () => reps(measurePull));
+  await phase('concurrent cold pulls', () => reps(measureBursts));
+  await phase('followers of one cold layer', () => measureFollowers(big));
   await phase('memory', () => measureMemory(big, huge, stored));
   await phase('wasm', async () => measureWasm());
   await phase('wrk', () => measureWrk(images));

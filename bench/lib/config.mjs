@@ -39,6 +39,14 @@ export const CFG = {
   storedMb: SMOKE ? 50 : 500,
   wrk: { threads: 2, conns: 32, secs: SMOKE ? 2 : 10 },
   shortTagTtl: 3, // seconds, for the "re-pull after the tag TTL" row
+  // concurrent cold pulls (measure/bursts.mjs): N clients pull one fresh image at once (manifest by
+  // tag, then config + layers), for each N; the last N is the one the memory rows and the target use
+  burst: {
+    ns: SMOKE ? [1, 4, 8] : [1, 16, 64],
+    layers: 3,
+    layerBytes: SMOKE ? 256 * 1024 : 4 * 2 ** 20,
+    followers: 8, // clients that GET the big layer (CFG.bigMb) cold at once
+  },
   deadlineMs: SMOKE ? 240_000 : 20 * 60_000,
 };
 

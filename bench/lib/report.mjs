@@ -9,7 +9,7 @@ import { U } from './harness.mjs';
 import { sys, mirrorStarts } from './systems.mjs';
 import { results, pooled } from './results.mjs';
 import { median } from './tools.mjs';
-import { fmtNum, ratio } from './rows.mjs';
+import { fmtNum, ratio, burstMBps } from './rows.mjs';
 import { wrkMs } from './measure/wrk.mjs';
 
 export function renderTable(rows) {
@@ -39,7 +39,23 @@ function footnotes() {
     `⁶ RSS of the process that streams the bytes: edgemirror = the workerd process Miniflare runs (the R2 simulator runs inside it), distribution = its registry process; sampled every 20 ms. idle = after start and one request; pass-through = \`Range: bytes=0-\` requests (never stored); cold = a plain GET of a blob not yet held, sampled until edgemirror logged it stored (the ${CFG.bigMb} MiB layer: during the blob rows' cold GETs, median; the ${CFG.storedMb} MiB one; with R2 bound edgemirror stores blobs up to 5 GiB, with the Cache API alone up to 512 MiB). The direct hub redirects, so it streams nothing itself.`,
     `⁷ The wrk row uses the plain (no auth) registry: direct = the plain registry itself, distribution = its proxy of the plain registry, edgemirror = its \`plain\` upstream; the same manifest by digest, warmed once first. wrk runs on the same ${cores} cores as the server. The runtime's share, under the same wrk in the same workerd: a JavaScript worker answering a constant 1 KB: ${wrkControl('constant')}; the same 1 KB as a hit from the local Cache API simulator (where edgemirror keeps manifests): ${wrkControl('cacheHit')}.`,
     manyNote(),
+    burstNote(),
+    followersNote(),
   ];
+}
+
+function burstNote() {
+  const b = CFG.burst, sum = (s, f) => results.burst[s].reduce((a, r) => a + (f(r) ?? 0), 0);
+  const overflows = ['proxy', 'mirror'].map((s) => `${sys[s].label} ${sum(s, (r) => r.listenOverflows)}`).join(', ');
+  const agg = ['proxy', 'mirror'].map((s) => `${sys[s].label} ${b.ns.map((n) => `${fmtNum(burstMBps(s, n), 0)}`).join(' / ')}`).join(', ');
+  const manifestP50 = (s, n) => median(results.burst[s].filter((r) => r.n === n).flatMap((r) => r.manifestMs));
+  return `⁹ N clients in this node process pull one image at the same moment: each GETs the manifest by tag, then the config and all ${b.layers} layers (${(b.layerBytes / 2 ** 20).toFixed(2)} MiB each, random) at once, every request on a connection of its own, every body hashed and checked against its digest; pull time = from the manifest request to the last blob's last byte. A fresh image (pushed to the hub just before) for every N and repetition, so every burst is cold; one fresh instance per system and repetition takes N = ${b.ns.join(', ')} in turn (after each burst: edgemirror's store writes done). p50/p99 over every client of every repetition (nearest rank). Upstream requests: the whole burst, the repetition with the median total. Memory: the streaming process (workerd / distribution's registry) after the N = ${b.ns.at(-1)} burst, peak sampled every 20 ms until its store writes were done, "after" 0.5 s later; edgemirror's wasm memory from its \`/healthz\` header \`edgemirror-wasm-memory\` (the isolate's linear memory; it never shrinks). direct has nothing to coalesce and is not measured. Every client receives the whole image, so a burst moves N times the bytes through one server and one client process on the same cores: aggregate MB/s (all clients' bytes / the burst's wall time, median) at N = ${b.ns.join(' / ')}: ${agg}. The manifest GET alone, p50 at N = ${b.ns.join(' / ')}: ${['proxy', 'mirror'].map((s) => `${sys[s].label} ${b.ns.map((n) => fmtNum(manifestP50(s, n), 0)).join(' / ')} ms`).join(', ')}. Listen-queue overflows during the bursts (summed): ${overflows}.`;
+}
+
+function followersNote() {
+  const f = results.followers;
+  const cs = f.mirror ? [...new Set(f.mirror.clients.map((c) => c.cacheStatus ?? 'error'))].join(' | ') : '—';
+  return `¹⁰ ${CFG.burst.followers} clients GET the ${CFG.bigMb} MiB layer (\`library/big\`) at once from a fresh instance, once. Time to first byte = to the first body byte. edgemirror's leader is the one answer that went upstream (cache-status ${cs}); it streams the layer to its client and into R2 at once, and the others wait for that write to land, then stream from R2, so their time to first byte is the leader's total plus the moment the write takes to commit after the last byte. distribution has no leader: the client answered first is shown as one; the upstream row shows how often it fetched the layer.`;
 }
 
 function manyNote() {
@@ -69,7 +85,8 @@ export function writeResults({ mach, timings, images, data: { big, huge, stored,
   const out = {
     mode: CFG.mode, config: CFG, machine: { ...mach, loadAvgAtEnd: os.loadavg().map((x) => +x.toFixed(2)) }, durationSecs: (Date.now() - T0) / 1000, phaseSecs: timings,
     ports: { upstream: U.PORTS, proxy: PROXY_PORTS, mirror: MIRROR_PORT, front: FRONT_PORT },
-    data: { manifest, manifestDigest: images[manifest].digest, pull: PULL_REF, bigLayer: big, huge, stored, many: { repo: 'library/many', count: many.length, size: 1 << 20 } },
+    data: { manifest, manifestDigest: images[manifest].digest, pull: PULL_REF, bigLayer: big, huge, stored, many: { repo: 'library/many', count: many.length, size: 1 << 20 },
+      burst: { ...CFG.burst, images: results.burst.mirror.map((r) => r.repo) } },
     rows: rows.map(({ key, label, unit, better, values, cells, warm, cold }) => ({ key, label, unit, better, warm, cold, values, cells, vsDirect: ratio(values.mirror, values.direct), vsProxy: ratio(values.mirror, values.proxy) })),
     targets, anomalies, raw: results, mirrorInstances: mirrorStarts(), table,
   };

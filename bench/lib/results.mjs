@@ -3,8 +3,9 @@
 import { SYSTEMS } from './config.mjs';
 import { pct } from './tools.mjs';
 
-export const results = { manifest: {}, blob: {}, many: {}, pull: {}, memory: {}, wasm: {}, wrk: {} };
-for (const k of ['manifest', 'blob', 'many', 'pull']) for (const s of SYSTEMS) results[k][s] = [];
+export const results = { manifest: {}, blob: {}, many: {}, pull: {}, memory: {}, wasm: {}, wrk: {}, burst: {}, burstMemory: {}, followers: {} };
+for (const k of ['manifest', 'blob', 'many', 'pull', 'burst', 'burstMemory']) for (const s of SYSTEMS) results[k][s] = [];
+for (const s of SYSTEMS) results.followers[s] = null;
 
 /** p50/p99 over the warm requests of every repetition together. */
 export function pooled(name, method, q, key = null) {

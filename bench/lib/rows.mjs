@@ -2,7 +2,7 @@
 // cell formatting shared by the table and the targets.
 import { CFG, PULL_REF, SYSTEMS, perRepN } from './config.mjs';
 import { results, pooled } from './results.mjs';
-import { median } from './tools.mjs';
+import { median, pct } from './tools.mjs';
 import { wrkMs } from './measure/wrk.mjs';
 
 export const fmtNum = (v, digits) => (v == null || !Number.isFinite(v) ? '—' : v.toFixed(digits));
@@ -34,6 +34,7 @@ export function buildRows(big, huge, stored, manyN) {
   manifestRows(row);
   transferRows(row, big, manyN);
   memoryRows(row, big, huge, stored);
+  burstRows(row, big);
   const w = results.wasm;
   row('wasm', 'Bundle: build/index_bg.wasm, raw / gzip -9', 'bytes', 'lower', { direct: null, proxy: null, mirror: w.gzipBytes },
     { digits: 0, cells: { direct: '—', proxy: '—', mirror: `${w.rawBytes.toLocaleString('en-US')} / ${w.gzipBytes.toLocaleString('en-US')} (${(w.gzipBytes / 1024).toFixed(0)} KiB)` } });
@@ -41,7 +42,7 @@ export function buildRows(big, huge, stored, manyN) {
     per((s) => median((results.wrk[s]?.runs ?? []).map((r) => r.rps))), { digits: 0, warm: true });
   row('wrk_p99', 'The same, wrk p99 latency⁷', 'ms', 'lower',
     per((s) => median((results.wrk[s]?.runs ?? []).map((r) => wrkMs(r.latencyP99)))), { digits: 0, warm: true });
-  const order = ['manifest_', 'blob_', 'many_', 'pull_', 'upstream_', 'rss_', 'wasm', 'wrk_'];
+  const order = ['manifest_', 'blob_', 'many_', 'pull_', 'upstream_', 'burst_', 'rss_', 'wasm', 'wrk_'];
   const rank = (r) => order.findIndex((p) => r.key.startsWith(p));
   return R.map((r, i) => [r, i]).sort((a, b) => rank(a[0]) - rank(b[0]) || a[1] - b[1]).map(([r]) => r);
 }
@@ -76,6 +77,59 @@ function transferRows(row, big, manyN) {
     const u = per((s) => medianUpstream(pl[s], f));
     row(k, label, 'requests', 'lower', per((s) => u[s]?.total ?? null), { digits: 0, warm, cells: per((s) => upstreamCell(u[s])) });
   }
+}
+
+/** A burst's aggregate throughput: every client's bytes over the burst's wall time, MB/s (median over
+ *  the repetitions). */
+export function burstMBps(name, n) {
+  return median(results.burst[name].filter((r) => r.n === n && r.bytesPerPull).map((r) => (r.times.length * r.bytesPerPull) / (r.wallMs / 1000) / 1e6));
+}
+
+/** The keys of the concurrent-pull rows, one per CFG.burst.ns entry (the same in smoke and full runs). */
+export const BURST_ROLES = ['single', 'mid', 'max'];
+
+/** Concurrent cold pulls: pull times pooled over the repetitions, the upstream requests of one
+ *  burst (the median repetition's), memory after the largest N, and the big layer's followers. */
+function burstRows(row, big) {
+  const b = results.burst, bm = results.burstMemory;
+  const ns = CFG.burst.ns, nMax = ns.at(-1);
+  ns.forEach((n, i) => {
+    const role = BURST_ROLES[i];
+    const bursts = (s) => b[s].filter((r) => r.n === n);
+    const times = (s) => bursts(s).flatMap((r) => r.times);
+    const samples = times('mirror').length || n * CFG.reps;
+    const failed = (s) => bursts(s).reduce((a, r) => a + r.failed.length, 0);
+    const note = (s, v, digits) => (failed(s) ? `${fmtNum(v, digits)} (${failed(s)} failed)` : fmtNum(v, digits));
+    for (const [q, qs] of [[0.5, 'p50'], [0.99, 'p99']]) {
+      const values = per((s) => (times(s).length ? pct(times(s), q) : null));
+      row(`burst_${role}_${qs}`, `${n} concurrent cold pull${n > 1 ? 's' : ''} of one image, ${qs} pull time (n=${samples})⁹`, 'ms', 'lower', values,
+        { digits: 0, cold: true, cells: per((s) => (s === 'direct' ? '—' : note(s, values[s], 0))) });
+    }
+    const u = per((s) => medianUpstream(bursts(s), (r) => r.upstream));
+    row(`burst_${role}_upstream`, `${n} concurrent cold pull${n > 1 ? 's' : ''}: upstream requests, whole burst⁴ ⁹`, 'requests', 'lower',
+      per((s) => u[s]?.total ?? null), { digits: 0, cold: true, cells: per((s) => (s === 'direct' ? '—' : upstreamCell(u[s]))) });
+  });
+  const memMed = (s, f) => median(bm[s].map(f));
+  row('burst_rss_peak', `${nMax} concurrent cold pulls: server process peak RSS⁹`, 'MiB', 'lower',
+    { direct: null, proxy: memMed('proxy', (m) => m.peakMb), mirror: memMed('mirror', (m) => m.peakMb) }, { digits: 0 });
+  row('burst_rss_after', `${nMax} concurrent cold pulls: server process RSS after (idle before)⁹`, 'MiB', 'lower',
+    { direct: null, proxy: memMed('proxy', (m) => m.afterMb), mirror: memMed('mirror', (m) => m.afterMb) },
+    { digits: 0, cells: { direct: '—', ...Object.fromEntries(['proxy', 'mirror'].map((s) => [s, `${fmtNum(memMed(s, (m) => m.afterMb), 0)} (${fmtNum(memMed(s, (m) => m.idleMb), 0)})`])) } });
+  const wasmMb = (f) => { const v = memMed('mirror', f); return v == null ? null : v / 2 ** 20; };
+  row('burst_wasm_after', `${nMax} concurrent cold pulls: edgemirror wasm memory after (idle before), /healthz⁹`, 'MiB', 'lower',
+    { direct: null, proxy: null, mirror: wasmMb((m) => m.wasmAfterBytes) },
+    { digits: 1, cells: { direct: '—', proxy: '—', mirror: `${fmtNum(wasmMb((m) => m.wasmAfterBytes), 1)} (${fmtNum(wasmMb((m) => m.wasmIdleBytes), 1)})` } });
+  const f = results.followers, nf = CFG.burst.followers;
+  const lead = (s) => (f[s] && f[s].leader != null ? f[s].clients[f[s].leader] : null);
+  const others = (s) => (f[s] ? f[s].clients.filter((c, i) => c.ok && i !== f[s].leader) : []);
+  const pair = (a, b) => (a == null ? '—' : `${fmtNum(a, 0)} / ${fmtNum(b, 0)}`);
+  row('burst_big_leader', `Blob GET ${mib(big.size)} MiB, cold, ${nf} clients at once: the leader, time to first byte / total¹⁰`, 'ms', 'lower',
+    per((s) => lead(s)?.ms ?? null), { digits: 0, cold: true, cells: per((s) => pair(lead(s)?.firstByteMs, lead(s)?.ms)) });
+  row('burst_big_followers', `The same: the other ${nf - 1} clients, time to first byte / total, median¹⁰`, 'ms', 'lower',
+    per((s) => median(others(s).map((c) => c.ms))),
+    { digits: 0, cold: true, cells: per((s) => pair(median(others(s).map((c) => c.firstByteMs)), median(others(s).map((c) => c.ms)))) });
+  row('burst_big_upstream', `The same: upstream requests⁴ ¹⁰`, 'requests', 'lower', per((s) => f[s]?.upstream.total ?? null),
+    { digits: 0, cold: true, cells: per((s) => (f[s] ? upstreamCell(f[s].upstream) : '—')) });
 }
 
 /** The memory phase: pass-through and stored-while-streamed throughput, and RSS. */

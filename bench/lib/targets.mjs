@@ -2,7 +2,7 @@
 import { CFG } from './config.mjs';
 import { results } from './results.mjs';
 import { median } from './tools.mjs';
-import { fmtNum, ratio, upstreamCell, medianUpstream } from './rows.mjs';
+import { fmtNum, ratio, upstreamCell, medianUpstream, burstMBps } from './rows.mjs';
 
 const mib1 = (b) => `${(b / 2 ** 20).toFixed(0)} MiB`;
 
@@ -33,6 +33,7 @@ export function evaluateTargets(rows, big) {
     const met = a != null && b != null && (r.better === 'lower' ? a < b || (a === 0 && b === 0) : a > b);
     add(`ahead of distribution's proxy: ${r.label}`, met, `${r.cells?.mirror ?? fmtNum(a, r.digits)} vs ${r.cells?.proxy ?? fmtNum(b, r.digits)} ${r.unit}`);
   }
+  burstTargets(add, v);
   add('wasm ≤ 400 KiB gzip', results.wasm.gzipBytes <= 400 * 1024, `${(results.wasm.gzipBytes / 1024).toFixed(0)} KiB`);
   return t;
 }
@@ -49,4 +50,20 @@ function memoryTargets(add, big) {
   add(`memory flat in layer size, cold and stored to R2 (growth over idle ≤ 64 MiB for ${mib1(big.size)} and ${CFG.storedMb} MiB)`,
     coldStored <= 64 && coldBig <= 64,
     `+${coldBig.toFixed(0)} MiB (${mib1(big.size)}) / +${coldStored.toFixed(0)} MiB (${CFG.storedMb} MiB) over the RSS just before`);
+}
+
+/** Concurrent cold pulls: a burst of the largest N costs edgemirror's clients at most 1.5× a single
+ *  cold pull (p50), and as many upstream requests as one pull. */
+function burstTargets(add, v) {
+  const ns = CFG.burst.ns, nMax = ns.at(-1);
+  const [one, many] = [v('burst_single_p50', 'mirror'), v('burst_max_p50', 'mirror')];
+  const [pOne, pMany] = [v('burst_single_p50', 'proxy'), v('burst_max_p50', 'proxy')];
+  add(`p50 at N=${nMax} ≤ 1.5 × N=1 (edgemirror, concurrent cold pulls of one image)`,
+    one != null && many != null && many <= 1.5 * one,
+    `${fmtNum(many, 0)} vs ${fmtNum(one, 0)} ms (${ratio(many, one)}×); distribution's proxy ${fmtNum(pMany, 0)} vs ${fmtNum(pOne, 0)} ms (${ratio(pMany, pOne)}×); ` +
+    `aggregate ${fmtNum(burstMBps('mirror', nMax), 0)} MB/s at N=${nMax} vs ${fmtNum(burstMBps('mirror', ns[0]), 0)} MB/s at N=${ns[0]} (distribution: ${fmtNum(burstMBps('proxy', nMax), 0)} vs ${fmtNum(burstMBps('proxy', ns[0]), 0)})`);
+  const [uOne, uMany] = [v('burst_single_upstream', 'mirror'), v('burst_max_upstream', 'mirror')];
+  add(`upstream requests of ${nMax} concurrent cold pulls = of 1 (edgemirror coalesces)`,
+    uOne != null && uMany != null && uMany === uOne,
+    `${uMany} vs ${uOne}; distribution's proxy ${v('burst_max_upstream', 'proxy')} vs ${v('burst_single_upstream', 'proxy')}`);
 }
