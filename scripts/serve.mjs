@@ -18,7 +18,7 @@ const VAR_NAMES = ['UPSTREAMS', 'DEFAULT_UPSTREAM', 'UPSTREAM_TIMEOUT_MS', 'PREW
  *  (per-client pull counters); `state` persists KV/R2/cache under that directory (else in memory), except the Cache API
  *  with `freshCache`; `onLog(line)` gets
  *  every line the worker prints. Returns { url, mf, stop }. */
-export async function startMirror({ port = 8787, vars = {}, state, r2 = false, kv = false, rateLimit = false, freshCache = false, onLog } = {}) {
+export async function startMirror({ port = 8787, vars = {}, state, r2 = false, kv = false, rateLimit = false, freshCache = false, coordinator = false, onLog } = {}) {
   if (!existsSync(SCRIPT)) throw new Error(`${SCRIPT} is missing: run npm run build`);
   const persist = state ? { kvPersist: path.join(state, 'kv'), r2Persist: path.join(state, 'r2'), ...(freshCache ? {} : { cachePersist: path.join(state, 'cache') }) } : {};
   const mf = new Miniflare({
@@ -33,7 +33,55 @@ export async function startMirror({ port = 8787, vars = {}, state, r2 = false, k
     cache: true,
     r2Buckets: r2 ? ['BLOBS'] : [],
     kvNamespaces: [...(kv ? ['CONFIG'] : []), ...(rateLimit ? ['RATELIMIT'] : [])],
+    durableObjects: coordinator ? { COORDINATOR: 'Coordinator' } : {},
     ...persist,
+    host: '127.0.0.1',
+    port,
+    handleRuntimeStdio(stdout, stderr) {
+      for (const stream of [stdout, stderr]) {
+        let buf = '';
+        stream.on('data', (chunk) => {
+          buf += chunk;
+          let i;
+          while ((i = buf.indexOf('\n')) >= 0) {
+            const line = buf.slice(0, i);
+            buf = buf.slice(i + 1);
+            if (onLog) onLog(line); else console.log(line);
+          }
+        });
+      }
+    },
+  });
+  const url = (await mf.ready).toString().replace(/\/$/, '');
+  return { url, mf, stop: () => mf.dispose() };
+}
+
+/** Several instances of the worker in one workerd, each its own isolate, answering on one port
+ *  by Host (`<name>.test`), sharing the Cache API, the R2 bucket and, with `coordinator`, one
+ *  Durable Object namespace (what a fleet of isolates shares in production). Returns
+ *  { url, mf, stop }. */
+export async function startMirrorFleet({ port, names = ['a', 'b'], vars = {}, r2 = true, coordinator = true, onLog } = {}) {
+  if (!existsSync(SCRIPT)) throw new Error(`${SCRIPT} is missing: run npm run build`);
+  const common = {
+    scriptPath: SCRIPT,
+    modules: true,
+    modulesRules: [
+      { type: 'ESModule', include: ['**/*.js', '**/*.mjs'] },
+      { type: 'CompiledWasm', include: ['**/*.wasm'] },
+    ],
+    compatibilityDate: '2026-04-01',
+    bindings: vars,
+    cache: true,
+    r2Buckets: r2 ? ['BLOBS'] : [],
+  };
+  const workers = names.map((name, i) => ({
+    ...common,
+    name,
+    routes: [`${name}.test/*`],
+    durableObjects: !coordinator ? {} : i === 0 ? { COORDINATOR: 'Coordinator' } : { COORDINATOR: { className: 'Coordinator', scriptName: names[0] } },
+  }));
+  const mf = new Miniflare({
+    workers,
     host: '127.0.0.1',
     port,
     handleRuntimeStdio(stdout, stderr) {
@@ -75,7 +123,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const port = Number(arg('--port', process.env.PORT ?? 8787));
   const state = path.resolve(arg('--state', path.join(ROOT, '.state')));
   const r2 = !process.argv.includes('--no-r2');
-  const mirror = await startMirror({ port, vars: await varsFromConfig(), state, r2, kv: true });
+  const mirror = await startMirror({ port, vars: await varsFromConfig(), state, r2, kv: true, coordinator: true });
   console.log(`edgemirror listening on ${mirror.url} (state in ${state}); Ctrl-C stops it`);
   const stop = async () => { await mirror.stop(); process.exit(0); };
   process.on('SIGINT', stop);

@@ -33,7 +33,10 @@ enum State {
 
 /// The isolate's flights, by object key. Cheap to clone (one shared table).
 #[derive(Debug, Default, Clone)]
-pub struct Flights(Rc<RefCell<HashMap<String, State>>>);
+pub struct Flights(
+    Rc<RefCell<HashMap<String, State>>>,
+    Rc<RefCell<Vec<(String, bool)>>>,
+);
 
 /// What a request is for an object.
 #[derive(Debug)]
@@ -74,6 +77,7 @@ impl Flights {
             key: key.to_string(),
             ok: Cell::new(true),
             since: now,
+            remote: Cell::new(false),
         }))))
     }
 
@@ -100,10 +104,22 @@ impl Flights {
         }
     }
 
-    fn land(&self, key: &str, ok: bool, since: u64) {
+    fn land(&self, key: &str, ok: bool, since: u64, remote: bool) {
         if let Ok(mut map) = self.0.try_borrow_mut() {
             map.insert(key.to_string(), State::Landed { ok, since });
         }
+        if let (true, Ok(mut queue)) = (remote, self.1.try_borrow_mut()) {
+            queue.push((key.to_string(), ok));
+        }
+    }
+
+    /// Flights led for the other isolates that landed since the last call: the platform tells
+    /// the coordinator (after the store writes, where it can wait for the answer).
+    pub fn take_remote_landings(&self) -> Vec<(String, bool)> {
+        self.1
+            .try_borrow_mut()
+            .map(|mut q| std::mem::take(&mut *q))
+            .unwrap_or_default()
     }
 
     /// Flights in the air now (for tests and health).
@@ -128,11 +144,15 @@ struct LandingInner {
     ok: Cell<bool>,
     /// When the flight started (seconds).
     since: u64,
+    /// Led for the other isolates too: its landing is told to the coordinator.
+    remote: Cell<bool>,
 }
 
 impl Drop for LandingInner {
     fn drop(&mut self) {
-        self.flights.land(&self.key, self.ok.get(), self.since);
+        let remote = self.remote.get();
+        self.flights
+            .land(&self.key, self.ok.get(), self.since, remote);
     }
 }
 
@@ -142,11 +162,61 @@ impl Landing {
         Landing(None)
     }
 
+    /// This flight is led for the other isolates as well (the coordinator said so).
+    pub fn lead_remotely(&self) {
+        if let Some(inner) = &self.0 {
+            inner.remote.set(true);
+        }
+    }
+
     /// The write this landing went with did not commit (or the leader stored nothing).
     pub fn failed(&self) {
         if let Some(inner) = &self.0 {
             inner.ok.set(false);
         }
+    }
+}
+
+/// One object's coordination across isolates (what the `COORDINATOR` Durable Object keeps): a
+/// lease for the isolate that fetches it, and when it last landed. Times in ms since the epoch.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct LeaseBook {
+    lease_until: f64,
+    landed_at: Option<f64>,
+}
+
+/// A landing this recent sends askers to the store; after it, the next asker leads again (the
+/// store may have let the object go).
+pub const LANDED_FOR_MS: f64 = 60_000.0;
+
+/// The answer to an ask, when there is one yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Fetch it; others are held meanwhile.
+    Lead,
+    /// It is in the store: read it there.
+    Landed,
+}
+
+impl LeaseBook {
+    /// An ask at `now` for a lease of `lease_ms`: `None` while another isolate holds the lease
+    /// (ask again shortly).
+    pub fn ask(&mut self, now: f64, lease_ms: f64) -> Option<Answer> {
+        if self.landed_at.is_some_and(|at| now - at < LANDED_FOR_MS) {
+            return Some(Answer::Landed);
+        }
+        if self.lease_until <= now {
+            self.lease_until = now + lease_ms;
+            self.landed_at = None;
+            return Some(Answer::Lead);
+        }
+        None
+    }
+
+    /// The leader's write landed at `now` (`ok`), or it stored nothing: the lease ends either way.
+    pub fn land(&mut self, ok: bool, now: f64) {
+        self.lease_until = 0.0;
+        self.landed_at = ok.then_some(now);
     }
 }
 
@@ -207,6 +277,36 @@ mod tests {
             f.join("k", 1000 + FORGOTTEN_AFTER_SECS),
             Role::Leader(_)
         ));
+    }
+
+    #[test]
+    fn one_isolate_leads_the_others_are_held_until_it_lands() {
+        let mut book = LeaseBook::default();
+        assert_eq!(book.ask(1_000.0, 5_000.0), Some(Answer::Lead));
+        assert_eq!(
+            book.ask(1_010.0, 5_000.0),
+            None,
+            "held while the lease runs"
+        );
+        book.land(true, 2_000.0);
+        assert_eq!(book.ask(2_001.0, 5_000.0), Some(Answer::Landed));
+        assert_eq!(
+            book.ask(2_000.0 + LANDED_FOR_MS, 5_000.0),
+            Some(Answer::Lead),
+            "long after a landing the store may have let it go: fetch again"
+        );
+        book.land(false, 3_000.0);
+        assert_eq!(
+            book.ask(3_001.0, 5_000.0),
+            Some(Answer::Lead),
+            "nothing stored: the next leads at once"
+        );
+        assert_eq!(book.ask(3_002.0, 5_000.0), None);
+        assert_eq!(
+            book.ask(8_001.0, 5_000.0),
+            Some(Answer::Lead),
+            "a lease that ran out is taken over"
+        );
     }
 
     #[test]

@@ -35,6 +35,13 @@ pub trait Fetcher {
     async fn read_small(&self, body: Self::Body, limit: usize) -> Option<Vec<u8>>;
     /// Lets go of a body that will not be read.
     fn discard(&self, body: Self::Body);
+    /// Asks the other isolates (a Durable Object per object) who fetches `key`: this request
+    /// (`Lead`, for up to `lease_ms`), nobody any more because it just landed in the store
+    /// (`Landed`), or nobody could say in time (`Busy`, `Unavailable`: fetch alone). Without the
+    /// binding: `Unavailable`.
+    async fn coordinate(&self, _key: &str, _lease_ms: u32) -> Acquired {
+        Acquired::Unavailable
+    }
     /// Lets go of a refused request's body: up to `limit` bytes are consumed where they are (never
     /// in wasm), so the client reads the answer rather than a reset; past it the body is cut off.
     async fn drain(&self, body: Self::Body, _limit: usize) {
@@ -48,6 +55,15 @@ pub trait Fetcher {
     fn body_of(&self, bytes: Vec<u8>) -> Self::Body;
     /// Waits `ms` milliseconds (before a retry).
     async fn pause(&self, ms: u32);
+}
+
+/// What the other isolates say about a miss (see `Fetcher::coordinate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acquired {
+    Lead,
+    Landed,
+    Busy,
+    Unavailable,
 }
 
 /// Pull counters shared by every isolate (KV in the worker): eventually consistent, no

@@ -45,6 +45,9 @@ impl<F: Fetcher> Fetcher for Budgeted<'_, F> {
     fn discard(&self, body: F::Body) {
         self.inner.discard(body)
     }
+    async fn coordinate(&self, key: &str, lease_ms: u32) -> crate::ports::Acquired {
+        self.inner.coordinate(key, lease_ms).await
+    }
     async fn pause(&self, ms: u32) {
         self.inner.pause(ms).await
     }

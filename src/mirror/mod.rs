@@ -27,6 +27,7 @@ use respond::{oci_error, to_client, LinkRewrite, API_VERSION, API_VERSION_HEADER
 pub use upstream::{Identity, Session};
 
 use crate::flights::{Landing, Role};
+use crate::ports::Acquired;
 use query::{query, upstream_url};
 
 /// A response body: a runtime stream the bytes never leave (the upstream's, or a store's),
@@ -120,7 +121,16 @@ impl<'a, F: Fetcher, S> Request<'a, F, S> {
             return Some(self.leading(Landing::none()));
         }
         match self.session.flights.join(key, self.session.now) {
-            Role::Leader(landing) => Some(self.leading(landing)),
+            // First in this isolate: ask the other isolates (when a coordinator is bound).
+            Role::Leader(landing) => match self.session.fetcher.coordinate(key, follow_ms).await {
+                Acquired::Lead => {
+                    landing.lead_remotely();
+                    Some(self.leading(landing))
+                }
+                // Another isolate's fetch landed: this isolate's followers look in the store too.
+                Acquired::Landed => None,
+                Acquired::Busy | Acquired::Unavailable => Some(self.leading(landing)),
+            },
             Role::Landed => None,
             Role::Follower => {
                 let pause = |ms| self.session.fetcher.pause(ms);

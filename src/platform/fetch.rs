@@ -174,6 +174,10 @@ impl Fetcher for RuntimeFetcher {
         worker::Delay::from(std::time::Duration::from_millis(ms.into())).await;
     }
 
+    async fn coordinate(&self, key: &str, lease_ms: u32) -> crate::ports::Acquired {
+        super::coordinator::acquire(key, lease_ms).await
+    }
+
     async fn drain(&self, body: Body, limit: usize) {
         drain(body, limit).await
     }

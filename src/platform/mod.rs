@@ -5,6 +5,7 @@
 
 mod body_deadline;
 mod convert;
+mod coordinator;
 mod env;
 mod fetch;
 mod pulls;
@@ -23,6 +24,11 @@ thread_local! {
     /// What the isolate keeps between requests (tokens, failure and pull counters); wasm is
     /// single-threaded and no borrow is held across an await.
     static ISOLATE: &'static Isolate = Box::leak(Box::new(Isolate::default()));
+}
+
+/// The isolate's state.
+fn isolate() -> &'static Isolate {
+    ISOLATE.with(|i| *i)
 }
 
 /// Cloudflare's ray id when there is one (it ties the line to Cloudflare's own logs), else random.
@@ -56,6 +62,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<web_sys::
             return convert::outgoing(crate::mirror::respond::oci_error(&method, &e));
         }
     };
+    coordinator::bind(&env);
     let base = env::config(&env);
     // The admin API edits the static table; everything else runs on the table in force.
     let config = if crate::admin::is_admin_path(arrival.url.path()) {
@@ -98,6 +105,9 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<web_sys::
     for note in &out.notes {
         worker::console_log!("{note}");
     }
+    // Flights this request led for other isolates and that landed now (nothing stored, or
+    // stored before the answer left) are told to the coordinator after the response.
+    ctx.wait_until(async { coordinator::flush(&ISOLATE.with(|i| *i).flights).await });
     out.log.ms = Some(worker::Date::now().as_millis().saturating_sub(started));
     worker::console_log!("{}", out.log.to_json());
     convert::outgoing(out.response)

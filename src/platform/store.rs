@@ -23,7 +23,13 @@ pub enum Deferred<'a> {
 }
 
 impl Deferred<'_> {
+    /// Runs `f` after the response; then tells the coordinator about flights whose last store
+    /// write this was (their landing was dropped with `f`).
     fn wait_until(&self, f: impl Future<Output = ()> + 'static) {
+        let f = async move {
+            f.await;
+            super::coordinator::flush(&super::isolate().flights).await;
+        };
         match self {
             Deferred::Request(ctx) => ctx.wait_until(f),
             Deferred::Schedule(ctx) => ctx.wait_until(f),
