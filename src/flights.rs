@@ -179,10 +179,12 @@ impl Landing {
 
 /// One object's coordination across isolates (what the `COORDINATOR` Durable Object keeps): a
 /// lease for the isolate that fetches it, and when it last landed. Times in ms since the epoch.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct LeaseBook {
     lease_until: f64,
     landed_at: Option<f64>,
+    /// What the leader shared with its landing (a token), handed to askers while it is fresh.
+    payload: Option<String>,
 }
 
 /// A landing this recent sends askers to the store; after it, the next asker leads again (the
@@ -190,12 +192,12 @@ pub struct LeaseBook {
 pub const LANDED_FOR_MS: f64 = 60_000.0;
 
 /// The answer to an ask, when there is one yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
     /// Fetch it; others are held meanwhile.
     Lead,
-    /// It is in the store: read it there.
-    Landed,
+    /// It is in the store (read it there), with what the leader shared.
+    Landed(Option<String>),
 }
 
 impl LeaseBook {
@@ -203,20 +205,23 @@ impl LeaseBook {
     /// (ask again shortly).
     pub fn ask(&mut self, now: f64, lease_ms: f64) -> Option<Answer> {
         if self.landed_at.is_some_and(|at| now - at < LANDED_FOR_MS) {
-            return Some(Answer::Landed);
+            return Some(Answer::Landed(self.payload.clone()));
         }
         if self.lease_until <= now {
             self.lease_until = now + lease_ms;
             self.landed_at = None;
+            self.payload = None;
             return Some(Answer::Lead);
         }
         None
     }
 
-    /// The leader's write landed at `now` (`ok`), or it stored nothing: the lease ends either way.
-    pub fn land(&mut self, ok: bool, now: f64) {
+    /// The leader's write landed at `now` (`ok`, sharing `payload`), or it stored nothing: the
+    /// lease ends either way.
+    pub fn land(&mut self, ok: bool, now: f64, payload: Option<String>) {
         self.lease_until = 0.0;
         self.landed_at = ok.then_some(now);
+        self.payload = payload.filter(|_| ok);
     }
 }
 
@@ -288,14 +293,17 @@ mod tests {
             None,
             "held while the lease runs"
         );
-        book.land(true, 2_000.0);
-        assert_eq!(book.ask(2_001.0, 5_000.0), Some(Answer::Landed));
+        book.land(true, 2_000.0, Some("shared".into()));
+        assert_eq!(
+            book.ask(2_001.0, 5_000.0),
+            Some(Answer::Landed(Some("shared".into())))
+        );
         assert_eq!(
             book.ask(2_000.0 + LANDED_FOR_MS, 5_000.0),
             Some(Answer::Lead),
             "long after a landing the store may have let it go: fetch again"
         );
-        book.land(false, 3_000.0);
+        book.land(false, 3_000.0, Some("never handed out".into()));
         assert_eq!(
             book.ask(3_001.0, 5_000.0),
             Some(Answer::Lead),

@@ -36,12 +36,15 @@ pub trait Fetcher {
     /// Lets go of a body that will not be read.
     fn discard(&self, body: Self::Body);
     /// Asks the other isolates (a Durable Object per object) who fetches `key`: this request
-    /// (`Lead`, for up to `lease_ms`), nobody any more because it just landed in the store
-    /// (`Landed`), or nobody could say in time (`Busy`, `Unavailable`: fetch alone). Without the
-    /// binding: `Unavailable`.
+    /// (`Lead`, for up to `lease_ms`), nobody any more because it just landed (`Landed`, with
+    /// what the leader shared, if anything), or nobody could say in time (`Busy`, `Unavailable`:
+    /// fetch alone). Without the binding: `Unavailable`.
     async fn coordinate(&self, _key: &str, _lease_ms: u32) -> Acquired {
         Acquired::Unavailable
     }
+    /// Tells the other isolates that the lead on `key` ended (`ok`), sharing `payload` (a token
+    /// the leader fetched for the same identity). Without the binding: nothing.
+    async fn land(&self, _key: &str, _ok: bool, _payload: Option<&str>) {}
     /// Lets go of a refused request's body: up to `limit` bytes are consumed where they are (never
     /// in wasm), so the client reads the answer rather than a reset; past it the body is cut off.
     async fn drain(&self, body: Self::Body, _limit: usize) {
@@ -58,10 +61,10 @@ pub trait Fetcher {
 }
 
 /// What the other isolates say about a miss (see `Fetcher::coordinate`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Acquired {
     Lead,
-    Landed,
+    Landed(Option<String>),
     Busy,
     Unavailable,
 }

@@ -48,6 +48,9 @@ impl<F: Fetcher> Fetcher for Budgeted<'_, F> {
     async fn coordinate(&self, key: &str, lease_ms: u32) -> crate::ports::Acquired {
         self.inner.coordinate(key, lease_ms).await
     }
+    async fn land(&self, key: &str, ok: bool, payload: Option<&str>) {
+        self.inner.land(key, ok, payload).await
+    }
     async fn pause(&self, ms: u32) {
         self.inner.pause(ms).await
     }

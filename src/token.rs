@@ -49,6 +49,25 @@ impl Token {
     pub fn header_value(&self) -> String {
         format!("Bearer {}", self.value)
     }
+    /// The token as one isolate shares it with the others (through the coordinator).
+    pub fn to_shared(&self) -> String {
+        serde_json::json!({"token": self.value, "expires_at": self.expires_at}).to_string()
+    }
+    /// A token another isolate shared, if it is one and still usable at `now`.
+    pub fn from_shared(text: &str, now: u64) -> Option<Token> {
+        #[derive(Deserialize)]
+        struct Shared {
+            token: String,
+            expires_at: u64,
+        }
+        let s: Shared = serde_json::from_str(text).ok()?;
+        let ok = !s.token.is_empty() && s.token.bytes().all(|b| b.is_ascii_graphic());
+        let t = Token {
+            value: s.token,
+            expires_at: s.expires_at,
+        };
+        (ok && t.usable_at(now)).then_some(t)
+    }
     fn usable_at(&self, now: u64) -> bool {
         now.saturating_add(EXPIRY_MARGIN) < self.expires_at
     }
@@ -161,6 +180,19 @@ mod tests {
         assert_ne!(low, identity_key(None));
         assert_eq!(low, identity_key(Some("Basic bG93OnB3")));
         assert!(!low.contains("bG93"));
+    }
+
+    #[test]
+    fn shared_tokens_round_trip_and_expire() {
+        let t = Token::from_response(br#"{"token":"abc","expires_in":300}"#, 1000).unwrap();
+        let shared = t.to_shared();
+        assert_eq!(Token::from_shared(&shared, 1000), Some(t.clone()));
+        assert_eq!(Token::from_shared(&shared, 1295), None, "about to lapse");
+        assert_eq!(Token::from_shared("not json", 1000), None);
+        assert_eq!(
+            Token::from_shared(r#"{"token":"a b","expires_at":9999}"#, 1000),
+            None
+        );
     }
 
     #[test]

@@ -128,7 +128,7 @@ impl<'a, F: Fetcher, S> Request<'a, F, S> {
                     Some(self.leading(landing))
                 }
                 // Another isolate's fetch landed: this isolate's followers look in the store too.
-                Acquired::Landed => None,
+                Acquired::Landed(_) => None,
                 Acquired::Busy | Acquired::Unavailable => Some(self.leading(landing)),
             },
             Role::Landed => None,

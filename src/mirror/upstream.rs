@@ -13,7 +13,7 @@ use crate::challenge::{self, BearerChallenge};
 use crate::config::Upstream;
 use crate::error::{ErrorCode, OciError};
 use crate::flights::Flights;
-use crate::ports::{FetchError, Fetcher, UpstreamRequest};
+use crate::ports::{Acquired, FetchError, Fetcher, UpstreamRequest};
 use crate::retry;
 use crate::token::{identity_key, Token, TokenCache};
 
@@ -252,9 +252,43 @@ impl<F: Fetcher> Session<'_, F> {
             }
         }
         auth.fresh += 1;
-        let token = self.fetch_token(call, &challenge, auth).await?;
+        let token = self.token_for(call, &challenge, auth).await?;
         auth.header = Some(token.header_value());
         Ok(Next::Retry)
+    }
+
+    /// A token for this request. The mirror's own identity's first fetch is shared with the other
+    /// isolates (when a coordinator is bound): one of them asks the realm, the others get its
+    /// token. Anything else (a retry after a refused token, a client's login) is fetched here.
+    async fn token_for(
+        &self,
+        call: &Call<'_>,
+        challenge: &BearerChallenge,
+        auth: &Auth,
+    ) -> Result<Token, OciError> {
+        let Some(key) = auth.key.as_deref().filter(|_| auth.fresh == 1) else {
+            return self.fetch_token(call, challenge, auth).await;
+        };
+        let shared_key = format!("token|{key}|{}", call.scope);
+        let lease_ms = self.timeout_ms.saturating_mul(2);
+        match self.fetcher.coordinate(&shared_key, lease_ms).await {
+            Acquired::Landed(Some(shared)) => match Token::from_shared(&shared, self.now) {
+                Some(token) => {
+                    let mut tokens = self.tokens.borrow_mut();
+                    tokens.put(key, call.scope, token.clone(), self.now);
+                    Ok(token)
+                }
+                None => self.fetch_token(call, challenge, auth).await,
+            },
+            Acquired::Lead => {
+                let fetched = self.fetch_token(call, challenge, auth).await;
+                let shared = fetched.as_ref().ok().map(Token::to_shared);
+                let ok = fetched.is_ok();
+                self.fetcher.land(&shared_key, ok, shared.as_deref()).await;
+                fetched
+            }
+            _ => self.fetch_token(call, challenge, auth).await,
+        }
     }
 
     /// The Bearer challenge a registry answers an anonymous `GET /v2/` with (its token realm), if any.

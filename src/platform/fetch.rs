@@ -178,6 +178,10 @@ impl Fetcher for RuntimeFetcher {
         super::coordinator::acquire(key, lease_ms).await
     }
 
+    async fn land(&self, key: &str, ok: bool, payload: Option<&str>) {
+        super::coordinator::land(key, ok, payload).await
+    }
+
     async fn drain(&self, body: Body, limit: usize) {
         drain(body, limit).await
     }
