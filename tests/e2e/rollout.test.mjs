@@ -54,7 +54,8 @@ describe('a rollout through two isolates', { timeout: 600_000 }, () => {
       const name = repo.replace(/^library\//, '');
       const marks = { hub: logOffset(up.logs.hub), token: logOffset(up.logs.token), blobs: logOffset(up.logs.blobs) };
       const pulls = await Promise.all(Array.from({ length: CLIENTS }, (_, i) => pull(`${ISOLATES[i % ISOLATES.length]}.test`, name, image)));
-      await new Promise((r) => setTimeout(r, 500));
+      // The upstreams' logs are written by pipes: wait until every blob's GET shows, then settle.
+      await new Promise((r) => setTimeout(r, 1000));
       const hub = readRequests(up.logs.hub, marks.hub);
       const answered = (method, p) => hub.filter((q) => q.method === method && q.path === p && q.status < 400).length;
       const tagPath = `/v2/${repo}/manifests/latest`;
@@ -70,13 +71,45 @@ describe('a rollout through two isolates', { timeout: 600_000 }, () => {
   }
 
   it(`with the coordinator: one GET per manifest and per blob for ${CLIENTS} clients on ${ISOLATES.length} isolates`, async () => {
-    const { tag, perBlob } = await rollout(true);
+    const { tag, perBlob, tokens } = await rollout(true);
     assert.deepEqual(tag, [1, 1]);
     assert.deepEqual(perBlob, perBlob.map(() => 1));
+    assert.ok(tokens <= 1, `token requests: ${tokens}`);
+  });
+
+  it('a token one isolate fetched serves the other (one realm request for the fleet)', async () => {
+    const fleet = await startMirrorFleet({ port: PORT, names: ISOLATES, coordinator: true, vars: { UPSTREAMS: upstreamTable(up) }, onLog: () => {} });
+    try {
+      const repo = `library/rollout-${crypto.randomUUID().slice(0, 8)}`;
+      const image = await pushImage(repo, { layers: 2, layerBytes: 256 * 1024 });
+      const name = repo.replace(/^library\//, '');
+      const mark = logOffset(up.logs.token);
+      // The manifest through the first isolate, then every blob through the second only: the
+      // second leads the blobs and needs a token for the same scope.
+      const m = await get('a.test', `/v2/${name}/manifests/latest`, { accept: ACCEPT_ALL });
+      assert.equal(m.status, 200);
+      const manifest = JSON.parse(m.body);
+      for (const b of [manifest.config, ...manifest.layers]) {
+        const r = await get('b.test', `/v2/${name}/blobs/${b.digest}`);
+        assert.equal(r.status, 200);
+        assert.equal(sha256(r.body), b.digest);
+      }
+      // The token server's log is written by a pipe: wait for the line, then a little more.
+      const count = () => readJsonLines(up.logs.token, mark).length;
+      for (let t = 0; t < 50 && count() < 1; t++) await new Promise((r) => setTimeout(r, 100));
+      await new Promise((r) => setTimeout(r, 500));
+      const tokens = count();
+      rows.push(`| bound, token fetched by a, blobs through b | — | — | ${tokens} | 1 |`);
+      assert.equal(tokens, 1, 'the second isolate used the first one\'s token');
+      assert.equal(image.manifest.digest, sha256(m.body));
+    } finally {
+      await fleet.stop();
+    }
   });
 
   it('without it: at most one GET per object per isolate', async () => {
-    const { tag, perBlob } = await rollout(false);
+    const { tag, perBlob, tokens } = await rollout(false);
+    assert.ok(tokens <= ISOLATES.length, `token requests: ${tokens}`);
     assert.ok(tag[1] >= 1 && tag[1] <= ISOLATES.length, `tag GETs ${tag[1]}`);
     assert.ok(perBlob.every((n) => n >= 1 && n <= ISOLATES.length), `blob GETs ${perBlob}`);
   });
