@@ -13,15 +13,9 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const SCRIPT = path.join(ROOT, 'build/worker/shim.mjs');
 const VAR_NAMES = ['UPSTREAMS', 'DEFAULT_UPSTREAM', 'UPSTREAM_TIMEOUT_MS', 'PREWARM', 'PREWARM_BUDGET', 'CONFIG_RELOAD_SECS', 'ADMIN_TOKEN', 'ADMIN_TOKEN_NAME', 'ALLOW_CIDRS', 'TRUSTED_CIDRS', 'RATE_LIMIT', 'UPSTREAM_SECRETS'];
 
-/** Starts the worker on 127.0.0.1:port. `vars` are the Worker's variables; `r2` binds an R2 bucket
- *  as BLOBS, `kv` a KV namespace as CONFIG (the admin API's store), `rateLimit` one as RATELIMIT
- *  (per-client pull counters); `state` persists KV/R2/cache under that directory (else in memory), except the Cache API
- *  with `freshCache`; `onLog(line)` gets
- *  every line the worker prints. Returns { url, mf, stop }. */
-export async function startMirror({ port = 8787, vars = {}, state, r2 = false, kv = false, rateLimit = false, freshCache = false, coordinator = false, onLog } = {}) {
-  if (!existsSync(SCRIPT)) throw new Error(`${SCRIPT} is missing: run npm run build`);
-  const persist = state ? { kvPersist: path.join(state, 'kv'), r2Persist: path.join(state, 'r2'), ...(freshCache ? {} : { cachePersist: path.join(state, 'cache') }) } : {};
-  const mf = new Miniflare({
+/** The built worker as Miniflare runs it, with variables `vars` and an R2 bucket as BLOBS (`r2`). */
+function workerOptions({ vars, r2 }) {
+  return {
     scriptPath: SCRIPT,
     modules: true,
     modulesRules: [
@@ -32,9 +26,15 @@ export async function startMirror({ port = 8787, vars = {}, state, r2 = false, k
     bindings: vars,
     cache: true,
     r2Buckets: r2 ? ['BLOBS'] : [],
-    kvNamespaces: [...(kv ? ['CONFIG'] : []), ...(rateLimit ? ['RATELIMIT'] : [])],
-    durableObjects: coordinator ? { COORDINATOR: 'Coordinator' } : {},
-    ...persist,
+  };
+}
+
+/** Starts Miniflare with `options` on 127.0.0.1:port; every line the runtime prints goes to
+ *  `onLog` (else the console). Returns { url, mf, stop }. */
+async function launch(options, port, onLog) {
+  if (!existsSync(SCRIPT)) throw new Error(`${SCRIPT} is missing: run npm run build`);
+  const mf = new Miniflare({
+    ...options,
     host: '127.0.0.1',
     port,
     handleRuntimeStdio(stdout, stderr) {
@@ -56,51 +56,35 @@ export async function startMirror({ port = 8787, vars = {}, state, r2 = false, k
   return { url, mf, stop: () => mf.dispose() };
 }
 
+/** Starts the worker on 127.0.0.1:port. `vars` are the Worker's variables; `r2` binds an R2 bucket
+ *  as BLOBS, `kv` a KV namespace as CONFIG (the admin API's store), `rateLimit` one as RATELIMIT
+ *  (per-client pull counters); `state` persists KV/R2/cache under that directory (else in memory), except the Cache API
+ *  with `freshCache`; `onLog(line)` gets
+ *  every line the worker prints. Returns { url, mf, stop }. */
+export async function startMirror({ port = 8787, vars = {}, state, r2 = false, kv = false, rateLimit = false, freshCache = false, coordinator = false, onLog } = {}) {
+  const persist = state ? { kvPersist: path.join(state, 'kv'), r2Persist: path.join(state, 'r2'), ...(freshCache ? {} : { cachePersist: path.join(state, 'cache') }) } : {};
+  return launch({
+    ...workerOptions({ vars, r2 }),
+    kvNamespaces: [...(kv ? ['CONFIG'] : []), ...(rateLimit ? ['RATELIMIT'] : [])],
+    durableObjects: coordinator ? { COORDINATOR: 'Coordinator' } : {},
+    ...persist,
+  }, port, onLog);
+}
+
 /** Several instances of the worker in one workerd, each its own isolate, answering on one port
  *  by Host (`<name>.test`), sharing the Cache API, the R2 bucket and, with `coordinator`, one
  *  Durable Object namespace (what a fleet of isolates shares in production). Returns
  *  { url, mf, stop }. */
 export async function startMirrorFleet({ port, names = ['a', 'b'], vars = {}, r2 = true, coordinator = true, onLog } = {}) {
-  if (!existsSync(SCRIPT)) throw new Error(`${SCRIPT} is missing: run npm run build`);
-  const common = {
-    scriptPath: SCRIPT,
-    modules: true,
-    modulesRules: [
-      { type: 'ESModule', include: ['**/*.js', '**/*.mjs'] },
-      { type: 'CompiledWasm', include: ['**/*.wasm'] },
-    ],
-    compatibilityDate: '2026-04-01',
-    bindings: vars,
-    cache: true,
-    r2Buckets: r2 ? ['BLOBS'] : [],
-  };
+  const first = { COORDINATOR: 'Coordinator' };
+  const others = { COORDINATOR: { className: 'Coordinator', scriptName: names[0] } };
   const workers = names.map((name, i) => ({
-    ...common,
+    ...workerOptions({ vars, r2 }),
     name,
     routes: [`${name}.test/*`],
-    durableObjects: !coordinator ? {} : i === 0 ? { COORDINATOR: 'Coordinator' } : { COORDINATOR: { className: 'Coordinator', scriptName: names[0] } },
+    durableObjects: !coordinator ? {} : i === 0 ? first : others,
   }));
-  const mf = new Miniflare({
-    workers,
-    host: '127.0.0.1',
-    port,
-    handleRuntimeStdio(stdout, stderr) {
-      for (const stream of [stdout, stderr]) {
-        let buf = '';
-        stream.on('data', (chunk) => {
-          buf += chunk;
-          let i;
-          while ((i = buf.indexOf('\n')) >= 0) {
-            const line = buf.slice(0, i);
-            buf = buf.slice(i + 1);
-            if (onLog) onLog(line); else console.log(line);
-          }
-        });
-      }
-    },
-  });
-  const url = (await mf.ready).toString().replace(/\/$/, '');
-  return { url, mf, stop: () => mf.dispose() };
+  return launch({ workers }, port, onLog);
 }
 
 /** wrangler.toml's [vars], with EDGEMIRROR_* environment overrides. */

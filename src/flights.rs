@@ -187,9 +187,9 @@ pub struct LeaseBook {
     payload: Option<String>,
 }
 
-/// A landing this recent sends askers to the store; after it, the next asker leads again (the
-/// store may have let the object go).
-pub const LANDED_FOR_MS: f64 = 60_000.0;
+/// A landing this recent sends other isolates' askers to the store (the same window as inside an
+/// isolate); after it, the next asker leads again (the store may have let the object go).
+pub const LANDED_FOR_MS: f64 = (LANDED_RECENTLY_SECS * 1000) as f64;
 
 /// The answer to an ask, when there is one yet.
 #[derive(Debug, Clone, PartialEq, Eq)]

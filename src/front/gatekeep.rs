@@ -4,7 +4,7 @@
 use http::header::{AUTHORIZATION, RETRY_AFTER};
 use http::{HeaderValue, Method};
 
-use super::{LimitShown, Ports, Stop};
+use super::{Caller, LimitShown, Ports, Stop};
 use crate::config::Config;
 use crate::error::{ErrorCode, OciError};
 use crate::gate::{self, LoginDecision, LOGIN_FAILURES};
@@ -21,16 +21,15 @@ pub(super) async fn gatekeep<F, S, K, C>(
     cfg: &Config,
     req: &mut Incoming,
     route: &Result<Route, OciError>,
-    ip: &str,
-    client: &str,
-    now: u64,
+    caller: &Caller<'_>,
 ) -> Result<LimitShown, Box<Stop<F::Body>>>
 where
     F: Fetcher,
     K: PullCounts,
 {
+    let (ip, client, now) = (caller.ip, caller.client, caller.now);
     gate::admit(cfg, ip).map_err(|e| Stop::error(&req.method, &e, None))?;
-    if gate::presents_password(req) {
+    if caller.presents_password {
         let blocked = ports
             .isolate
             .failures
@@ -52,7 +51,7 @@ where
         (ports.secret)("MIRROR_CREDENTIALS").and_then(|s| MirrorCredentials::parse(&s));
     if let Some(mc) = mirror_creds {
         let trusted = ratelimit::any_contains(&cfg.trusted, ip);
-        mirror_login(ports, &mc, trusted, req, client, now)?;
+        mirror_login(ports, &mc, trusted, req, caller)?;
     }
     if !req.url.path().starts_with("/v2/") {
         return Ok(None);
@@ -94,17 +93,17 @@ fn mirror_login<F, S, K, C>(
     mc: &MirrorCredentials,
     trusted: bool,
     req: &mut Incoming,
-    client: &str,
-    now: u64,
+    caller: &Caller<'_>,
 ) -> Result<(), Box<Stop<F::Body>>>
 where
     F: Fetcher,
 {
+    let now = caller.now;
     match gate::mirror_login(mc, trusted, req, now) {
         LoginDecision::Refuse => {
-            if gate::presents_password(req) {
+            if caller.presents_password {
                 let mut failures = ports.isolate.failures.borrow_mut();
-                failures.record("login", client, LOGIN_FAILURES, now);
+                failures.record("login", caller.client, LOGIN_FAILURES, now);
             }
             let e = OciError::new(
                 ErrorCode::Unauthorized,

@@ -147,10 +147,15 @@ where
         Err((method, e)) => return early(&method, e, log),
     };
     let route = route::parse(&req.method, req.url.path());
-    let presents_password = gate::presents_password(&req);
+    let caller = Caller {
+        ip: &ip,
+        client: &client,
+        now,
+        presents_password: gate::presents_password(&req),
+    };
     let mut shown: LimitShown = None;
     if let (Ok(cfg), false) = (config, matches!(route, Ok(Route::Health))) {
-        match gatekeep(ports, cfg, &mut req, &route, &ip, &client, now).await {
+        match gatekeep(ports, cfg, &mut req, &route, &caller).await {
             Ok(limit) => shown = limit,
             Err(stop) => {
                 log.route = stop.route;
@@ -170,7 +175,7 @@ where
     let (mut resp, outcome) =
         mirror::handle_route(config, &session, ports.store, &req, route).await;
     // A password the upstream (or the mirror) refused counts against the client.
-    if presents_password && resp.status() == StatusCode::UNAUTHORIZED {
+    if caller.presents_password && resp.status() == StatusCode::UNAUTHORIZED {
         let mut failures = ports.isolate.failures.borrow_mut();
         failures.record("login", &client, LOGIN_FAILURES, now);
     }
@@ -211,6 +216,16 @@ async fn incoming<F: Fetcher>(
         headers,
         body: form,
     })
+}
+
+/// Who sent a request, as the gate counts and limits it.
+pub(super) struct Caller<'a> {
+    pub(super) ip: &'a str,
+    /// The key failures and pulls are counted under (an IPv6 client by its /64).
+    pub(super) client: &'a str,
+    pub(super) now: u64,
+    /// It shows a password (a login to check here or upstream): a refusal counts as a failure.
+    pub(super) presents_password: bool,
 }
 
 /// A request the gate answered itself.
