@@ -40,6 +40,12 @@ pub fn tag(upstream: &str, name: &RepoName, tag: &Tag, accept: &[String]) -> Str
     )
 }
 
+/// "Something of this repository is held": written with every stored manifest, read when a tag
+/// has no record, so a HEAD is sent first only where it can save a pull.
+pub fn repository_held(upstream: &str, name: &RepoName) -> String {
+    format!("{BASE}/{}/{}/held", enc(upstream), name)
+}
+
 /// The object name in R2 for a cache key.
 pub fn object_name(key: &str) -> &str {
     key.strip_prefix(BASE)

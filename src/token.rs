@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use crate::challenge::BearerChallenge;
+
 use serde::Deserialize;
 
 /// The spec's default lifetime when a token response gives none.
@@ -99,9 +101,30 @@ const FETCH_FORGOTTEN_AFTER: u64 = 30;
 pub struct TokenCache {
     tokens: HashMap<(String, String), Token>,
     fetching: HashMap<(String, String), u64>,
+    /// Each registry's realm and service, from its last Bearer challenge: a request for a scope
+    /// with no token yet fetches one first instead of being refused first (a round trip saved).
+    realms: HashMap<String, BearerChallenge>,
 }
 
 impl TokenCache {
+    /// Remembers where `registry` sends its clients for tokens (configured registries only, so
+    /// the map stays as small as the upstream table).
+    pub fn learn_realm(&mut self, registry: &str, challenge: &BearerChallenge) {
+        if self.realms.len() >= MAX_TOKENS {
+            self.realms.clear();
+        }
+        let known = BearerChallenge {
+            realm: challenge.realm.clone(),
+            service: challenge.service.clone(),
+            scope: None,
+            error: None,
+        };
+        self.realms.insert(registry.to_string(), known);
+    }
+    /// The realm `registry` named last, if any.
+    pub fn realm_of(&self, registry: &str) -> Option<BearerChallenge> {
+        self.realms.get(registry).cloned()
+    }
     pub fn get(&self, upstream: &str, scope: &str, now: u64) -> Option<&Token> {
         self.tokens
             .get(&(upstream.to_string(), scope.to_string()))

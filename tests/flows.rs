@@ -46,22 +46,17 @@ fn manifest_by_tag_with_token_auth_is_passed_through_byte_for_byte() {
     assert_eq!(
         w.net.urls(),
         [
-            // A tag is resolved with a HEAD first (not a pull on Docker Hub); the bytes were not held.
-            "HEAD http://hub.test/v2/library/alpine/manifests/latest",
+            // Nothing of this repository is held: no HEAD first (it could save no pull), the GET
+            // at once; its 401 names the realm.
+            "GET http://hub.test/v2/library/alpine/manifests/latest",
             "GET http://auth.test/token?service=hub&scope=repository%3Alibrary%2Falpine%3Apull",
-            "HEAD http://hub.test/v2/library/alpine/manifests/latest",
             "GET http://hub.test/v2/library/alpine/manifests/latest",
         ]
     );
     assert_eq!(w.net.auth_of(0), None);
     assert_eq!(w.net.auth_of(1), None, "anonymous token request");
     assert_eq!(w.net.auth_of(2).as_deref(), Some("Bearer tok-1"));
-    assert_eq!(
-        w.net.auth_of(3).as_deref(),
-        Some("Bearer tok-1"),
-        "the token is kept for the GET"
-    );
-    let accept = w.net.seen.borrow()[3].headers["accept"]
+    let accept = w.net.seen.borrow()[2].headers["accept"]
         .to_str()
         .unwrap()
         .to_string();
@@ -75,8 +70,8 @@ fn manifest_by_tag_with_token_auth_is_passed_through_byte_for_byte() {
     );
     assert_eq!(r.status(), 404);
     assert!(matches!(r.body(), Reply::Empty));
-    assert_eq!(w.net.urls().len(), 5);
-    assert_eq!(w.net.auth_of(4).as_deref(), Some("Bearer tok-1"));
+    assert_eq!(w.net.urls().len(), 4);
+    assert_eq!(w.net.auth_of(3).as_deref(), Some("Bearer tok-1"));
 }
 
 #[test]
@@ -795,8 +790,8 @@ fn a_manifest_that_gets_no_budget_waits_the_upstream_timeout_then_is_a_503_with_
     assert_eq!(w.net.bytes_read.get(), 0, "the body was never read");
     assert_eq!(
         w.net.discarded.get(),
-        2,
-        "the HEAD's and the GET's bodies were let go"
+        1,
+        "the GET's body was let go (a cold repository: no HEAD first)"
     );
     assert!(w.store.manifests.borrow().is_empty() && w.store.tags.borrow().is_empty());
     assert_eq!(
@@ -808,4 +803,76 @@ fn a_manifest_that_gets_no_budget_waits_the_upstream_timeout_then_is_a_503_with_
     let (r, _) = w.get("/v2/plain/big/manifests/t0");
     assert_eq!(r.status(), 200, "room again once the budget is given back");
     assert_eq!(body(&r), manifests[0]);
+}
+
+#[test]
+fn a_cold_repository_on_a_registry_whose_realm_is_known_gets_its_token_first() {
+    let w = World::new(FakeNet::new(hub));
+    // The first request learns the realm from the registry's 401.
+    let (r, _) = w.get("/v2/library/alpine/manifests/missing");
+    assert_eq!(r.status(), 404);
+    let n = w.net.urls().len();
+    assert_eq!(n, 3, "401, token, 404: {:?}", w.net.urls());
+    // Another repository (another scope, no token yet): the token first, no 401 round trip.
+    let (r, _) = w.get("/v2/library/other/manifests/latest");
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        w.net.urls()[n..],
+        [
+            "GET http://auth.test/token?service=hub&scope=repository%3Alibrary%2Fother%3Apull",
+            "GET http://hub.test/v2/library/other/manifests/latest",
+        ]
+    );
+    assert_eq!(w.net.auth_of(n + 1).as_deref(), Some("Bearer tok-1"));
+}
+
+#[test]
+fn a_realm_that_moved_is_followed_when_the_registry_refuses_the_token_fetched_first() {
+    // The registry's realm moves after the first challenge: tokens of the old realm are refused.
+    let moved = std::rc::Rc::new(std::cell::Cell::new(false));
+    let m = moved.clone();
+    let w = World::new(FakeNet::new(move |req| {
+        let auth = req
+            .headers
+            .get("authorization")
+            .map(|v| v.to_str().unwrap().to_string());
+        match (req.url.host_str().unwrap(), auth.as_deref()) {
+            ("auth.test", _) => resp(200, &[], br#"{"token":"old","expires_in":300}"#),
+            ("auth2.test", _) => resp(200, &[], br#"{"token":"new","expires_in":300}"#),
+            ("hub.test", Some("Bearer new")) => resp(404, &[], b""),
+            ("hub.test", Some("Bearer old")) if !m.get() => resp(404, &[], b""),
+            ("hub.test", _) => {
+                let realm = if m.get() {
+                    "http://auth2.test/token"
+                } else {
+                    "http://auth.test/token"
+                };
+                resp(
+                    401,
+                    &[(
+                        "www-authenticate",
+                        &format!(r#"Bearer realm="{realm}",service="hub""#),
+                    )],
+                    b"",
+                )
+            }
+            _ => resp(404, &[], b""),
+        }
+    }));
+    let (r, _) = w.get("/v2/library/a/manifests/missing");
+    assert_eq!(r.status(), 404);
+    moved.set(true);
+    let n = w.net.urls().len();
+    let (r, _) = w.get("/v2/library/b/manifests/missing");
+    assert_eq!(r.status(), 404, "{:?}", w.net.urls());
+    let urls = w.net.urls()[n..].to_vec();
+    assert!(
+        urls[0].starts_with("GET http://auth.test/token"),
+        "{urls:?}"
+    );
+    assert!(
+        urls[2].starts_with("GET http://auth2.test/token"),
+        "the new realm: {urls:?}"
+    );
+    assert_eq!(urls.len(), 4, "{urls:?}");
 }

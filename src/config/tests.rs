@@ -47,7 +47,10 @@ fn parses_and_normalises_a_table() {
 
 #[test]
 fn a_punycode_registry_host_is_accepted() {
-    let c = Config::from_vars(&vars(r#"{"x": {"registry": "https://xn--bcher-kva.example"}}"#)).unwrap();
+    let c = Config::from_vars(&vars(
+        r#"{"x": {"registry": "https://xn--bcher-kva.example"}}"#,
+    ))
+    .unwrap();
     assert_eq!(c.upstreams[0].registry, "https://xn--bcher-kva.example");
 }
 

@@ -158,7 +158,7 @@ async fn by_record<F: Fetcher, S: Store<Body = F::Body>>(
     record: Option<TagRecord>,
 ) -> Answer<F::Body> {
     let Some(record) = record else {
-        return resolve(r, tag_key).await;
+        return resolve(r, tag_key, Hint::None).await;
     };
     let ttls = r.upstream.ttls;
     match freshness(
@@ -171,19 +171,33 @@ async fn by_record<F: Fetcher, S: Store<Body = F::Body>>(
             Some(resp) => Ok((resp, CacheStatus::Hit { ttl: remaining })),
             None => fetch(r, None, Some(tag_key)).await,
         },
-        Freshness::Expired => resolve(r, tag_key).await,
+        Freshness::Expired => resolve(r, tag_key, Hint::ExpiredRecord).await,
         Freshness::Stale => revalidate(r, tag_key, record).await,
     }
 }
 
-/// No usable record for this Accept list: for a GET, a HEAD first (not a pull on Docker Hub). When
-/// the digest it names is already held (stored for another client's Accept list, or prewarmed),
-/// that is served and no GET is made.
+/// What suggests a tag's manifest may already be held.
+#[derive(Clone, Copy, PartialEq)]
+enum Hint {
+    /// No record for this Accept list: the repository's marker decides.
+    None,
+    /// A record past its TTL: the tag most likely still names what it named.
+    ExpiredRecord,
+}
+
+/// No usable record for this Accept list. A GET goes upstream at once, unless something of this
+/// repository is held (an expired record, a manifest stored for another tag or Accept list, or
+/// prewarmed): then a HEAD first (not a pull on Docker Hub), and when the digest it names is held,
+/// that is served and no GET is made. A cold repository so costs one upstream exchange, not two.
 async fn resolve<F: Fetcher, S: Store<Body = F::Body>>(
     r: &Request<'_, F, S>,
     tag_key: &str,
+    hint: Hint,
 ) -> Answer<F::Body> {
     if *r.method == Method::HEAD {
+        return fetch(r, None, Some(tag_key)).await;
+    }
+    if hint == Hint::None && !repository_held(r).await {
         return fetch(r, None, Some(tag_key)).await;
     }
     let resp = r.send(Method::HEAD).await?;
@@ -242,6 +256,11 @@ async fn resolve<F: Fetcher, S: Store<Body = F::Body>>(
             stored: Err("not a 200"),
         },
     ))
+}
+
+async fn repository_held<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>) -> bool {
+    let key = cache_key::repository_held(&r.upstream.name, r.name);
+    r.store.note(&key).await.is_some()
 }
 
 /// The stored manifest a record points at, if held and accepted, its body unread. It is not
@@ -513,6 +532,8 @@ fn keep<F: Fetcher, S: Store<Body = F::Body>>(
         size: m.size,
     };
     r.store.put_manifest(&key, stored, ttl, r.landing.clone());
+    let marker = cache_key::repository_held(&r.upstream.name, r.name);
+    r.store.put_note(&marker, "1", ttl);
     let stored = match tag_key {
         Some(tag_key) => {
             let rec = TagRecord {

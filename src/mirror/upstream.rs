@@ -189,7 +189,26 @@ impl<F: Fetcher> Session<'_, F> {
             cached => cached,
         };
         auth.from_cache = auth.header.is_some();
+        if auth.header.is_none() {
+            self.token_first(call, &mut auth).await;
+        }
         auth
+    }
+
+    /// A scope with no token yet, on a registry whose realm is known from an earlier challenge:
+    /// the token is fetched before the request, not after a 401 (one round trip less on every
+    /// cold repository). It counts as a kept token: if the registry refuses it, its own challenge
+    /// is answered as usual. A failure here is not final: the request goes without, as before.
+    async fn token_first(&self, call: &Call<'_>, auth: &mut Auth) {
+        let Some(challenge) = self.tokens.borrow().realm_of(&call.upstream.registry) else {
+            return;
+        };
+        auth.fresh = 1;
+        if let Ok(token) = self.token_for(call, &challenge, auth).await {
+            auth.header = Some(token.header_value());
+            auth.from_cache = true;
+        }
+        auth.fresh = 0;
     }
 
     /// The registry answered 401: answer its challenge (a token, or Basic), or give its answer back.
@@ -205,7 +224,13 @@ impl<F: Fetcher> Session<'_, F> {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let Some(challenge) = challenge::bearer(&header) else {
+        let challenge = challenge::bearer(&header);
+        if let Some(c) = &challenge {
+            self.tokens
+                .borrow_mut()
+                .learn_realm(&call.upstream.registry, c);
+        }
+        let Some(challenge) = challenge else {
             // A registry that asks for Basic gets the login at hand, if there is one, once.
             let basic_asked = challenge::parse(&header)
                 .iter()
