@@ -98,6 +98,8 @@ struct Auth {
     asked_peer: bool,
     /// Tokens fetched for this request so far.
     fresh: u32,
+    /// The realm a token was fetched from before the first attempt (`token_first`).
+    first_realm: Option<url::Url>,
 }
 
 /// What to do after the registry refused an attempt.
@@ -131,6 +133,7 @@ impl<F: Fetcher> Session<'_, F> {
                 self.start(call, credentials.map(basic), true).await
             }
         };
+        self.token_first(call, &mut auth).await?;
         loop {
             let (resp, from_registry) = self
                 .follow(
@@ -172,6 +175,7 @@ impl<F: Fetcher> Session<'_, F> {
             from_cache: false,
             asked_peer: false,
             fresh: 0,
+            first_realm: None,
         };
         let Some(key) = auth.key.as_deref() else {
             return auth;
@@ -189,26 +193,29 @@ impl<F: Fetcher> Session<'_, F> {
             cached => cached,
         };
         auth.from_cache = auth.header.is_some();
-        if auth.header.is_none() {
-            self.token_first(call, &mut auth).await;
-        }
         auth
     }
 
     /// A scope with no token yet, on a registry whose realm is known from an earlier challenge:
     /// the token is fetched before the request, not after a 401 (one round trip less on every
-    /// cold repository). It counts as a kept token: if the registry refuses it, its own challenge
-    /// is answered as usual. A failure here is not final: the request goes without, as before.
-    async fn token_first(&self, call: &Call<'_>, auth: &mut Auth) {
+    /// cold repository). It counts as the request's first fresh token, so a realm that fails or
+    /// whose tokens the registry refuses is answered as before; a registry that names another
+    /// realm now gets a token from that one.
+    async fn token_first(&self, call: &Call<'_>, auth: &mut Auth) -> Result<(), OciError> {
+        if auth.header.is_some() || auth.key.is_none() {
+            return Ok(());
+        }
         let Some(challenge) = self.tokens.borrow().realm_of(&call.upstream.registry) else {
-            return;
+            return Ok(());
         };
         auth.fresh = 1;
-        if let Ok(token) = self.token_for(call, &challenge, auth).await {
-            auth.header = Some(token.header_value());
-            auth.from_cache = true;
-        }
-        auth.fresh = 0;
+        let token = self.token_for(call, &challenge, auth).await?;
+        auth.header = Some(token.header_value());
+        auth.first_realm = Some(challenge.realm);
+        // Kept in the cache by the fetch: a refusal forgets it, and no peer has a better one.
+        auth.from_cache = true;
+        auth.asked_peer = true;
+        Ok(())
     }
 
     /// The registry answered 401: answer its challenge (a token, or Basic), or give its answer back.
@@ -248,6 +255,14 @@ impl<F: Fetcher> Session<'_, F> {
         // repository needs a login); an invalid one (expired on arrival: a realm with a skewed
         // clock) gets one more fetch, and then the mirror gives up on this upstream.
         let invalid = challenge.error.as_deref() == Some("invalid_token");
+        if auth
+            .first_realm
+            .take()
+            .is_some_and(|r| r != challenge.realm)
+        {
+            // The realm moved since it was learned: its token was no answer to this challenge.
+            auth.fresh = 0;
+        }
         match auth.fresh {
             0 => {}
             1 if invalid => {}

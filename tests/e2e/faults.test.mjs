@@ -56,7 +56,7 @@ function pull(port, p, accept) {
 // tag). `arm`: [listener, rule] pairs. `expect`: what the client must see.
 const CASES = [
   { id: 'registry 500 once', via: 'plain', what: 'blob', arm: [['plain', { fault: 'status', code: 500, path: /\/blobs\// }]], expect: { status: 200 } },
-  { id: 'registry 502 once', via: 'hub', what: 'manifest', arm: [['hub', { fault: 'status', code: 502, method: 'HEAD', path: /\/manifests\// }]], expect: { status: 200 } },
+  { id: 'registry 502 once', via: 'hub', what: 'manifest', arm: [['hub', { fault: 'status', code: 502, method: 'GET', path: /\/manifests\// }]], expect: { status: 200 } },
   { id: 'registry 503 + Retry-After: 1, once', via: 'plain', what: 'blob', arm: [['plain', { fault: 'status', code: 503, retryAfter: 1, path: /\/blobs\// }]], expect: { status: 200 } },
   { id: 'registry 503 + Retry-After: 120', via: 'plain', what: 'blob', arm: [['plain', { fault: 'status', code: 503, retryAfter: 120, path: /\/blobs\// }]], expect: { status: 503, code: 'UNAVAILABLE', retryAfter: '120' } },
   { id: 'registry 429 + Retry-After: 30', via: 'hub', what: 'manifest', arm: [['hub', { fault: 'status', code: 429, retryAfter: 30, path: /\/manifests\// }]], expect: { status: 429, code: 'TOOMANYREQUESTS', retryAfter: '30' } },
