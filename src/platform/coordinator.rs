@@ -62,7 +62,12 @@ pub async fn land(key: &str, ok: bool, payload: Option<&str>) {
 
 /// Tells the coordinator about the flights this isolate led for everyone and that landed.
 pub async fn flush(flights: &Flights) {
-    for (key, ok) in flights.take_remote_landings() {
+    tell_landed(flights.take_remote_landings()).await;
+}
+
+/// Tells the coordinator that these flights (key, stored) landed.
+pub async fn tell_landed(landed: Vec<(String, bool)>) {
+    for (key, ok) in landed {
         land(&key, ok, None).await;
     }
 }

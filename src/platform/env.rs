@@ -16,38 +16,52 @@ use crate::config::{Config, ConfigError, Vars, VAR_NAMES};
 type Parsed = Result<Rc<Config>, ConfigError>;
 
 thread_local! {
-    static CACHE: RefCell<Option<([Option<String>; 9], Parsed)>> = const { RefCell::new(None) };
+    /// The variables' values as the runtime gave them (the same objects on every request of an
+    /// isolate, so comparing them costs no conversion), and the configuration parsed from them.
+    static CACHE: RefCell<Option<(Vec<JsValue>, Parsed)>> = const { RefCell::new(None) };
 }
 
-/// A variable as text: strings as they are, objects (wrangler.toml tables) as JSON.
-pub fn var(env: &Env, name: &str) -> Option<String> {
-    let value = js_sys::Reflect::get(env.as_ref(), &JsValue::from_str(name)).ok()?;
+fn raw(env: &Env, name: &str) -> JsValue {
+    js_sys::Reflect::get(env.as_ref(), &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// A raw value as text: strings as they are, objects (wrangler.toml tables) as JSON.
+fn text(value: &JsValue) -> Option<String> {
     if value.is_undefined() || value.is_null() {
         return None;
     }
     if let Some(s) = value.as_string() {
         return Some(s);
     }
-    js_sys::JSON::stringify(&value)
-        .ok()
-        .and_then(|s| s.as_string())
+    js_sys::JSON::stringify(value).ok().and_then(|s| s.as_string())
 }
 
+/// A variable as text: strings as they are, objects (wrangler.toml tables) as JSON.
+pub fn var(env: &Env, name: &str) -> Option<String> {
+    text(&raw(env, name))
+}
+
+/// The configuration, parsed again only when a variable's value is another object than last
+/// time (a deploy or a new secret makes a new isolate anyway): a request costs nine lookups, not
+/// nine conversions and a JSON serialisation of the upstream table.
 pub fn config(env: &Env) -> Parsed {
-    let raw = VAR_NAMES.map(|name| var(env, name));
+    let values: Vec<JsValue> = VAR_NAMES.iter().map(|name| raw(env, name)).collect();
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
         if let Some((seen, parsed)) = cache.as_ref() {
-            if *seen == raw {
+            if seen.len() == values.len()
+                && seen.iter().zip(&values).all(|(a, b)| js_sys::Object::is(a, b))
+            {
                 return parsed.clone();
             }
         }
-        let vars = Vars::from_values(&raw);
+        let texts: [Option<String>; VAR_NAMES.len()] = std::array::from_fn(|i| text(&values[i]));
+        let vars = Vars::from_values(&texts);
         let parsed = Config::from_vars(&vars).map(Rc::new);
         if let Err(e) = &parsed {
             worker::console_error!("{}", serde_json::json!({"msg": "invalid configuration", "field": e.field, "problem": e.problem}));
         }
-        *cache = Some((raw, parsed.clone()));
+        *cache = Some((values, parsed.clone()));
         parsed
     })
 }
