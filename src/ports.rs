@@ -89,6 +89,14 @@ pub struct TagRecord {
     pub stored_at: u64,
 }
 
+/// A tag's record as stored, with the manifest's bytes when they were kept beside it, so one
+/// store lookup answers a warm GET by tag. Whoever gets a body passes it on or discards it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTag<B> {
+    pub record: TagRecord,
+    pub body: Option<B>,
+}
+
 /// A manifest as the store holds it: its bytes as the upstream sent them, as a body of the
 /// platform's (in the worker the store's own stream, so a hit never brings the bytes into wasm),
 /// with the media type and length kept beside it.
@@ -180,10 +188,18 @@ pub enum BlobLookup<B> {
 #[allow(async_fn_in_trait)]
 pub trait Store {
     type Body;
-    async fn tag(&self, key: &str) -> Option<TagRecord>;
+    async fn tag(&self, key: &str) -> Option<StoredTag<Self::Body>>;
     /// Every put takes the leader's `Landing` (or `Landing::none()`): dropped when the write has
-    /// ended, after `failed()` if it did not commit (see `mirror::flights`).
-    fn put_tag(&self, key: &str, record: &TagRecord, keep_secs: u64, landing: Landing);
+    /// ended, after `failed()` if it did not commit (see `mirror::flights`). `body`, when given,
+    /// is the manifest's verified bytes (`record.size` of them), kept with the record.
+    fn put_tag(
+        &self,
+        key: &str,
+        record: &TagRecord,
+        body: Option<Self::Body>,
+        keep_secs: u64,
+        landing: Landing,
+    );
     fn delete_tag(&self, key: &str);
     /// A stored manifest, its body unread. Whoever gets it either passes the body on or discards it.
     async fn manifest(&self, key: &str) -> Option<StoredManifest<Self::Body>>;

@@ -314,11 +314,14 @@ fn a_held_manifest_is_served_as_the_stores_body_and_never_read_by_the_core() {
         [(m.clone(), m.len() as u64)],
         "what was verified is kept"
     );
-    for path in [
-        "/v2/plain/x/manifests/latest".to_string(),
-        format!("/v2/plain/x/manifests/{digest}"),
+    // By tag, the bytes kept with the tag's record answer (one store lookup); by digest, the
+    // stored manifest.
+    for (path, by_tag) in [
+        ("/v2/plain/x/manifests/latest".to_string(), true),
+        (format!("/v2/plain/x/manifests/{digest}"), false),
     ] {
         let lookups = w.store.manifest_hits.get();
+        let with_record = w.store.tag_bodies_served.get();
         let r = get(&w, Method::GET, &path, &[("accept", V2)]);
         assert!(h_cache(&r).contains("hit"), "{path}: {}", h_cache(&r));
         assert!(
@@ -328,7 +331,15 @@ fn a_held_manifest_is_served_as_the_stores_body_and_never_read_by_the_core() {
         assert_eq!(r.headers()["content-length"], m.len().to_string().as_str());
         assert_eq!(r.headers()["docker-content-digest"], digest.as_str());
         assert_eq!(r.headers()["content-type"], V2);
-        assert_eq!(w.store.manifest_hits.get(), lookups + 1);
+        assert_eq!(
+            (w.store.manifest_hits.get(), w.store.tag_bodies_served.get()),
+            if by_tag {
+                (lookups, with_record + 1)
+            } else {
+                (lookups + 1, with_record)
+            },
+            "{path}"
+        );
     }
     assert_eq!(
         w.net.bytes_read.get(),
@@ -391,6 +402,24 @@ fn a_head_miss_records_the_tag_and_the_next_head_is_a_hit() {
     assert_eq!(methods(&w), ["HEAD"]);
     // A GET needs the bytes: fetched once, then held.
     assert_eq!(tag(&w).status(), 200);
+    assert_eq!(methods(&w), ["HEAD", "GET"]);
+    // Now the record holds the bytes: a HEAD answers from it and lets the bytes go unread, a
+    // GET streams them; neither looks up the stored manifest.
+    let (discarded, manifest_lookups) = (w.net.discarded.get(), w.store.manifest_hits.get());
+    let h3 = get(
+        &w,
+        Method::HEAD,
+        "/v2/plain/x/manifests/latest",
+        &[("accept", V2)],
+    );
+    assert!(h_cache(&h3).contains("hit") && matches!(h3.body(), edgemirror::mirror::Reply::Empty));
+    assert_eq!(
+        w.net.discarded.get(),
+        discarded + 1,
+        "the record's bytes let go"
+    );
+    assert!(h_cache(&tag(&w)).contains("hit"));
+    assert_eq!(w.store.manifest_hits.get(), manifest_lookups);
     assert_eq!(methods(&w), ["HEAD", "GET"]);
 }
 

@@ -20,7 +20,7 @@ use crate::error::{ErrorCode, OciError};
 use crate::policy::{
     decide, freshness, CacheStatus, Decision, Facts, Freshness, Kind, MAX_MANIFEST,
 };
-use crate::ports::{Fetcher, Store, StoredManifest, TagRecord};
+use crate::ports::{Fetcher, Store, StoredManifest, StoredTag, TagRecord};
 use crate::reference::{Digest, Reference, Tag};
 
 type Answer<B> = Result<(http::Response<Reply<B>>, CacheStatus), OciError>;
@@ -131,22 +131,39 @@ async fn by_tag<F: Fetcher, S: Store<Body = F::Body>>(
     let tag_key = cache_key::tag(&r.upstream.name, r.name, tag, &r.accept);
     let mut may_wait = true;
     loop {
-        let record = r.store.tag(&tag_key).await;
-        let fresh = record.as_ref().is_some_and(|rec| {
-            let t = r.upstream.ttls;
-            let f = freshness(rec.stored_at, t.tag, t.stale_if_error, r.session.now);
+        let stored = r.store.tag(&tag_key).await;
+        let fresh = stored.as_ref().is_some_and(|t| {
+            let ttls = r.upstream.ttls;
+            let f = freshness(
+                t.record.stored_at,
+                ttls.tag,
+                ttls.stale_if_error,
+                r.session.now,
+            );
             matches!(f, Freshness::Fresh { .. })
         });
         // A burst for one cold, expired or stale tag makes one resolution upstream; the others
         // look again once it landed.
         if !fresh && may_wait {
             may_wait = false;
+            let record = stored.map(|t| record_only(r, t));
             match r.coalesce(&tag_key, follow_ms(r)).await {
                 None => continue,
                 Some(leader) => return by_record(&leader, &tag_key, record).await,
             }
         }
-        return by_record(r, &tag_key, record).await;
+        return by_record(r, &tag_key, stored).await;
+    }
+}
+
+/// The record of a stored tag, its bytes let go (they are read again when needed).
+fn record_only<F: Fetcher, S>(r: &Request<'_, F, S>, t: StoredTag<F::Body>) -> StoredTag<F::Body> {
+    if let Some(body) = t.body {
+        r.session.fetcher.discard(body);
+    }
+    StoredTag {
+        record: t.record,
+        body: None,
     }
 }
 
@@ -155,24 +172,28 @@ async fn by_tag<F: Fetcher, S: Store<Body = F::Body>>(
 async fn by_record<F: Fetcher, S: Store<Body = F::Body>>(
     r: &Request<'_, F, S>,
     tag_key: &str,
-    record: Option<TagRecord>,
+    stored: Option<StoredTag<F::Body>>,
 ) -> Answer<F::Body> {
-    let Some(record) = record else {
+    let Some(StoredTag { record, body }) = stored else {
         return resolve(r, tag_key, Hint::None).await;
     };
     let ttls = r.upstream.ttls;
-    match freshness(
-        record.stored_at,
-        ttls.tag,
-        ttls.stale_if_error,
-        r.session.now,
-    ) {
-        Freshness::Fresh { remaining } => match from_record(r, &record).await {
+    let now = r.session.now;
+    match freshness(record.stored_at, ttls.tag, ttls.stale_if_error, now) {
+        Freshness::Fresh { remaining } => match from_record(r, &record, body).await {
             Some(resp) => Ok((resp, CacheStatus::Hit { ttl: remaining })),
             None => fetch(r, None, Some(tag_key)).await,
         },
-        Freshness::Expired => resolve(r, tag_key, Hint::ExpiredRecord).await,
-        Freshness::Stale => revalidate(r, tag_key, record).await,
+        stale_or_expired => {
+            // Not served as they are: the bytes are read again if the tag still names them.
+            if let Some(b) = body {
+                r.session.fetcher.discard(b);
+            }
+            match stale_or_expired {
+                Freshness::Stale => revalidate(r, tag_key, record).await,
+                _ => resolve(r, tag_key, Hint::ExpiredRecord).await,
+            }
+        }
     }
 }
 
@@ -236,7 +257,7 @@ async fn resolve<F: Fetcher, S: Store<Body = F::Body>>(
                 ..Default::default()
             };
             // Storing the record is best effort; the answer is the same either way.
-            let _ = store_record(r, tag_key, facts, rec.clone());
+            let _ = store_record(r, tag_key, facts, rec.clone(), None);
             let reply = stored_body(r, held.body);
             return Ok((
                 cached_response(&rec.media_type, &rec.digest, rec.size, reply),
@@ -280,20 +301,39 @@ async fn held_manifest<F: Fetcher, S: Store<Body = F::Body>>(
         .await
 }
 
-/// A tag response from a record: a HEAD needs only the record, a GET the stored manifest too.
+/// A tag response from a record: a HEAD needs only the record, a GET the manifest's bytes too:
+/// those kept with the record (`body`), else the stored manifest.
 async fn from_record<F: Fetcher, S: Store<Body = F::Body>>(
     r: &Request<'_, F, S>,
     rec: &TagRecord,
+    body: Option<F::Body>,
 ) -> Option<http::Response<Reply<F::Body>>> {
-    if *r.method == Method::HEAD {
-        if !r.accept.is_empty() && !crate::policy::accepts(&r.accept, &rec.media_type) {
-            return None;
+    let accepted = r.accept.is_empty() || crate::policy::accepts(&r.accept, &rec.media_type);
+    let body = match body {
+        Some(b) if *r.method == Method::HEAD || !accepted => {
+            r.session.fetcher.discard(b);
+            None
         }
+        b => b,
+    };
+    if !accepted {
+        return None;
+    }
+    if *r.method == Method::HEAD {
         return Some(cached_response(
             &rec.media_type,
             &rec.digest,
             rec.size,
             Reply::Empty,
+        ));
+    }
+    if let Some(body) = body {
+        let reply = Reply::Stream(body);
+        return Some(cached_response(
+            &rec.media_type,
+            &rec.digest,
+            rec.size,
+            reply,
         ));
     }
     let held = held_manifest(r, rec).await?;
@@ -324,8 +364,8 @@ async fn revalidate<F: Fetcher, S: Store<Body = F::Body>>(
             if same {
                 rec.stored_at = r.session.now;
                 r.store
-                    .put_tag(tag_key, &rec, keep_tag(r), r.landing.clone());
-                if let Some(out) = from_record(r, &rec).await {
+                    .put_tag(tag_key, &rec, None, keep_tag(r), r.landing.clone());
+                if let Some(out) = from_record(r, &rec, None).await {
                     return Ok((out, CacheStatus::Revalidated));
                 }
             }
@@ -349,7 +389,7 @@ async fn revalidate<F: Fetcher, S: Store<Body = F::Body>>(
         }
         Err(_) => {}
     }
-    match from_record(r, &rec).await {
+    match from_record(r, &rec, None).await {
         Some(mut out) => {
             out.headers_mut().insert(
                 "warning",
@@ -403,7 +443,7 @@ async fn fetch<F: Fetcher, S: Store<Body = F::Body>>(
             _ => None,
         };
         let stored = match (tag_key, rec) {
-            (Some(key), Some(rec)) => store_record(r, key, fact_sheet(r, true, None), rec),
+            (Some(key), Some(rec)) => store_record(r, key, fact_sheet(r, true, None), rec, None),
             _ => Err("HEAD without Docker-Content-Digest"),
         };
         let mut out = http::Response::new(Reply::Empty);
@@ -524,7 +564,7 @@ fn keep<F: Fetcher, S: Store<Body = F::Body>>(
         Decision::Cacheable { ttl, .. } => ttl,
         d => return (m.body, Err(d.reason())),
     };
-    let (to_client, to_store) = r.session.fetcher.tee(m.body);
+    let (mut to_client, to_store) = r.session.fetcher.tee(m.body);
     let key = cache_key::manifest(&r.upstream.name, r.name, &m.digest);
     let stored = StoredManifest {
         body: to_store,
@@ -542,24 +582,34 @@ fn keep<F: Fetcher, S: Store<Body = F::Body>>(
                 size: m.size,
                 stored_at: r.session.now,
             };
-            store_record(r, tag_key, m.facts, rec)
+            // The bytes go with the record too: a warm GET by tag is then one store lookup.
+            let (client, with_record) = r.session.fetcher.tee(to_client);
+            to_client = client;
+            store_record(r, tag_key, m.facts, rec, Some(with_record))
         }
         None => Ok(()),
     };
     (to_client, stored)
 }
 
-fn store_record<F: Fetcher, S: Store>(
+fn store_record<F: Fetcher, S: Store<Body = F::Body>>(
     r: &Request<'_, F, S>,
     key: &str,
     facts: Facts,
     rec: TagRecord,
+    body: Option<F::Body>,
 ) -> Result<(), &'static str> {
     match decide(Kind::TagRecord, &facts, &r.upstream.ttls) {
         Decision::Cacheable { .. } => {
-            r.store.put_tag(key, &rec, keep_tag(r), r.landing.clone());
+            r.store
+                .put_tag(key, &rec, body, keep_tag(r), r.landing.clone());
             Ok(())
         }
-        d => Err(d.reason()),
+        d => {
+            if let Some(b) = body {
+                r.session.fetcher.discard(b);
+            }
+            Err(d.reason())
+        }
     }
 }

@@ -15,10 +15,10 @@ impl<B> Default for NoStore<B> {
 
 impl<B> Store for NoStore<B> {
     type Body = B;
-    async fn tag(&self, _: &str) -> Option<crate::ports::TagRecord> {
+    async fn tag(&self, _: &str) -> Option<crate::ports::StoredTag<B>> {
         None
     }
-    fn put_tag(&self, _: &str, _: &crate::ports::TagRecord, _: u64, _: Landing) {}
+    fn put_tag(&self, _: &str, _: &crate::ports::TagRecord, _: Option<B>, _: u64, _: Landing) {}
     fn delete_tag(&self, _: &str) {}
     async fn manifest(&self, _: &str) -> Option<StoredManifest<B>> {
         None

@@ -33,7 +33,9 @@ fn text(value: &JsValue) -> Option<String> {
     if let Some(s) = value.as_string() {
         return Some(s);
     }
-    js_sys::JSON::stringify(value).ok().and_then(|s| s.as_string())
+    js_sys::JSON::stringify(value)
+        .ok()
+        .and_then(|s| s.as_string())
 }
 
 /// A variable as text: strings as they are, objects (wrangler.toml tables) as JSON.

@@ -13,7 +13,11 @@ use crate::digest::{Algorithm, Digest};
 use crate::flights::Landing;
 use wasm_bindgen::JsCast;
 
-use crate::ports::{BlobLookup, RangeSpec, Store, StoredManifest, TagRecord};
+use crate::ports::{BlobLookup, RangeSpec, Store, StoredManifest, StoredTag, TagRecord};
+
+/// The header of a tag entry that holds the manifest's bytes as its body: the record as JSON.
+/// (An entry without it is a record alone, as JSON in the body.)
+const RECORD_HEADER: &str = "edgemirror-tag-record";
 use crate::reference::clip;
 
 /// Where deferred work goes: a request's or a scheduled event's `wait_until`.
@@ -88,20 +92,57 @@ async fn cache_put(
 impl Store for RuntimeStore<'_> {
     type Body = Body;
 
-    async fn tag(&self, key: &str) -> Option<TagRecord> {
+    async fn tag(&self, key: &str) -> Option<StoredTag<Body>> {
         let mut resp = Cache::default().get(key, false).await.ok()??;
-        serde_json::from_str(&resp.text().await.ok()?).ok()
+        let with_bytes = resp.headers().get(RECORD_HEADER).ok().flatten();
+        let Some(json) = with_bytes else {
+            let record = serde_json::from_str(&resp.text().await.ok()?).ok()?;
+            return Some(StoredTag { record, body: None });
+        };
+        let body = stream_of(&resp);
+        let length = resp.headers().get("content-length").ok().flatten();
+        match serde_json::from_str::<TagRecord>(&json) {
+            Ok(record) if length.and_then(|l| l.parse().ok()) == Some(record.size) => {
+                Some(StoredTag { record, body })
+            }
+            _ => {
+                if let Some(s) = body {
+                    let _ = s.cancel();
+                }
+                None
+            }
+        }
     }
 
-    fn put_tag(&self, key: &str, record: &TagRecord, keep_secs: u64, landing: Landing) {
-        let Ok(json) = serde_json::to_vec(record) else {
+    fn put_tag(
+        &self,
+        key: &str,
+        record: &TagRecord,
+        body: Option<Body>,
+        keep_secs: u64,
+        landing: Landing,
+    ) {
+        let Ok(json) = serde_json::to_string(record) else {
             return landing.failed();
         };
-        let resp = response(
-            ResponseBody::Body(json),
-            &[("content-type", "application/json".into())],
-            keep_secs,
-        );
+        // The bytes came from `Fetcher::body_of` (a JS-owned array of exactly `size` bytes), or
+        // none: the record alone.
+        let resp = match body.flatten() {
+            Some(stream) => response(
+                ResponseBody::Stream(stream),
+                &[
+                    ("content-type", record.media_type.clone()),
+                    ("content-length", record.size.to_string()),
+                    (RECORD_HEADER, json),
+                ],
+                keep_secs,
+            ),
+            None => response(
+                ResponseBody::Body(json.into_bytes()),
+                &[("content-type", "application/json".into())],
+                keep_secs,
+            ),
+        };
         self.ctx
             .wait_until(cache_put(key.to_string(), resp, "tag", landing));
     }

@@ -9,7 +9,8 @@ use edgemirror::config::{Config, Vars};
 use edgemirror::flights::{Flights, Landing};
 use edgemirror::mirror::{handle, Incoming, Outcome, Reply, Session};
 use edgemirror::ports::{
-    BlobLookup, FetchError, Fetcher, RangeSpec, Store, StoredManifest, TagRecord, UpstreamRequest,
+    BlobLookup, FetchError, Fetcher, RangeSpec, Store, StoredManifest, StoredTag, TagRecord,
+    UpstreamRequest,
 };
 use edgemirror::token::TokenCache;
 use futures::executor::block_on;
@@ -151,7 +152,9 @@ impl Fetcher for FakeNet {
 /// fixed-length put, a manifest whose length is not the announced one).
 #[derive(Default)]
 pub struct FakeStore {
-    pub tags: RefCell<HashMap<String, TagRecord>>,
+    pub tags: RefCell<HashMap<String, StoredTag<Vec<u8>>>>,
+    /// Tag lookups that came with the manifest's bytes.
+    pub tag_bodies_served: Cell<usize>,
     pub manifests: RefCell<HashMap<String, StoredManifest<Vec<u8>>>>,
     /// Stored manifests handed out (each a body the caller passes on or discards).
     pub manifest_hits: Cell<usize>,
@@ -172,13 +175,31 @@ pub fn sha(bytes: &[u8]) -> String {
 
 impl Store for FakeStore {
     type Body = Vec<u8>;
-    async fn tag(&self, key: &str) -> Option<TagRecord> {
-        self.tags.borrow().get(key).cloned()
+    async fn tag(&self, key: &str) -> Option<StoredTag<Vec<u8>>> {
+        let t = self.tags.borrow().get(key).cloned()?;
+        if t.body.is_some() {
+            self.tag_bodies_served.set(self.tag_bodies_served.get() + 1);
+        }
+        Some(t)
     }
-    fn put_tag(&self, key: &str, record: &TagRecord, _keep: u64, _landing: Landing) {
-        self.tags
-            .borrow_mut()
-            .insert(key.to_string(), record.clone());
+    fn put_tag(
+        &self,
+        key: &str,
+        record: &TagRecord,
+        body: Option<Vec<u8>>,
+        _keep: u64,
+        landing: Landing,
+    ) {
+        // Like the runtime's: bytes of another length than the record's are not kept.
+        if body.as_ref().is_some_and(|b| b.len() as u64 != record.size) {
+            self.refused.set(self.refused.get() + 1);
+            return landing.failed();
+        }
+        let t = StoredTag {
+            record: record.clone(),
+            body,
+        };
+        self.tags.borrow_mut().insert(key.to_string(), t);
     }
     fn delete_tag(&self, key: &str) {
         self.tags.borrow_mut().remove(key);
