@@ -103,7 +103,10 @@ impl Store for RuntimeStore<'_> {
         let length = resp.headers().get("content-length").ok().flatten();
         match serde_json::from_str::<TagRecord>(&json) {
             Ok(record) if length.and_then(|l| l.parse().ok()) == Some(record.size) => {
-                Some(StoredTag { record, body })
+                Some(StoredTag {
+                    record,
+                    body: body.map(Some),
+                })
             }
             _ => {
                 if let Some(s) = body {
