@@ -22,11 +22,12 @@ const INCOMING_HEADERS: &[&str] = &[
 
 /// The runtime's request as the front door takes it: method, URL, the headers above, the body
 /// unread, and who sent it.
-pub fn arrival(req: &worker::Request, id: String, now_ms: u64) -> Result<Arrival<Body>, OciError> {
+pub fn arrival(req: &web_sys::Request, id: String, now_ms: u64) -> Result<Arrival<Body>, OciError> {
     let bad = || OciError::new(ErrorCode::NameInvalid, "malformed request");
-    let method = Method::from_bytes(req.inner().method().as_bytes()).map_err(|_| bad())?;
-    let url = url::Url::parse(&req.inner().url()).map_err(|_| bad())?;
-    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let method = Method::from_bytes(req.method().as_bytes()).map_err(|_| bad())?;
+    let url = url::Url::parse(&req.url()).map_err(|_| bad())?;
+    let headers_in = req.headers();
+    let header = |name: &str| headers_in.get(name).ok().flatten();
     let mut headers = HeaderMap::new();
     for name in INCOMING_HEADERS {
         if let Some(v) = header(name).and_then(|v| HeaderValue::from_str(&v).ok()) {
@@ -37,7 +38,7 @@ pub fn arrival(req: &worker::Request, id: String, now_ms: u64) -> Result<Arrival
         method,
         url,
         headers,
-        body: req.inner().body(),
+        body: req.body(),
         declared_length: header("content-length").and_then(|v| v.parse().ok()),
         ip: header("cf-connecting-ip").unwrap_or_default(),
         id,
