@@ -382,6 +382,18 @@ fn stream_of(resp: &Response) -> Body {
     }
 }
 
+/// A whole object's answer from its R2 read.
+fn found_whole(object: &worker::Object) -> BlobLookup<Body> {
+    match object.body().map(|b| b.response_body()) {
+        Some(Ok(ResponseBody::Stream(s))) => BlobLookup::Found {
+            body: Some(Some(s)),
+            size: object.size(),
+            span: None,
+        },
+        _ => BlobLookup::Missing,
+    }
+}
+
 async fn r2_blob(
     bucket: &Bucket,
     key: &str,
@@ -389,6 +401,13 @@ async fn r2_blob(
     head: bool,
 ) -> BlobLookup<Body> {
     let name = object_name(key);
+    if range.is_none() && !head {
+        // A whole GET, the common hit: one R2 read (its object carries the size), not a head first.
+        return match bucket.get(name).execute().await {
+            Ok(Some(object)) => found_whole(&object),
+            _ => BlobLookup::Missing,
+        };
+    }
     let Ok(Some(meta)) = bucket.head(name).await else {
         return BlobLookup::Missing;
     };
