@@ -108,10 +108,10 @@ function upstreamPerRequest(name, method) {
   return v == null ? '—' : v.toFixed(2);
 }
 
-/** "N req/s, p99 M ms" of a control run of the wrk row. */
+/** "N req/s (median), p99 of every run a, b, c ms" of a control of the wrk row. */
 function wrkControl(name) {
   const runs = results.wrk[name]?.runs ?? [];
-  return `${fmtNum(median(runs.map((r) => r.rps)), 0)} req/s, p99 ${fmtNum(median(runs.map((r) => wrkMs(r.latencyP99))), 0)} ms`;
+  return `${fmtNum(median(runs.map((r) => r.rps)), 0)} req/s, p99 of each run ${runs.map((r) => fmtNum(wrkMs(r.latencyP99), 0)).join(', ')} ms`;
 }
 
 /** Writes bench/results/<ISO time>[-smoke].json, latest[-smoke].json and latest[-smoke].md, and prints

@@ -52,7 +52,8 @@ export function buildRows(big, huge, stored, manyN) {
 }
 
 /** A control's cell: its value and its tag (the footnote says which control each tag is). */
-export const controlCell = (r) => (r.control && r.values.control != null ? `${fmtNum(r.values.control, r.digits)} ${CONTROLS[r.control].tag}` : '—');
+export const controlCell = (r) => (r.cells?.control ? `${r.cells.control} ${CONTROLS[r.control].tag}`
+  : r.control && r.values.control != null ? `${fmtNum(r.values.control, r.digits)} ${CONTROLS[r.control].tag}` : '—');
 
 function manifestRows(row) {
   const man = results.manifest;
@@ -234,9 +235,7 @@ function wrkRows(row) {
   const list = (s) => (w[s]?.runs ?? []).map((r) => fmtNum(wrkMs(r.latencyP99), 0)).join(', ') || '—';
   const maxOf = (s) => { const v = (w[s]?.runs ?? []).map((r) => wrkMs(r.latencyP99)); return v.length ? Math.max(...v) : null; };
   row('wrk_p99_runs', 'The same, every run\'s p99 (the ratio: the worst runs)⁷', 'ms', 'lower',
-    { ...per(maxOf), control: maxOf('cacheHit') }, { digits: 0, warm: true, control: 'cache', cells: per(list) });
-  row('wrk_p99_runs_control', '(the Cache API control\'s runs, and a JS worker answering a constant 1 KB)⁷', 'ms', 'lower',
-    { direct: null, proxy: null, mirror: null }, { digits: 0, cells: { direct: '—', proxy: `constant: ${list('constant')}`, mirror: `Cache API control: ${list('cacheHit')}` } });
+    { ...per(maxOf), control: maxOf('cacheHit') }, { digits: 0, warm: true, control: 'cache', cells: { ...per(list), control: list('cacheHit') } });
 }
 
 /** The memory phase: pass-through and stored-while-streamed throughput, and RSS. */
