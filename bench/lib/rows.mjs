@@ -173,7 +173,7 @@ function followerRows(row, big) {
   const others = (s) => (f[s] ? f[s].clients.filter((c, i) => c.ok && i !== f[s].leader) : []);
   const pair = (a, b) => (a == null ? '—' : `${fmtNum(a, 0)} / ${fmtNum(b, 0)}`);
   const withCtl = (fn) => ({ ...per(fn), control: fn('branch') });
-  const ctlCell = (fn) => ({ ...per(fn) });
+  const ctlCell = (fn) => ({ ...per(fn), control: fn('branch') });
   row('burst_big_leader', `Blob GET ${mib(big.size)} MiB, cold, ${nf} clients at once: the leader, time to first byte / total¹⁰`, 'ms', 'lower',
     withCtl((s) => lead(s)?.ms ?? null), { digits: 0, cold: true, control: 'branch', cells: ctlCell((s) => pair(lead(s)?.firstByteMs, lead(s)?.ms)) });
   row('burst_big_followers_ttfb', `The same: the other ${nf - 1} clients, time to first byte, median¹⁰`, 'ms', 'lower',
@@ -182,9 +182,9 @@ function followerRows(row, big) {
     withCtl((s) => median(others(s).map((c) => c.ms))), { digits: 0, cold: true, control: 'branch' });
   row('burst_big_rss', `The same: server process peak RSS (idle before)¹⁰`, 'MiB', 'lower',
     withCtl((s) => f[s]?.peakMb ?? null), { digits: 0, cold: true, control: 'branch',
-      cells: per((s) => (f[s]?.peakMb != null ? `${fmtNum(f[s].peakMb, 0)} (${fmtNum(f[s].idleMb, 0)})` : '—')) });
+      cells: ctlCell((s) => (f[s]?.peakMb != null ? `${fmtNum(f[s].peakMb, 0)} (${fmtNum(f[s].idleMb, 0)})` : '—')) });
   row('burst_big_upstream', `The same: upstream requests⁴ ¹⁰`, 'requests', 'lower', withCtl((s) => f[s]?.upstream.total ?? null),
-    { digits: 0, cold: true, control: 'branch', cells: per((s) => (f[s] ? upstreamCell(f[s].upstream) : '—')) });
+    { digits: 0, cold: true, control: 'branch', cells: ctlCell((s) => (f[s] ? upstreamCell(f[s].upstream) : '—')) });
 }
 
 /** A burst split over two isolates of one workerd, with and without the coordinating Durable Object. */
