@@ -53,7 +53,7 @@ export const CFG = {
   // the layer streamed cold and stored for the memory rows: at most the mirror's 512 MiB store limit
   // (policy.rs MAX_STORED_BLOB); in smoke mode the same blob as hugeMb
   storedMb: SMOKE ? 50 : 500,
-  wrk: { threads: 2, conns: 32, secs: SMOKE ? 2 : 8 },
+  wrk: { threads: 2, conns: 32, secs: SMOKE ? 1 : 8 },
   shortTagTtl: 3, // seconds, for the "re-pull after the tag TTL" row
   // concurrent cold pulls (measure/bursts.mjs): N clients pull one fresh image at once (manifest by
   // tag, then config + layers), for each N; the last N is the one the memory rows and the target use
