@@ -100,7 +100,7 @@ async function main() {
   await phase('followers', 'followers of one cold layer', () => measureFollowers(big));
   await phase('fleet', 'concurrent cold pulls over two isolates', () => measureFleet());
   await phase('memory', 'memory', () => measureMemory(big, huge, stored));
-  await phase('cpu', 'CPU per request and cold start', async () => { await measureCpu(); await measureColdStart(); });
+  await phase('cpu', 'CPU per request and cold start', async () => { await measureCpu(many[0]); await measureColdStart(); });
   await phase('wasm', 'wasm', async () => measureWasm());
   await phase('wrk', 'wrk', () => measureWrk(images));
 

@@ -214,6 +214,8 @@ function cpuRows(row) {
     { direct: null, proxy: null, mirror: perReq('v2', 'mirror'), control: perReq('v2', 'log') }, { digits: 3, warm: true, control: 'log' });
   row('cpu_manifest', `CPU per request, warm manifest GET by tag (a hit; ${n} requests × ${CFG.cpu.blocks})¹²`, 'ms', 'lower',
     { direct: null, proxy: null, mirror: perReq('manifest', 'mirror'), control: perReq('manifest', 'cache') }, { digits: 3, warm: true, control: 'cache' });
+  row('cpu_blob', `CPU per request, warm 1 MiB blob GET (an R2 hit; ${Math.ceil(n / 5)} requests × ${CFG.cpu.blocks})¹²`, 'ms', 'lower',
+    { direct: null, proxy: null, mirror: perReq('blob', 'mirror'), control: perReq('blob', 'r2') }, { digits: 3, warm: true, control: 'r2' });
   const cs = (system, f) => median(results.coldStart.filter((x) => x.system === system).map(f));
   row('start_first_answer', `Cold start: a fresh instance's first answer, from the start (until ready)¹²`, 'ms', 'lower',
     { direct: null, proxy: null, mirror: cs('mirror', (x) => x.firstAnswerMs), control: cs('log', (x) => x.firstAnswerMs) },

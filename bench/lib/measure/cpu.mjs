@@ -1,6 +1,7 @@
 // CPU per request and the cold start (issue 17): the workerd process's CPU time (utime + stime from
 // /proc/<pid>/stat) over a block of sequential requests, edgemirror's and the matching control's
-// blocks interleaved; and a fresh instance's first answer, edgemirror vs the smallest JS worker.
+// blocks interleaved (`GET /v2/` vs a one-log-line worker, a manifest hit vs the Cache API control's,
+// a 1 MiB blob hit vs the R2 control's); and a fresh instance's first answer, vs the smallest JS worker.
 import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { request } from '../../../tests/e2e/lib/http.mjs';
@@ -8,8 +9,8 @@ import { sleep } from '../../../tests/e2e/lib/proc.mjs';
 import { CFG, manifestPath } from '../config.mjs';
 import { log, anomaly } from '../log.mjs';
 import { U } from '../harness.mjs';
-import { sys, mirror, freshMirror, settleMirror } from '../systems.mjs';
-import { freshControl, stopControl, ctl } from '../controls.mjs';
+import { sys, mirror, freshMirror, settleMirror, waitBlobsStored } from '../systems.mjs';
+import { freshControl, stopControl, waitControlStored, ctl } from '../controls.mjs';
 import { results } from '../results.mjs';
 import { hr, newAgent, median } from '../tools.mjs';
 
@@ -43,15 +44,22 @@ async function block(base, path, pid, n, check) {
   } finally { agent.destroy(); }
 }
 
-export async function measureCpu() {
-  const n = CFG.cpu.requests;
+/** `blob`: a 1 MiB blob of library/many, for the warm blob row (an R2 hit, vs the R2 control's). */
+export async function measureCpu(blob) {
+  const n = CFG.cpu.requests, nBlob = Math.ceil(n / 5);
+  const blobPath = `/v2/library/many/blobs/${blob.digest}`;
   await freshMirror();
   const warm = await request(`${sys.mirror.base}${manifestPath}`, { headers: { accept: U.ACCEPT_ALL } });
   if (warm.status !== 200) throw new Error(`CPU phase: mirror manifest ${warm.status}`);
+  await request(`${sys.mirror.base}${blobPath}`);
+  await waitBlobsStored([blob.digest]);
   await settleMirror();
   await freshControl('log');
   const cache = await freshControl('cache');
   await request(`${cache.base}${manifestPath}`, { headers: { accept: U.ACCEPT_ALL } });
+  const r2 = await freshControl('r2');
+  await request(`${r2.base}${blobPath}`);
+  await waitControlStored('r2', [blob.digest]);
   await sleep(300);
   const hit = (r) => r.status === 200 && /hit/.test(r.headers['cache-status'] ?? '');
   const v2 = (r) => r.status === 200 || r.status === 401;
@@ -60,17 +68,18 @@ export async function measureCpu() {
     ['v2', 'log', () => [ctl.log.base, '/v2/', ctl.log.pid, v2]],
     ['manifest', 'mirror', () => [sys.mirror.base, manifestPath, mirror.pid, hit]],
     ['manifest', 'cache', () => [ctl.cache.base, manifestPath, ctl.cache.pid, hit]],
+    ['blob', 'mirror', () => [sys.mirror.base, blobPath, mirror.pid, hit, nBlob]],
+    ['blob', 'r2', () => [ctl.r2.base, blobPath, ctl.r2.pid, hit, nBlob]],
   ];
   for (let b = 0; b < CFG.cpu.blocks; b++) {
     for (const [what, system, args] of (b % 2 ? [...plan].reverse() : plan)) {
-      const [base, path, pid, check] = args();
-      const r = await block(base, path, pid, n, check);
+      const [base, path, pid, check, count = n] = args();
+      const r = await block(base, path, pid, count, check);
       results.cpu.push({ block: b, what, system, ...r });
-      log(`CPU ${what} ${system} block ${b}: ${r.perReqMs.toFixed(3)} ms/request (${r.cpuMs.toFixed(0)} ms over ${n}, wall ${(r.wallMs / n).toFixed(2)} ms/request)`);
+      log(`CPU ${what} ${system} block ${b}: ${r.perReqMs.toFixed(3)} ms/request (${r.cpuMs.toFixed(0)} ms over ${count}, wall ${(r.wallMs / count).toFixed(2)} ms/request)`);
     }
   }
-  await stopControl('log');
-  await stopControl('cache');
+  for (const c of ['log', 'cache', 'r2']) await stopControl(c);
 }
 
 /** A fresh instance's first answer to `GET /v2/`, from the call that starts it: edgemirror (the
