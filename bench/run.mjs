@@ -3,7 +3,7 @@
 // own pull-through cache (`proxy: remoteurl`) and against edgemirror (the built worker in workerd
 // through Miniflare, with R2 bound), all on 127.0.0.1. See bench/README.md for what each row means.
 //
-//   node bench/run.mjs [--smoke] [--reps N] [--big-mb N]
+//   node bench/run.mjs [--smoke] [--reps N] [--big-mb N] [--only <phase,...>]
 //
 // Prints one markdown table on stdout (progress goes to stderr) and writes the full results with the
 // machine's description to bench/results/<ISO time>.json and bench/results/latest.json (a --smoke run
@@ -17,7 +17,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { assertPortFree } from '../tests/e2e/lib/proc.mjs';
-import { CFG, ROOT, PROXY_PORTS, MIRROR_PORT, FRONT_PORT, WRK_CONTROL_PORT } from './lib/config.mjs';
+import { CFG, ROOT, PROXY_PORTS, MIRROR_PORT, FRONT_PORT, WRK_CONTROL_PORT, CONTROL_PORTS, ONLY, runs } from './lib/config.mjs';
 import { log } from './lib/log.mjs';
 import { onCleanup, cleanupAll, guardProcess, startWatchdog } from './lib/cleanup.mjs';
 import { U } from './lib/harness.mjs';
@@ -30,12 +30,15 @@ import { measureManifests } from './lib/measure/manifests.mjs';
 import { measureBigBlob, measureMany } from './lib/measure/blobs.mjs';
 import { measurePull } from './lib/measure/pulls.mjs';
 import { measureBursts, measureFollowers } from './lib/measure/bursts.mjs';
+import { measureFleet } from './lib/measure/fleet.mjs';
+import { measureCpu, measureColdStart } from './lib/measure/cpu.mjs';
 import { measureMemory } from './lib/measure/memory.mjs';
 import { measureWasm } from './lib/measure/wasm.mjs';
 import { measureWrk } from './lib/measure/wrk.mjs';
 import { buildRows } from './lib/rows.mjs';
 import { evaluateTargets } from './lib/targets.mjs';
 import { renderTable, writeResults } from './lib/report.mjs';
+import { ran } from './lib/results.mjs';
 
 guardProcess();
 
@@ -49,7 +52,7 @@ async function prepare() {
   };
   removeInstances();
   onCleanup('instance dirs', removeInstances);
-  for (const p of [...Object.values(PROXY_PORTS), MIRROR_PORT, FRONT_PORT, WRK_CONTROL_PORT]) await assertPortFree(p);
+  for (const p of [...Object.values(PROXY_PORTS), MIRROR_PORT, FRONT_PORT, WRK_CONTROL_PORT, ...Object.values(CONTROL_PORTS)]) await assertPortFree(p);
   const mach = await machine();
   onCleanup('pinned build', () => fs.rmSync(PINNED, { recursive: true, force: true }));
   mach.build = await pinBuild();
@@ -70,6 +73,7 @@ async function startData() {
 }
 
 async function main() {
+  if (ONLY) log(`--only ${ONLY.join(',')}: the other phases' rows are absent and their targets skipped`);
   log(`mode ${CFG.mode}: reps ${CFG.reps}, big layer ${CFG.bigMb} MiB, ${CFG.latencyN} warm requests per series, ` +
     `${CFG.manyBlobs} concurrent blobs, ${CFG.hugeMb} MiB for the memory rows, concurrent cold pulls N = ${CFG.burst.ns.join(', ')}`);
   const mach = await prepare();
@@ -78,17 +82,27 @@ async function main() {
   await startSystems();
 
   const timings = {};
-  const phase = async (name, f) => { const t0 = Date.now(); log(`== ${name}`); await f(); timings[name] = (Date.now() - t0) / 1000; };
+  // each phase: its key (for --only), what it is called in the log, what it does
+  const phase = async (key, name, f) => {
+    if (!runs(key)) return;
+    const t0 = Date.now();
+    log(`== ${name}`);
+    await f();
+    timings[name] = (Date.now() - t0) / 1000;
+    ran.add(key);
+  };
   const reps = async (f) => { for (let rep = 0; rep < CFG.reps; rep++) await f(rep); };
-  await phase('manifest latency', () => reps(measureManifests));
-  await phase('big blob', () => reps((rep) => measureBigBlob(rep, big)));
-  await phase('concurrent blobs', () => reps((rep) => measureMany(rep, many)));
-  await phase('skopeo pull', () => reps(measurePull));
-  await phase('concurrent cold pulls', () => reps(measureBursts));
-  await phase('followers of one cold layer', () => measureFollowers(big));
-  await phase('memory', () => measureMemory(big, huge, stored));
-  await phase('wasm', async () => measureWasm());
-  await phase('wrk', () => measureWrk(images));
+  await phase('manifests', 'manifest latency', () => reps(measureManifests));
+  await phase('blobs', 'big blob', () => reps((rep) => measureBigBlob(rep, big)));
+  await phase('many', 'concurrent blobs', () => reps((rep) => measureMany(rep, many)));
+  await phase('pulls', 'skopeo pull', () => reps(measurePull));
+  await phase('bursts', 'concurrent cold pulls', () => reps(measureBursts));
+  await phase('followers', 'followers of one cold layer', () => measureFollowers(big));
+  await phase('fleet', 'concurrent cold pulls over two isolates', () => measureFleet());
+  await phase('memory', 'memory', () => measureMemory(big, huge, stored));
+  await phase('cpu', 'CPU per request and cold start', async () => { await measureCpu(many[0]); await measureColdStart(); });
+  await phase('wasm', 'wasm', async () => measureWasm());
+  await phase('wrk', 'wrk', () => measureWrk(images));
 
   const rows = buildRows(big, huge, stored, many.length);
   const table = renderTable(rows);

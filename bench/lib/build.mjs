@@ -28,7 +28,7 @@ export function assertBuilt() {
  *  resolves miniflare from the repository's node_modules). Waits for a build in progress to end. */
 export const PINNED = path.join(HERE, '.pinned');
 export let pinned = null; // { fingerprint, wasmMtime }
-let pinnedStartMirror = null; // scripts/serve.mjs's startMirror, from the pinned copy
+let pinnedStartMirror = null, pinnedStartFleet = null; // scripts/serve.mjs's startMirror / startMirrorFleet, from the pinned copy
 export async function pinBuild() {
   const until = Date.now() + 120_000;
   for (;;) {
@@ -42,7 +42,7 @@ export async function pinBuild() {
       const copy = buildFingerprint(PINNED), after = buildFingerprint();
       if (copy === before && after === before) {
         pinned = { fingerprint: copy, wasmMtime: fs.statSync(path.join(REPO, 'build', 'index_bg.wasm')).mtime.toISOString() };
-        ({ startMirror: pinnedStartMirror } = await import(pathToFileURL(path.join(PINNED, 'scripts', 'serve.mjs')).href));
+        ({ startMirror: pinnedStartMirror, startMirrorFleet: pinnedStartFleet } = await import(pathToFileURL(path.join(PINNED, 'scripts', 'serve.mjs')).href));
         return pinned;
       }
     }
@@ -54,8 +54,16 @@ export async function pinBuild() {
 
 /** scripts/serve.mjs's startMirror on the pinned build; notes (once) a rebuild since the pin. */
 export function startPinnedMirror(options) {
+  noteRebuild();
+  return pinnedStartMirror(options);
+}
+/** scripts/serve.mjs's startMirrorFleet (two isolates in one workerd) on the pinned build. */
+export function startPinnedFleet(options) {
+  noteRebuild();
+  return pinnedStartFleet(options);
+}
+function noteRebuild() {
   if (buildFingerprint() !== pinned.fingerprint && !anomalies.some((a) => a.startsWith('build/ changed'))) {
     anomaly(`build/ changed during the run (${pinned.fingerprint} -> ${buildFingerprint()}); the run keeps using the build it pinned at the start`);
   }
-  return pinnedStartMirror(options);
 }

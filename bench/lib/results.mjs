@@ -3,9 +3,18 @@
 import { SYSTEMS } from './config.mjs';
 import { pct } from './tools.mjs';
 
-export const results = { manifest: {}, blob: {}, many: {}, pull: {}, memory: {}, wasm: {}, wrk: {}, burst: {}, burstMemory: {}, followers: {} };
+export const results = { manifest: {}, blob: {}, many: {}, pull: {}, memory: {}, wasm: {}, wrk: {}, burst: {}, burstMemory: {}, followers: {},
+  fleet: [], cpu: [], coldStart: [] };
 for (const k of ['manifest', 'blob', 'many', 'pull', 'burst', 'burstMemory']) for (const s of SYSTEMS) results[k][s] = [];
 for (const s of SYSTEMS) results.followers[s] = null;
+// the control workers' samples (lib/controls.mjs), beside the systems' in the same families
+results.manifest.pass = []; results.manifest.cache = [];
+results.blob.pass = []; results.blob.cache = []; results.blob.r2 = [];
+results.many.r2 = []; results.pull.pass = []; results.pull.r2 = [];
+results.followers.branch = null;
+
+/** The phases that ran (`--only` leaves some out: their rows are absent, their targets skipped). */
+export const ran = new Set();
 
 /** p50/p99 over the warm requests of every repetition together. */
 export function pooled(name, method, q, key = null) {

@@ -1,4 +1,5 @@
-// Blob throughput: one big layer cold and warm, and many 1 MiB blobs fetched at once.
+// Blob throughput: one big layer cold and warm, and many 1 MiB blobs fetched at once; the same
+// through the control workers (R2 fill and hit; the pass-through's and a Cache API fill's first GET).
 import { request } from '../../../tests/e2e/lib/http.mjs';
 import { SYSTEMS } from '../config.mjs';
 import { log } from '../log.mjs';
@@ -7,6 +8,7 @@ import { sys, mirror, proxyHub, waitBlobsStored, blobHeaders } from '../systems.
 import { results } from '../results.mjs';
 import { curlGet, curlParallel } from '../curl.mjs';
 import { sampleRss, idleRssMb } from '../tools.mjs';
+import { freshControl, stopControl, waitControlStored, passToken } from '../controls.mjs';
 
 /** The big layer (library/big), cold then warm, with the streaming process's RSS during the cold GET. */
 export async function measureBigBlob(rep, big) {
@@ -27,6 +29,20 @@ export async function measureBigBlob(rep, big) {
     const warm = await curlGet(url, { headers, follow: true, expectBytes: big.size });
     results.blob[name].push({ rep, coldMBps: cold.mbps, warmMBps: warm.mbps, idleMb, coldPeakMb: rss?.peakMb ?? null });
     log(`big blob ${name} rep ${rep}: cold ${cold.mbps.toFixed(0)} MB/s, warm ${warm.mbps.toFixed(0)} MB/s`);
+  }
+  for (const name of rep % 2 ? ['pass', 'cache', 'r2'] : ['r2', 'cache', 'pass']) {
+    const c = await freshControl(name);
+    const url = `${c.base}/v2/library/big/blobs/${big.digest}`;
+    const headers = name === 'pass' ? [`authorization: Bearer ${await passToken(['library/big'])}`] : [];
+    const idleMb = await idleRssMb(c.pid, 500);
+    const sampler = sampleRss(c.pid);
+    const cold = await curlGet(url, { headers, expectBytes: big.size });
+    if (name !== 'pass') await waitControlStored(name, [big.digest]);
+    const rss = sampler.stop();
+    const warm = name === 'pass' ? null : await curlGet(url, { headers, expectBytes: big.size });
+    results.blob[name].push({ rep, coldMBps: cold.mbps, warmMBps: warm?.mbps ?? null, idleMb, coldPeakMb: rss.peakMb });
+    log(`big blob, ${name} control rep ${rep}: first GET ${cold.mbps.toFixed(0)} MB/s` + (warm ? `, warm ${warm.mbps.toFixed(0)} MB/s` : '') + `, peak RSS ${rss.peakMb.toFixed(0)} MiB`);
+    await stopControl(name);
   }
 }
 
@@ -55,4 +71,14 @@ export async function measureMany(rep, many) {
     log(`${many.length} x 1 MiB ${name} rep ${rep}: cold ${cold.wallMs.toFixed(0)} ms, warm ${warm.wallMs.toFixed(0)} ms` +
       ` (listen queue overflows: ${cold.listenOverflows} cold, ${warm.listenOverflows} warm; upstream tokens fetched cold: ${coldUp.token})`);
   }
+  const c = await freshControl('r2');
+  const urls = many.map((b) => `${c.base}/v2/library/many/blobs/${b.digest}`);
+  const m = markUpstream();
+  const cold = await curlParallel(urls, { expectBytesEach: 1 << 20 });
+  await waitControlStored('r2', many.map((b) => b.digest));
+  const coldUp = await upstreamSince(m);
+  const warm = await curlParallel(urls, { expectBytesEach: 1 << 20 });
+  results.many.r2.push({ rep, coldMBps: cold.mbps, warmMBps: warm.mbps, coldUpstream: coldUp });
+  log(`${many.length} x 1 MiB, R2 control rep ${rep}: cold ${cold.wallMs.toFixed(0)} ms, warm ${warm.wallMs.toFixed(0)} ms (upstream tokens fetched cold: ${coldUp.token})`);
+  await stopControl('r2');
 }

@@ -1,10 +1,13 @@
-// Manifest HEAD and GET by tag: cold (the first request after a fresh start) and warm series.
+// Manifest HEAD and GET by tag: cold (the first request after a fresh start) and warm series; the
+// same through the pass-through control (cold: it holds nothing) and the Cache API control (warm).
 import { request } from '../../../tests/e2e/lib/http.mjs';
+import { sleep } from '../../../tests/e2e/lib/proc.mjs';
 import { MANIFEST_REF, SYSTEMS, manifestPath, perRepN } from '../config.mjs';
 import { log, anomaly } from '../log.mjs';
 import { U } from '../harness.mjs';
 import { fetchToken, markUpstream, upstreamSince } from '../upstream.mjs';
 import { sys } from '../systems.mjs';
+import { ctl, freshControl } from '../controls.mjs';
 import { results } from '../results.mjs';
 import { hr, pct, newAgent } from '../tools.mjs';
 
@@ -38,8 +41,8 @@ async function coldManifest(name, method) {
 
 /** Warm: `n` requests one after another on one keep-alive connection, after 10 unrecorded ones. */
 async function warmSeries(name, method, n, agent, p = manifestPath) {
-  const s = sys[name];
-  const headers = { accept: U.ACCEPT_ALL, ...(await s.headers()) };
+  const s = sys[name] ?? ctl[name];
+  const headers = { accept: U.ACCEPT_ALL, ...(await s.headers?.() ?? {}) };
   const url = `${s.base}${p}`;
   const times = [];
   let notHit = 0;
@@ -47,7 +50,7 @@ async function warmSeries(name, method, n, agent, p = manifestPath) {
     const r = await request(url, { method, headers, agent });
     // GET /v2/ (the floor series) may answer the mirror's own Bearer challenge: 401, no store, no upstream
     if (r.status !== 200 && !(p === '/v2/' && r.status === 401)) throw new Error(`${name} warm ${method} ${p}: ${r.status} ${r.body}`);
-    if (name === 'mirror' && p === manifestPath && !/hit/.test(r.headers['cache-status'] ?? '')) notHit++;
+    if ((name === 'mirror' || name === 'cache') && p === manifestPath && !/hit/.test(r.headers['cache-status'] ?? '')) notHit++;
     if (i >= 10) times.push(r.ms);
   }
   return { n, p50: pct(times, 0.5), p99: pct(times, 0.99), mean: times.reduce((a, b) => a + b, 0) / n, notHit,
@@ -76,4 +79,48 @@ export async function measureManifests(rep) {
     results.manifest[name].push(out);
     log(`manifest ${name} rep ${rep}: HEAD cold ${out.HEAD.coldMs.toFixed(1)} ms, warm p50 ${out.HEAD.warm.p50.toFixed(2)}; GET cold ${out.GET.coldMs.toFixed(1)} ms, warm p50 ${out.GET.warm.p50.toFixed(2)}`);
   }
+  await controlManifests(rep);
+}
+
+/** The pass-through control: a client's first request through it (GET /v2/ answered first, as for
+ *  the systems), i.e. a token from its /v2/auth (forwarded to the upstream's realm) and the request
+ *  with it; it holds nothing, so every request is this one. The Cache API control: the first request
+ *  after a fresh start (its fill), then the warm series. */
+async function controlManifests(rep) {
+  const out = { rep };
+  for (const method of ['HEAD', 'GET']) {
+    const c = await freshControl('pass');
+    const agent = newAgent();
+    try {
+      await request(`${c.base}/v2/`, { agent });
+      const t0 = hr();
+      const q = new URLSearchParams({ scope: `repository:${MANIFEST_REF.repo}:pull` });
+      const t = await request(`${c.base}/v2/auth?${q}`, { agent });
+      if (t.status !== 200) throw new Error(`pass-through control /v2/auth: ${t.status} ${t.body}`);
+      const token = JSON.parse(t.body).token;
+      const r = await request(`${c.base}${manifestPath}`, { method, headers: { accept: U.ACCEPT_ALL, authorization: `Bearer ${token}` }, agent });
+      if (r.status !== 200) throw new Error(`pass-through control ${method} ${manifestPath}: ${r.status} ${r.body}`);
+      out[method] = { coldMs: hr() - t0 };
+    } finally { agent.destroy(); }
+  }
+  results.manifest.pass.push(out);
+  const cache = { rep };
+  for (const method of ['HEAD', 'GET']) {
+    const c = await freshControl('cache');
+    const agent = newAgent();
+    try {
+      await request(`${c.base}/v2/`, { agent });
+      const t0 = hr();
+      const r = await request(`${c.base}${manifestPath}`, { method, headers: { accept: U.ACCEPT_ALL }, agent });
+      if (r.status !== 200) throw new Error(`Cache API control ${method} ${manifestPath}: ${r.status} ${r.body}`);
+      const coldMs = hr() - t0;
+      await sleep(300); // its put runs after the answer
+      const warm = await warmSeries('cache', method, perRepN(), agent);
+      if (warm.notHit) anomaly(`Cache API control warm ${method}: ${warm.notHit} of ${warm.n + 10} responses were not hits`);
+      cache[method] = { coldMs, warm };
+    } finally { agent.destroy(); }
+  }
+  results.manifest.cache.push(cache);
+  log(`manifest controls rep ${rep}: pass-through first HEAD ${out.HEAD.coldMs.toFixed(1)} / GET ${out.GET.coldMs.toFixed(1)} ms; ` +
+    `Cache API control warm p50 HEAD ${cache.HEAD.warm.p50.toFixed(2)} / GET ${cache.GET.warm.p50.toFixed(2)} ms`);
 }

@@ -8,6 +8,7 @@ import { markUpstream, upstreamSince } from '../upstream.mjs';
 import { sys, pullHost } from '../systems.mjs';
 import { results } from '../results.mjs';
 import { hr } from '../tools.mjs';
+import { freshControl, stopControl, controlPullHost } from '../controls.mjs';
 
 async function skopeoPull(host, ref, label) {
   const dir = path.join(ROOT, 'pulls', label);
@@ -50,4 +51,20 @@ export async function measurePull(rep) {
     log(`pull ${name} rep ${rep}: cold ${coldSecs.toFixed(2)} s (${coldUp.total} upstream), warm ${warmSecs.toFixed(2)} s (${warmUp.total} upstream)` +
       (out.afterTtlUpstream ? `, after TTL ${out.afterTtlUpstream.total} upstream` : ''));
   }
+  // the controls: the pass-through proxy (holds nothing: its pull is always the cold one) and the R2
+  // control, cold then warm
+  await freshControl('pass');
+  let m = markUpstream();
+  const passSecs = await skopeoPull(controlPullHost('pass'), PULL_REF, 'pass-cold');
+  results.pull.pass.push({ rep, coldSecs: passSecs, coldUpstream: await upstreamSince(m) });
+  await stopControl('pass');
+  await freshControl('r2');
+  m = markUpstream();
+  const r2Cold = await skopeoPull(controlPullHost('r2'), PULL_REF, 'r2-cold');
+  const r2Up = await upstreamSince(m);
+  await sleep(500); // its store writes run after the answers
+  const r2Warm = await skopeoPull(controlPullHost('r2'), PULL_REF, 'r2-warm');
+  results.pull.r2.push({ rep, coldSecs: r2Cold, warmSecs: r2Warm, coldUpstream: r2Up });
+  await stopControl('r2');
+  log(`pull controls rep ${rep}: pass-through ${passSecs.toFixed(2)} s (${results.pull.pass.at(-1).coldUpstream.total} upstream); R2 control cold ${r2Cold.toFixed(2)} s, warm ${r2Warm.toFixed(2)} s`);
 }

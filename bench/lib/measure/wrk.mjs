@@ -1,11 +1,14 @@
-// Warm manifest GETs by digest under wrk, beside two control workers in the same workerd build.
+// Warm manifest GETs by digest under wrk, beside two control workers in the same workerd build: a
+// constant answer, and the Cache API control's hit of the same manifest (is the tail the local Cache
+// API simulator's or edgemirror's?). Several runs each, interleaved; every run's p99 is kept.
 import { request } from '../../../tests/e2e/lib/http.mjs';
 import { run, within } from '../../../tests/e2e/lib/proc.mjs';
 import { CFG, MANIFEST_REF, PROXY_PORTS, SYSTEMS, WRK_CONTROL_PORT } from '../config.mjs';
 import { log, anomaly } from '../log.mjs';
 import { U } from '../harness.mjs';
 import { up } from '../upstream.mjs';
-import { sys, settleMirror } from '../systems.mjs';
+import { sys, mirror, freshMirror, settleMirror } from '../systems.mjs';
+import { freshControl, stopControl, waitControlStored } from '../controls.mjs';
 import { results } from '../results.mjs';
 import { listenOverflows, sha256 } from '../tools.mjs';
 
@@ -54,41 +57,40 @@ async function warmTargets(images, headers) {
   return urls;
 }
 
-/** The runtime's own tail, in the same workerd build: a JavaScript worker answering a constant
- *  1 KB (/constant), and the same 1 KB as a hit from the local Cache API simulator (/cache). */
-async function controlWorker() {
+/** The runtime's own tail, in the same workerd build: a JavaScript worker answering a constant 1 KB. */
+async function constantWorker() {
   const { Miniflare } = await import('miniflare');
-  return new Miniflare({ modules: true, compatibilityDate: '2026-04-01', host: '127.0.0.1', port: WRK_CONTROL_PORT, cache: true,
-    script: `export default { async fetch(req) {
-      if (new URL(req.url).pathname === '/constant') return new Response('x'.repeat(1000));
-      const key = 'https://control.test/1k';
-      let hit = await caches.default.match(key);
-      if (!hit) {
-        await caches.default.put(key, new Response('x'.repeat(1000), { headers: { 'cache-control': 'max-age=3600' } }));
-        hit = await caches.default.match(key);
-      }
-      return new Response(hit.body);
-    } };` });
+  return new Miniflare({ modules: true, compatibilityDate: '2026-04-01', host: '127.0.0.1', port: WRK_CONTROL_PORT,
+    script: `export default { async fetch(req) { return new Response('x'.repeat(1000)); } };` });
 }
 
 export async function measureWrk(images) {
+  if (!mirror) { await freshMirror(); }
   const headers = { accept: U.ACCEPT_ALL };
   const urls = await warmTargets(images, headers);
   for (const name of SYSTEMS) results.wrk[name] = { url: urls[name], runs: [] };
-  const control = await controlWorker();
+  const digest = images[`${MANIFEST_REF.repo}:${MANIFEST_REF.tag}`].digest;
+  const cache = await freshControl('cache');
+  results.wrk.cacheHit = { url: `${cache.base}/v2/${MANIFEST_REF.repo}/manifests/${digest}`, runs: [] };
+  const first = await request(results.wrk.cacheHit.url, { headers });
+  if (first.status !== 200 || sha256(first.body) !== digest) throw new Error(`wrk: Cache API control ${first.status}`);
+  await waitControlStored('cache', [digest]);
+  const check = await request(results.wrk.cacheHit.url, { headers });
+  if (!/hit/.test(check.headers['cache-status'] ?? '')) anomaly(`Cache API control: not a hit before wrk (${check.headers['cache-status']})`);
+  const control = await constantWorker();
   try {
     await within(control.ready, 60_000);
     results.wrk.constant = { url: `http://127.0.0.1:${WRK_CONTROL_PORT}/constant`, runs: [] };
-    results.wrk.cacheHit = { url: `http://127.0.0.1:${WRK_CONTROL_PORT}/cache`, runs: [] };
-    await request(results.wrk.cacheHit.url);
-    for (let rep = 0; rep < CFG.reps; rep++) {
-      for (const name of [...SYSTEMS, 'constant', 'cacheHit']) {
+    for (let rep = 0; rep < CFG.wrkRuns; rep++) {
+      const names = ['mirror', 'cacheHit', 'constant', 'direct', 'proxy'];
+      for (const name of rep % 2 ? [...names].reverse() : names) {
         const w = await wrk(results.wrk[name].url, headers);
         results.wrk[name].runs.push(w);
-        log(`wrk ${name} rep ${rep}: ${w.rps.toFixed(0)} req/s (p50 ${w.latencyP50}, p99 ${w.latencyP99})`);
+        log(`wrk ${name} run ${rep}: ${w.rps.toFixed(0)} req/s (p50 ${w.latencyP50}, p99 ${w.latencyP99})`);
       }
     }
   } finally {
     await control.dispose();
+    await stopControl('cache');
   }
 }
