@@ -43,7 +43,11 @@ pub fn config(env: &Env) -> Parsed {
             }
         }
         let vars = Vars::from_values(&raw);
-        let parsed = Config::from_vars(&vars).map(Rc::new);
+        // The signature policy's keys live in secrets: checked here, at start, like the table.
+        let secret = |name: &str| var(env, name);
+        let parsed = Config::from_vars(&vars)
+            .and_then(|c| crate::cosign::keys::check(&c, &secret).map(|()| c))
+            .map(Rc::new);
         if let Err(e) = &parsed {
             worker::console_error!("{}", serde_json::json!({"msg": "invalid configuration", "field": e.field, "problem": e.problem}));
         }
