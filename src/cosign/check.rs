@@ -13,7 +13,7 @@ use super::signature::{self, Candidate, PayloadProblem, MAX_PAYLOAD, MAX_SIGNATU
 use super::verdict::Verdict;
 use crate::digest::Digest;
 use crate::flights::Landing;
-use crate::mirror::{Plan, Request};
+use crate::mirror::{NoStore, Plan, Request, Session};
 use crate::ports::Fetcher;
 use crate::reference::{Reference, Tag};
 use crate::route::Resource;
@@ -22,13 +22,22 @@ use crate::route::Resource;
 const SIGNATURE_ACCEPT: &str =
     "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
-/// The verdict on `digest` in `r`'s repository. Upstream failures give a negative verdict (fail
-/// closed) with the reason.
-pub async fn check<F: Fetcher, S>(
-    r: &Request<'_, F, S>,
+/// The verdict on `digest` in the repository `plan` is for. Upstream failures give a negative
+/// verdict (fail closed) with the reason. Not generic over the store (nothing fetched here is
+/// stored): one copy per platform in the wasm.
+pub async fn check<F: Fetcher>(
+    session: &Session<'_, F>,
+    plan: &Plan<'_>,
     keys: &[PublicKey],
     digest: &Digest,
 ) -> Verdict {
+    let none = NoStore::default();
+    let r = &Request {
+        session,
+        store: &none,
+        plan,
+        landing: Landing::none(),
+    };
     let tag = signature::tag_for(digest);
     let Ok(sig) = Tag::parse(&tag) else {
         return Verdict::Unsigned(format!("{digest} has no signature tag"));
@@ -72,8 +81,8 @@ pub async fn check<F: Fetcher, S>(
 
 /// One signature: `Ok(key)` when it verifies with a key and its payload names `digest`;
 /// `Err(Some(problem))` when it verifies but vouches for something else; `Err(None)` otherwise.
-async fn one<F: Fetcher, S>(
-    r: &Request<'_, F, S>,
+async fn one<F: Fetcher>(
+    r: &Request<'_, F, NoStore<F::Body>>,
     keys: &[PublicKey],
     digest: &Digest,
     c: &Candidate,
@@ -102,8 +111,8 @@ async fn one<F: Fetcher, S>(
 
 /// A small object of `r`'s repository from its upstream: `Ok(None)` for a 404, `Err` for any
 /// other failure or an object over `limit` bytes.
-async fn get<F: Fetcher, S>(
-    r: &Request<'_, F, S>,
+async fn get<F: Fetcher>(
+    r: &Request<'_, F, NoStore<F::Body>>,
     resource: Resource,
     limit: usize,
 ) -> Result<Option<Vec<u8>>, String> {

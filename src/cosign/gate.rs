@@ -10,15 +10,22 @@
 //!
 //! HEAD is not gated: it serves no manifest bytes, and clients that resolve with HEAD (containerd)
 //! then GET the manifest, whose refusal carries the message they show.
+//!
+//! Size: the flows are generic over the platform's fetcher and store (two of each in the worker,
+//! so four copies of whatever is generic over both). Only the store's two touches (recall, keep)
+//! are generic over the store here; the rest (`judge`) over the fetcher alone.
 
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use http::{HeaderValue, Method, StatusCode};
+use http::response::Parts;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
+use super::keys::{self, PublicKey};
+use super::policy::Rule;
 use super::verdict::{decide, Decision, Verdict};
-use super::{check, keys, memory};
+use super::{check, memory};
 use crate::error::{ErrorCode, OciError};
 use crate::mirror::respond::DIGEST_HEADER;
-use crate::mirror::{budget, manifests, Reply, Request};
+use crate::mirror::{budget, manifests, Plan, Reply, Request, Session};
 use crate::policy::{CacheStatus, MAX_MANIFEST};
 use crate::ports::{Fetcher, Store};
 use crate::reference::{Digest, Reference};
@@ -42,66 +49,122 @@ pub async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
     if resp.status() != StatusCode::OK {
         return Ok((resp, cache));
     }
-    let digest = resp
-        .headers()
-        .get(DIGEST_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|d| Digest::parse(d).ok());
-    let Some(digest) = digest else {
-        let e = OciError::new(
-            ErrorCode::Denied,
-            format!(
-                "signature policy {}: the manifest's digest is unknown",
-                rule.name
-            ),
-        );
-        return Err(let_go(r, resp, e));
+    let (parts, reply) = resp.into_parts();
+    let prepared = prepare(r.plan, r.session.secret, rule, &parts.headers);
+    let recalled = match &prepared {
+        Ok(p) => memory::recall(r.store, &p.key).await,
+        Err(_) => None,
     };
-    let (verdict, index_keys) = match keys::load(&rule.keys, r.session.secret) {
-        // Keys are checked at start; one gone since is a configuration fault: nothing passes.
-        Err(why) => (Verdict::Unsigned(why), None),
-        Ok(keys) => {
-            let fp = keys::fingerprint(&keys);
-            let key = memory::key(&r.upstream.name, r.name, &digest, &fp);
-            match memory::recall(r.store, &key).await {
-                Some(v) => (v, None),
-                None => {
-                    let v = check::check(r, &keys, &digest).await;
-                    memory::keep(r.store, &key, &v, r.upstream.ttls.manifest);
-                    (v, Some(fp))
-                }
-            }
-        }
-    };
-    let header = match decide(rule, &digest, &verdict) {
-        Decision::Deny(e) => return Err(let_go(r, resp, e)),
-        Decision::Serve { header } => header,
-    };
-    let mut resp = match (index_keys, verdict.is_valid() && is_index(&resp)) {
-        (Some(fp), true) => list_children(r, resp, &digest, &fp).await?,
-        _ => resp,
-    };
-    if let Ok(v) = HeaderValue::from_str(&header) {
-        resp.headers_mut().insert(SIGNATURE_HEADER, v);
+    let (resp, keep) = judge(r.session, r.plan, rule, prepared, recalled, parts, reply).await?;
+    for (key, verdict) in keep {
+        memory::keep(r.store, &key, &verdict, r.upstream.ttls.manifest);
     }
     Ok((resp, cache))
 }
 
-/// Lets go of a refused manifest's body unread and answers `e` instead.
-fn let_go<F: Fetcher, S>(
-    r: &Request<'_, F, S>,
-    resp: http::Response<Reply<F::Body>>,
-    e: OciError,
-) -> OciError {
-    if let Reply::Stream(body) = resp.into_body() {
-        r.session.fetcher.discard(body);
-    }
-    e
+/// What a manifest's check needs before anything is fetched.
+struct Prepared {
+    digest: Digest,
+    keys: Vec<PublicKey>,
+    fingerprint: String,
+    /// Where its verdict is kept.
+    key: String,
 }
 
-fn is_index<B>(resp: &http::Response<B>) -> bool {
-    let ct = resp
-        .headers()
+/// The digest served and the rule's keys; `Err` (no digest, a key gone since start: nothing passes).
+fn prepare(
+    plan: &Plan<'_>,
+    secret: &dyn Fn(&str) -> Option<String>,
+    rule: &Rule,
+    headers: &HeaderMap,
+) -> Result<Prepared, (Option<Digest>, String)> {
+    let digest = headers
+        .get(DIGEST_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|d| Digest::parse(d).ok())
+        .ok_or((None, "the manifest's digest is unknown".to_string()))?;
+    let keys = keys::load(&rule.keys, secret).map_err(|why| (Some(digest.clone()), why))?;
+    let fingerprint = keys::fingerprint(&keys);
+    let key = memory::key(&plan.upstream.name, plan.name, &digest, &fingerprint);
+    Ok(Prepared {
+        digest,
+        keys,
+        fingerprint,
+        key,
+    })
+}
+
+/// The verdict (recalled, or checked now) and the rule's decision: the response to send and the
+/// verdicts to keep.
+async fn judge<F: Fetcher>(
+    session: &Session<'_, F>,
+    plan: &Plan<'_>,
+    rule: &Rule,
+    prepared: Result<Prepared, (Option<Digest>, String)>,
+    recalled: Option<Verdict>,
+    parts: Parts,
+    reply: Reply<F::Body>,
+) -> Result<(http::Response<Reply<F::Body>>, Vec<(String, Verdict)>), OciError> {
+    let fetcher = session.fetcher;
+    let let_go = |reply: Reply<F::Body>, e: OciError| {
+        if let Reply::Stream(body) = reply {
+            fetcher.discard(body);
+        }
+        e
+    };
+    let p = match prepared {
+        Ok(p) => p,
+        Err((Some(digest), why)) => {
+            return match decide(rule, &digest, &Verdict::Unsigned(why)) {
+                Decision::Deny(e) => Err(let_go(reply, e)),
+                Decision::Serve { header } => Ok((with_header(parts, reply, &header), vec![])),
+            };
+        }
+        Err((None, why)) => {
+            let e = OciError::new(
+                ErrorCode::Denied,
+                format!("signature policy {}: {why}", rule.name),
+            );
+            return Err(let_go(reply, e));
+        }
+    };
+    let (verdict, fresh) = match recalled {
+        Some(v) => (v, false),
+        None => (check::check(session, plan, &p.keys, &p.digest).await, true),
+    };
+    let header = match decide(rule, &p.digest, &verdict) {
+        Decision::Deny(e) => return Err(let_go(reply, e)),
+        Decision::Serve { header } => header,
+    };
+    let mut keep = Vec::new();
+    let reply = if fresh && verdict.is_valid() && is_index(&parts.headers) {
+        let (reply, children) = read_index(session, &parts.headers, &p.digest, reply).await?;
+        let listed = Verdict::Listed {
+            index: p.digest.to_string(),
+        };
+        for child in children {
+            let key = memory::key(&plan.upstream.name, plan.name, &child, &p.fingerprint);
+            keep.push((key, listed.clone()));
+        }
+        reply
+    } else {
+        reply
+    };
+    if fresh {
+        keep.push((p.key, verdict));
+    }
+    Ok((with_header(parts, reply, &header), keep))
+}
+
+fn with_header<B>(mut parts: Parts, reply: Reply<B>, header: &str) -> http::Response<Reply<B>> {
+    if let Ok(v) = HeaderValue::from_str(header) {
+        parts.headers.insert(SIGNATURE_HEADER, v);
+    }
+    http::Response::from_parts(parts, reply)
+}
+
+fn is_index(headers: &HeaderMap) -> bool {
+    let ct = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
@@ -109,26 +172,24 @@ fn is_index<B>(resp: &http::Response<B>) -> bool {
         || ct.starts_with("application/vnd.docker.distribution.manifest.list.v2+json")
 }
 
-/// Keeps a `Listed` verdict for every platform manifest of a verified index, and answers with the
-/// index's very bytes.
-async fn list_children<F: Fetcher, S: Store<Body = F::Body>>(
-    r: &Request<'_, F, S>,
-    resp: http::Response<Reply<F::Body>>,
+/// A verified index's bytes, read within the manifest budget and handed back to the runtime as
+/// they are, with the platform manifests it lists.
+async fn read_index<F: Fetcher>(
+    session: &Session<'_, F>,
+    headers: &HeaderMap,
     index: &Digest,
-    fp: &str,
-) -> Result<http::Response<Reply<F::Body>>, OciError> {
-    let (parts, body) = resp.into_parts();
-    let Reply::Stream(body) = body else {
-        return Ok(http::Response::from_parts(parts, body));
+    reply: Reply<F::Body>,
+) -> Result<(Reply<F::Body>, Vec<Digest>), OciError> {
+    let Reply::Stream(body) = reply else {
+        return Ok((reply, vec![]));
     };
-    let fetcher = r.session.fetcher;
-    let size = parts
-        .headers
+    let fetcher = session.fetcher;
+    let size = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(MAX_MANIFEST as u64);
-    let Some(reservation) = budget::reserve(fetcher, size, r.session.timeout_ms).await else {
+    let Some(reservation) = budget::reserve(fetcher, size, session.timeout_ms).await else {
         fetcher.discard(body);
         return Err(OciError::new(
             ErrorCode::Unavailable,
@@ -143,16 +204,10 @@ async fn list_children<F: Fetcher, S: Store<Body = F::Body>>(
             OciError::new(ErrorCode::Unavailable, "the index could not be read again")
                 .with_status(502)
         })?;
-    let listed = Verdict::Listed {
-        index: index.to_string(),
-    };
-    for child in children(&bytes) {
-        let key = memory::key(&r.upstream.name, r.name, &child, fp);
-        memory::keep(r.store, &key, &listed, r.upstream.ttls.manifest);
-    }
+    let listed = children(&bytes);
     let body = fetcher.body_of(bytes);
     drop(reservation);
-    Ok(http::Response::from_parts(parts, Reply::Stream(body)))
+    Ok((Reply::Stream(body), listed))
 }
 
 /// The digests of the manifests an index lists.
