@@ -11,13 +11,14 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startWorld, raw, ociCode, ROOT } from './lib/world.mjs';
+import { startWorld, mirrorWith, upstreamTable, raw, ociCode, ROOT } from './lib/world.mjs';
 import { startContainerd, startDockerd, writeHostsToml, skopeo, startTlsRejectingFront } from './lib/clients.mjs';
 import { PORTS, ACCEPT_ALL, pushImage } from './lib/upstreams.mjs';
 import { run, sleep } from './lib/proc.mjs';
 
 const PORT = 18730;
 const FRONT_PORT = 18731;
+const BAD_PORT = 18732;
 const MIRROR = `http://127.0.0.1:${PORT}`;
 const PLAIN = `127.0.0.1:${PORTS.plain}`;
 const SIGNER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'cosign-sign.py');
@@ -262,5 +263,28 @@ describe('cosign signature policy', { timeout: 600_000 }, () => {
     const head = await raw({ port: PORT, method: 'HEAD', path: `/v2/${cases[0].repo}/manifests/latest`, headers: { Accept: ACCEPT_ALL } });
     assert.equal(head.status, 200, 'HEAD serves no manifest bytes: the GET is refused');
     assert.equal(head.headers['docker-content-digest'], cases[0].digest);
+  });
+
+  it('keys are checked at start: a key that is not set, or not a public key, makes the configuration invalid', async () => {
+    const pem = fs.readFileSync(path.join(KEYS, 'trusted.pub'), 'utf8');
+    const priv = fs.readFileSync(path.join(KEYS, 'trusted.key'), 'utf8');
+    for (const [vars, problem] of [
+      [{ COSIGN_KEY_TEST: pem }, 'key COSIGN_KEY_SPARE is not set'],
+      [{ COSIGN_KEY_TEST: pem, COSIGN_KEY_SPARE: priv }, 'key COSIGN_KEY_SPARE holds a private key; the mirror takes the public key (cosign.pub)'],
+    ]) {
+      const bad = await mirrorWith({ port: BAD_PORT, vars: { UPSTREAMS: upstreamTable(w.up, { verify: VERIFY }), ...vars } });
+      try {
+        const health = await raw({ port: BAD_PORT, path: '/healthz' });
+        assert.equal(health.status, 503);
+        const body = JSON.parse(health.body);
+        assert.equal(body.field, 'UPSTREAMS.docker.io.verify[0].keys');
+        assert.equal(body.problem, problem);
+        for (const line of priv.split('\n').slice(1, -2)) assert.ok(!health.body.toString().includes(line), 'the key is never shown');
+        const pull = await raw({ port: BAD_PORT, path: `/v2/${signed.repo}/manifests/latest` });
+        assert.equal(pull.status, 503);
+      } finally {
+        await bad.stop();
+      }
+    }
   });
 });
