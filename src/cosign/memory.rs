@@ -7,26 +7,21 @@
 //! a verdict never crosses repositories, and changing the keys has everything checked again.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use super::verdict::Verdict;
 use crate::digest::Digest;
 use crate::ports::Store;
 use crate::reference::RepoName;
 
-/// Verdicts one isolate remembers (each ~200 bytes): the oldest go first.
-const REMEMBERED: usize = 4096;
-
-#[derive(Default)]
-struct Remembered {
-    verdicts: HashMap<String, Verdict>,
-    order: VecDeque<String>,
-}
+/// Verdicts one isolate remembers (each ~200 bytes): the oldest go first. Looked up by a linear
+/// scan (a few microseconds at this size; a map would cost the wasm a hash table of its own).
+const REMEMBERED: usize = 1024;
 
 thread_local! {
     // Isolate state, like the manifest budget: wasm is single-threaded and no borrow is held
     // across an await.
-    static MEMORY: RefCell<Remembered> = RefCell::new(Remembered::default());
+    static MEMORY: RefCell<VecDeque<(String, Verdict)>> = const { RefCell::new(VecDeque::new()) };
 }
 
 /// The key of a verdict (a URL: notes live in the Cache API).
@@ -39,7 +34,13 @@ pub fn key(upstream: &str, name: &RepoName, digest: &Digest, fingerprint: &str) 
 
 /// A kept verdict, from the isolate or else the store.
 pub async fn recall<S: Store>(store: &S, key: &str) -> Option<Verdict> {
-    if let Some(v) = MEMORY.with(|m| m.borrow().verdicts.get(key).cloned()) {
+    let here = MEMORY.with(|m| {
+        m.borrow()
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    });
+    if let Some(v) = here {
         return Some(v);
     }
     let v = Verdict::from_note(&store.note(key).await?)?;
@@ -59,21 +60,15 @@ pub fn keep<S: Store>(store: &S, key: &str, verdict: &Verdict, keep_secs: u64) {
 fn remember_here(key: &str, verdict: &Verdict) {
     MEMORY.with(|m| {
         let mut m = m.borrow_mut();
-        if m.verdicts
-            .insert(key.to_string(), verdict.clone())
-            .is_none()
-        {
-            m.order.push_back(key.to_string());
+        m.retain(|(k, _)| k != key);
+        if m.len() >= REMEMBERED {
+            m.pop_front();
         }
-        while m.order.len() > REMEMBERED {
-            if let Some(old) = m.order.pop_front() {
-                m.verdicts.remove(&old);
-            }
-        }
+        m.push_back((key.to_string(), verdict.clone()));
     });
 }
 
 /// Forgets what this isolate remembers (tests: a fresh isolate).
 pub fn forget_all() {
-    MEMORY.with(|m| *m.borrow_mut() = Remembered::default());
+    MEMORY.with(|m| m.borrow_mut().clear());
 }
