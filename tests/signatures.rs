@@ -425,3 +425,40 @@ fn keys_are_checked_at_start_and_stored_upstreams_name_only_designated_ones() {
         1
     );
 }
+
+#[test]
+fn a_burst_for_a_cold_signed_image_checks_its_signature_once() {
+    let m = mirror();
+    let d = m.reg.image("myorg/burst", "latest", "b");
+    m.reg.sign("myorg/burst", &d, &d, &key(1), None);
+    m.w.net.interleave.set(true);
+    let secret = |n: &str| m.keys.get(n).cloned();
+    let session = Session {
+        fetcher: &m.w.net,
+        tokens: &m.w.tokens,
+        flights: &m.w.flights,
+        now: m.w.now.get(),
+        timeout_ms: 1_000,
+        secret: &secret,
+    };
+    let reqs: Vec<_> = (0..16)
+        .map(|_| {
+            incoming(
+                Method::GET,
+                "http://mirror.test/v2/plain/myorg/burst/manifests/latest",
+                &[],
+                b"",
+            )
+        })
+        .collect();
+    let all = reqs
+        .iter()
+        .map(|req| handle(Ok(&m.w.config), &session, &m.w.store, req));
+    let answers = block_on(futures::future::join_all(all));
+    for (r, _) in &answers {
+        assert_eq!(r.status(), 200);
+        assert_eq!(verdict(r), "verified; key=COSIGN_KEY_A; policy=myorg");
+    }
+    let sig = m.w.net.urls().iter().filter(|u| u.contains(".sig")).count();
+    assert_eq!(sig, 1, "{:?}", m.w.net.urls());
+}

@@ -24,6 +24,7 @@ use super::policy::Rule;
 use super::verdict::{decide, Decision, Verdict};
 use super::{check, memory};
 use crate::error::{ErrorCode, OciError};
+use crate::flights::Role;
 use crate::mirror::respond::DIGEST_HEADER;
 use crate::mirror::{budget, manifests, Plan, Reply, Request, Session};
 use crate::policy::{CacheStatus, MAX_MANIFEST};
@@ -130,7 +131,7 @@ async fn judge<F: Fetcher>(
     };
     let (verdict, fresh) = match recalled {
         Some(v) => (v, false),
-        None => (check::check(session, plan, &p.keys, &p.digest).await, true),
+        None => checked(session, plan, &p).await,
     };
     let header = match decide(rule, &p.digest, &verdict) {
         Decision::Deny(e) => return Err(let_go(reply, e)),
@@ -154,6 +155,42 @@ async fn judge<F: Fetcher>(
         keep.push((p.key, verdict));
     }
     Ok((with_header(parts, reply, &header), keep))
+}
+
+/// A verdict checked now, once for a burst: the isolate's first request for a digest checks it,
+/// the others wait for its landing and take its verdict from the isolate's memory (a refusal is
+/// not remembered: they check for themselves). `true` when checked by this request.
+async fn checked<F: Fetcher>(
+    session: &Session<'_, F>,
+    plan: &Plan<'_>,
+    p: &Prepared,
+) -> (Verdict, bool) {
+    let check = || check::check(session, plan, &p.keys, &p.digest);
+    match session.flights.join(&p.key, session.now) {
+        Role::Leader(landing) => {
+            let v = check().await;
+            memory::remember_here(&p.key, &v);
+            if !v.is_valid() {
+                landing.failed();
+            }
+            (v, true)
+        }
+        Role::Follower => {
+            let pause = |ms| session.fetcher.pause(ms);
+            let wait_ms = session.timeout_ms.saturating_mul(2);
+            match session.flights.wait(&p.key, pause, wait_ms).await {
+                Some(true) => match memory::recall_here(&p.key) {
+                    Some(v) => (v, false),
+                    None => (check().await, true),
+                },
+                _ => (check().await, true),
+            }
+        }
+        Role::Landed => match memory::recall_here(&p.key) {
+            Some(v) => (v, false),
+            None => (check().await, true),
+        },
+    }
 }
 
 fn with_header<B>(mut parts: Parts, reply: Reply<B>, header: &str) -> http::Response<Reply<B>> {

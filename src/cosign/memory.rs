@@ -34,13 +34,7 @@ pub fn key(upstream: &str, name: &RepoName, digest: &Digest, fingerprint: &str) 
 
 /// A kept verdict, from the isolate or else the store.
 pub async fn recall<S: Store>(store: &S, key: &str) -> Option<Verdict> {
-    let here = MEMORY.with(|m| {
-        m.borrow()
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-    });
-    if let Some(v) = here {
+    if let Some(v) = recall_here(key) {
         return Some(v);
     }
     let v = Verdict::from_note(&store.note(key).await?)?;
@@ -57,7 +51,21 @@ pub fn keep<S: Store>(store: &S, key: &str, verdict: &Verdict, keep_secs: u64) {
     store.put_note(key, &note, keep_secs);
 }
 
-fn remember_here(key: &str, verdict: &Verdict) {
+/// A verdict this isolate remembers.
+pub fn recall_here(key: &str) -> Option<Verdict> {
+    MEMORY.with(|m| {
+        m.borrow()
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    })
+}
+
+/// Remembers a verdict in this isolate only (the store's note is written by `keep`).
+pub fn remember_here(key: &str, verdict: &Verdict) {
+    if !verdict.is_valid() {
+        return;
+    }
     MEMORY.with(|m| {
         let mut m = m.borrow_mut();
         m.retain(|(k, _)| k != key);
