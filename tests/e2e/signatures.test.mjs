@@ -196,7 +196,7 @@ describe('cosign signature policy', { timeout: 600_000 }, () => {
         const ls = await cd.ctr(['images', 'ls']);
         assert.ok(ls.stdout.includes(img.digest), `ctr holds ${img.repo} as ${img.digest}`);
       }
-      for (const c of cases.slice(0, 2)) {
+      for (const c of cases) {
         const r = await cd.ctr(['images', 'pull', '--hosts-dir', hostsDir, `docker.io/${c.repo}:latest`], { timeout: 60_000 });
         assert.notEqual(r.code, 0, c.name);
         assert.match(r.stderr + r.stdout, /403 Forbidden/, c.name);
@@ -208,7 +208,9 @@ describe('cosign signature policy', { timeout: 600_000 }, () => {
   });
 
   it('dockerd with registry-mirrors pulls the signed ones; a refused one fails, the message in the daemon log and on a direct pull', async () => {
-    const d = await startDockerd({ root: path.join(ROOT, 'dockerd-sig'), mirror: MIRROR });
+    // Through the TLS-rejecting front: dockerd, like skopeo, tries HTTPS first (a 10 s stall
+    // against workerd's plain port).
+    const d = await startDockerd({ root: path.join(ROOT, 'dockerd-sig'), mirror: front.url });
     try {
       for (const img of [signed, multi]) {
         const m = w.mark();
@@ -229,10 +231,12 @@ describe('cosign signature policy', { timeout: 600_000 }, () => {
       const log = fs.readFileSync(d.log).subarray(from).toString();
       assert.match(log, refusal(c), 'dockerd logged the refusal');
       // Pulled from the mirror by name (no fallback), the CLI shows the refusal itself.
-      const direct = await d.docker(['pull', `127.0.0.1:${PORT}/${c.repo}:latest`]);
-      assert.notEqual(direct.code, 0);
-      assert.match(direct.stderr, /denied/);
-      assert.match(direct.stderr, refusal(c), direct.stderr);
+      for (const c of cases) {
+        const direct = await d.docker(['pull', `${front.host}/${c.repo}:latest`]);
+        assert.notEqual(direct.code, 0, c.name);
+        assert.match(direct.stderr, /denied/, c.name);
+        assert.match(direct.stderr, refusal(c), `${c.name}: ${direct.stderr}`);
+      }
     } finally {
       await d.stop();
     }
