@@ -462,3 +462,22 @@ fn a_burst_for_a_cold_signed_image_checks_its_signature_once() {
     let sig = m.w.net.urls().iter().filter(|u| u.contains(".sig")).count();
     assert_eq!(sig, 1, "{:?}", m.w.net.urls());
 }
+
+#[test]
+fn the_upstream_table_refuses_a_bad_policy_naming_the_field() {
+    let e = Config::from_vars(&Vars {
+        upstreams: Some(r#"{"hub": {"registry": "http://hub.test", "verify": [{"repos": ["a/*"], "keys": ["-----BEGIN PUBLIC KEY-----"]}]}}"#),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert_eq!(e.field, "UPSTREAMS.hub.verify[0].keys");
+    assert!(!e.problem.contains("BEGIN"), "{}", e.problem);
+    let e = Config::from_vars(&Vars {
+        upstreams: Some(
+            r#"{"hub": {"registry": "http://hub.test", "verify": {"repos": ["a/*"]}}}"#,
+        ),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert_eq!(e.field, "UPSTREAMS.hub.verify");
+}
