@@ -40,6 +40,8 @@ pub struct Upstream {
     /// Whether clients' own logins are passed on to this upstream; `None`: only for the default
     /// upstream (see `Config::takes_client_logins`).
     pub client_logins: Option<bool>,
+    /// Signature policy: repositories whose manifests need a valid cosign signature.
+    pub verify: crate::cosign::Policy,
 }
 
 /// The validated mirror configuration.
@@ -191,6 +193,7 @@ impl Config {
                 credentials: None,
                 realms: realms.iter().map(|r| r.to_string()).collect(),
                 client_logins: None,
+                verify: Default::default(),
             })
             .collect();
         Config {
@@ -348,7 +351,8 @@ impl Config {
                 .credentials
                 .iter()
                 .map(|c| ("credentials", c))
-                .chain(u.headers.iter().map(|(_, s)| ("headers", s)));
+                .chain(u.headers.iter().map(|(_, s)| ("headers", s)))
+                .chain(u.verify.key_names().map(|s| ("verify", s)));
             for (field, secret) in named {
                 if !self.upstream_secrets.contains(secret) {
                     return Err(err(
@@ -430,7 +434,8 @@ fn parse_prewarm(text: Option<&str>) -> Result<Vec<(RepoName, Tag)>, ConfigError
 
 mod table;
 
-use table::{check_all_unique, parse_table, secret_name_problem};
+pub(crate) use table::secret_name_problem;
+use table::{check_all_unique, parse_table};
 
 #[cfg(test)]
 mod tests;

@@ -8,6 +8,7 @@ pub mod authorization;
 pub mod cache_key;
 pub mod challenge;
 pub mod config;
+pub mod cosign;
 pub mod digest;
 pub mod duration;
 pub mod error;

@@ -58,6 +58,17 @@ pub trait Fetcher {
     fn body_of(&self, bytes: Vec<u8>) -> Self::Body;
     /// Waits `ms` milliseconds (before a retry).
     async fn pause(&self, ms: u32);
+    /// Whether `signature` (`r || s`) is an ECDSA P-256 / SHA-256 signature of `message` by the key
+    /// `spki` (SubjectPublicKeyInfo DER): the signature policy's one piece of crypto (`cosign`),
+    /// WebCrypto in the worker. `Err` when it cannot tell (the key does not import): fails closed.
+    async fn verify_ecdsa_p256(
+        &self,
+        _spki: &[u8],
+        _message: &[u8],
+        _signature: &[u8; 64],
+    ) -> Result<bool, String> {
+        Err("no ECDSA verifier on this platform".into())
+    }
 }
 
 /// What the other isolates say about a miss (see `Fetcher::coordinate`).

@@ -57,6 +57,14 @@ impl<F: Fetcher> Fetcher for Budgeted<'_, F> {
     fn tee(&self, body: F::Body) -> (F::Body, F::Body) {
         self.inner.tee(body)
     }
+    async fn verify_ecdsa_p256(
+        &self,
+        spki: &[u8],
+        message: &[u8],
+        signature: &[u8; 64],
+    ) -> Result<bool, String> {
+        self.inner.verify_ecdsa_p256(spki, message, signature).await
+    }
     fn body_of(&self, bytes: Vec<u8>) -> F::Body {
         self.inner.body_of(bytes)
     }

@@ -32,6 +32,8 @@ struct RawUpstream {
     #[serde(default)]
     realms: Vec<String>,
     client_logins: Option<bool>,
+    /// Parsed by `cosign::Policy::parse`, whose errors never repeat a value.
+    verify: Option<serde_json::Value>,
 }
 
 /// Headers the mirror sets itself, or that would carry someone else's credentials.
@@ -50,7 +52,7 @@ const RESERVED_HEADERS: &[&str] = &[
 
 /// What is wrong with a secret's name, without repeating it: it may be the secret itself pasted
 /// in by mistake, and configuration errors are shown on `/healthz` and in every 503.
-pub(super) fn secret_name_problem(name: &str) -> Option<&'static str> {
+pub(crate) fn secret_name_problem(name: &str) -> Option<&'static str> {
     let shaped = name.len() <= 64
         && name.bytes().next().is_some_and(|b| b.is_ascii_uppercase())
         && name
@@ -225,6 +227,7 @@ fn parse_upstream(name: String, raw: RawUpstream) -> Result<Upstream, ConfigErro
             "an upstream name is letters, digits, '.', '_' and '-'",
         ));
     }
+    let verify = crate::cosign::Policy::parse(&name, raw.verify.as_ref())?;
     Ok(Upstream {
         name,
         registry,
@@ -237,6 +240,7 @@ fn parse_upstream(name: String, raw: RawUpstream) -> Result<Upstream, ConfigErro
         credentials: raw.credentials,
         realms,
         client_logins: raw.client_logins,
+        verify,
     })
 }
 

@@ -84,6 +84,9 @@ pub struct LogLine {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The signature policy's verdict on a served manifest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 impl LogLine {
@@ -95,6 +98,7 @@ impl LogLine {
         self.cache = Some(outcome.cache);
         self.cache_status = Some(outcome.cache_status);
         self.error = outcome.error;
+        self.signature = outcome.signature;
     }
 
     pub fn to_json(&self) -> String {

@@ -69,6 +69,8 @@ pub struct Outcome {
     pub cache_status: String,
     /// The mirror's own Bearer challenge for this request, sent with a 401.
     pub challenge: Option<String>,
+    /// The signature policy's verdict on a served manifest (`edgemirror-signature`).
+    pub signature: Option<String>,
 }
 
 /// One registry request on its way to an upstream, planned once: everything the flows need but
@@ -288,7 +290,15 @@ pub async fn handle_route<F: Fetcher, S: Store<Body = F::Body>>(
         Err(e) => Err(e),
     };
     let (mut resp, cache) = match answer {
-        Ok(answer) => answer,
+        Ok(answer) => {
+            outcome.signature = answer
+                .0
+                .headers()
+                .get(crate::cosign::gate::SIGNATURE_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            answer
+        }
         Err(e) => {
             outcome.error = Some(e.to_string());
             let cache = if outcome.upstream.is_some() {
@@ -489,7 +499,8 @@ fn upstream_headers(req: &Incoming, accept: &[&str], resource: &Resource) -> Hea
 
 async fn dispatch<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>) -> Answer<F::Body> {
     match &r.resource {
-        Resource::Manifest(reference) => manifests::serve(r, reference).await,
+        // Through the signature policy, which passes uncovered repositories straight on.
+        Resource::Manifest(reference) => crate::cosign::gate::serve(r, reference).await,
         Resource::Blob(digest) => blobs::serve(r, digest).await,
         Resource::TagsList | Resource::Referrers(_) => {
             let resp = r.send(r.method.clone()).await?;

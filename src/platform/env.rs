@@ -59,7 +59,11 @@ pub fn config(env: &Env) -> Parsed {
         }
         let texts: [Option<String>; VAR_NAMES.len()] = std::array::from_fn(|i| text(&values[i]));
         let vars = Vars::from_values(&texts);
-        let parsed = Config::from_vars(&vars).map(Rc::new);
+        // The signature policy's keys live in secrets: checked here, at start, like the table.
+        let secret = |name: &str| var(env, name);
+        let parsed = Config::from_vars(&vars)
+            .and_then(|c| crate::cosign::keys::check(&c, &secret).map(|()| c))
+            .map(Rc::new);
         if let Err(e) = &parsed {
             worker::console_error!("{}", serde_json::json!({"msg": "invalid configuration", "field": e.field, "problem": e.problem}));
         }

@@ -174,6 +174,15 @@ impl Fetcher for RuntimeFetcher {
         worker::Delay::from(std::time::Duration::from_millis(ms.into())).await;
     }
 
+    async fn verify_ecdsa_p256(
+        &self,
+        spki: &[u8],
+        message: &[u8],
+        signature: &[u8; 64],
+    ) -> Result<bool, String> {
+        super::ecdsa::verify(spki, message, signature).await
+    }
+
     async fn coordinate(&self, key: &str, lease_ms: u32) -> crate::ports::Acquired {
         super::coordinator::acquire(key, lease_ms).await
     }

@@ -6,6 +6,7 @@
 mod body_deadline;
 mod convert;
 mod coordinator;
+mod ecdsa;
 mod env;
 mod fetch;
 mod pulls;

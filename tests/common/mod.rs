@@ -145,6 +145,20 @@ impl Fetcher for FakeNet {
         }
         self.pauses.borrow_mut().push(ms);
     }
+    /// What WebCrypto does in the worker, with the pure-Rust p256 crate.
+    async fn verify_ecdsa_p256(
+        &self,
+        spki: &[u8],
+        message: &[u8],
+        signature: &[u8; 64],
+    ) -> Result<bool, String> {
+        use p256::ecdsa::signature::Verifier;
+        // The SPKI's 26-byte prefix is checked by `cosign::keys`; the point follows it.
+        let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(spki.get(26..).unwrap_or_default())
+            .map_err(|e| e.to_string())?;
+        let sig = p256::ecdsa::Signature::from_slice(signature).map_err(|e| e.to_string())?;
+        Ok(key.verify(message, &sig).is_ok())
+    }
 }
 
 /// An in-memory store that counts what it is asked, and (like R2's sha256 check) refuses a blob

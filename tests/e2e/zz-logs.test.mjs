@@ -25,6 +25,7 @@ it('no credential or token in any mirror log line of the run', () => {
     [new RegExp(ACCESS.secret), 'the Access client secret'],
     [new RegExp(MIRROR_LOGIN.password), 'the mirror login password'],
     [/em1\.[^"\s]*\.[0-9a-f]{64}/, 'a mirror token'],
+    [/-----BEGIN [A-Z ]*KEY-----/, 'a PEM key (signature policy keys)'],
   ];
   for (const [file, line] of lines) {
     for (const [pattern, what] of forbidden) assert.doesNotMatch(line, pattern, `${what} in ${file}: ${line.slice(0, 200)}`);
