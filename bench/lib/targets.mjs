@@ -122,11 +122,11 @@ function burstTargets(add, v) {
       `aggregate ${fmtNum(burstMBps('mirror', nMax), 0)} MB/s at N=${nMax} vs ${fmtNum(burstMBps('mirror', ns[0]), 0)} MB/s at N=${ns[0]} (distribution: ${fmtNum(burstMBps('proxy', nMax), 0)} vs ${fmtNum(burstMBps('proxy', ns[0]), 0)})` +
       (CFG.burst.smallLayerBytes ? `; ${(CFG.burst.smallLayerBytes / 1024).toFixed(0)} KiB layers: cold ${ratio(v('burst_smax_p50', 'mirror'), v('burst_ssingle_p50', 'mirror'))}×, warm ${ratio(v('burst_smax_warm_p50', 'mirror'), v('burst_ssingle_warm_p50', 'mirror'))}×` : '')];
   });
-  add(`upstream requests of ${nMax} concurrent cold pulls = of 1 (edgemirror coalesces)`, ['bursts'], () => {
+  add(`upstream requests of ${nMax} concurrent cold pulls ≤ of 1 (edgemirror coalesces; the isolate's first pull also meets the 401 that names the realm)`, ['bursts'], () => {
     const [uOne, uMany] = [v('burst_single_upstream', 'mirror'), v('burst_max_upstream', 'mirror')];
-    return [uOne != null && uMany != null && uMany === uOne, `${uMany} vs ${uOne}; distribution's proxy ${v('burst_max_upstream', 'proxy')} vs ${v('burst_single_upstream', 'proxy')}`];
+    return [uOne != null && uMany != null && uMany <= uOne, `${uMany} vs ${uOne}; distribution's proxy ${v('burst_max_upstream', 'proxy')} vs ${v('burst_single_upstream', 'proxy')}`];
   });
-  add(`${CFG.burst.fleetN} cold pulls over 2 isolates with the Durable Object: upstream requests = of 1 pull`, ['fleet', 'bursts'], () =>
-    [v('fleet_do_upstream', 'mirror') === v('burst_single_upstream', 'mirror'),
+  add(`${CFG.burst.fleetN} cold pulls over 2 isolates with the Durable Object: upstream requests ≤ of 1 pull`, ['fleet', 'bursts'], () =>
+    [v('fleet_do_upstream', 'mirror') <= v('burst_single_upstream', 'mirror'),
       `${v('fleet_do_upstream', 'mirror')} vs ${v('burst_single_upstream', 'mirror')} (without it: ${v('fleet_nodo_upstream', 'mirror')})`]);
 }
