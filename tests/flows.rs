@@ -238,7 +238,7 @@ fn tags_list_pagination_goes_upstream_and_links_come_back_to_the_mirror() {
 /// Bad input: a clear 4xx, and no upstream ever hears of it.
 #[rstest]
 #[case(Method::GET, "/v2/Alpine/manifests/latest", 400, "NAME_INVALID")]
-#[case(Method::GET, "/v2/alpine/manifests/-x", 400, "TAG_INVALID")]
+#[case(Method::GET, "/v2/alpine/manifests/-x", 404, "MANIFEST_UNKNOWN")]
 #[case(Method::GET, "/v2/alpine/blobs/sha256:zz", 400, "DIGEST_INVALID")]
 // URL parsing (WHATWG, as in workerd) resolves %2e%2e as "..": the path becomes /manifests/latest.
 #[case(Method::GET, "/v2/%2e%2e/manifests/latest", 404, "NAME_UNKNOWN")]
