@@ -809,3 +809,41 @@ fn a_manifest_that_gets_no_budget_waits_the_upstream_timeout_then_is_a_503_with_
     assert_eq!(r.status(), 200, "room again once the budget is given back");
     assert_eq!(body(&r), manifests[0]);
 }
+
+/// distribution answers a client that accepts only OCI types, for a Docker v2 image, with a
+/// signed schema 1 manifest. The mirror answers `404 MANIFEST_UNKNOWN` saying why, and stores
+/// nothing (schema 1's digest cannot be checked against its bytes).
+#[rstest]
+#[case(Method::GET)]
+#[case(Method::HEAD)]
+fn schema1_fallback_is_a_clear_404_and_not_stored(#[case] method: Method) {
+    let w = World::new(FakeNet::new(|req| {
+        let schema1 = br#"{"schemaVersion":1,"signatures":[]}"#;
+        resp(
+            200,
+            &[
+                (
+                    "content-type",
+                    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+                ),
+                ("docker-content-digest", SHA),
+                ("content-length", &schema1.len().to_string()),
+            ],
+            if req.method == Method::HEAD {
+                b""
+            } else {
+                schema1
+            },
+        )
+    }));
+    let oci = [("accept", "application/vnd.oci.image.manifest.v1+json")];
+    let url = "http://mirror.test/v2/plain/x/manifests/v1";
+    let (r, _) = w.request(method.clone(), url, &oci);
+    assert_eq!(r.status(), 404);
+    if method == Method::GET {
+        assert_eq!(error_code(&r), "MANIFEST_UNKNOWN");
+        assert!(String::from_utf8(body(&r)).unwrap().contains("schema 1"));
+    }
+    assert!(w.store.manifests.borrow().is_empty());
+    assert!(w.store.tags.borrow().is_empty());
+}
