@@ -83,6 +83,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<web_sys::
         pulls: pulls.as_ref(),
         config_store: config_store.as_ref(),
         secret: &secret,
+        names: &env::names(&env),
         isolate: ISOLATE.with(|i| *i),
         timeout_ms: config
             .as_ref()
