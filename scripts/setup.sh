@@ -24,8 +24,17 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $NF}')" != "$WASM_BINDG
   # Not --locked: one of its locked dependencies is not on every registry mirror.
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 fi
-if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  say "installing npm packages"; npm ci --no-audit --no-fund
+# The lockfile's content, not its mtime (a fresh checkout is always newer), decides a reinstall.
+# A node_modules that is a symlink is a shared install: npm ci would empty it for everyone, so
+# it is only reported.
+lock_sum=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -x node_modules/.bin/wrangler ] || [ "$(cat node_modules/.edgemirror-lock 2>/dev/null)" != "$lock_sum" ]; then
+  if [ -L node_modules ]; then
+    [ -x node_modules/.bin/wrangler ] || { say "node_modules is a shared install (symlink) without wrangler: install it where it points"; exit 1; }
+  else
+    say "installing npm packages"; npm ci --no-audit --no-fund
+    echo "$lock_sum" > node_modules/.edgemirror-lock
+  fi
 fi
 
 if [ "${1:-}" = "--test" ]; then
