@@ -1,6 +1,6 @@
 // `npm start`: the built worker on 127.0.0.1 (Miniflare/workerd, see serve.mjs) with what a
-// deployment binds — R2 (BLOBS), the admin store (CONFIG), pull counters (RATELIMIT), the
-// coordinator — state kept under .state/, a front that answers TLS hellos at once (no 10 s client
+// deployment binds — R2 (BLOBS), the admin store (CONFIG), the coordinator, and pull counters
+// (RATELIMIT) when RATE_LIMIT is set — state kept under .state/, a front that answers TLS hellos at once (no 10 s client
 // stalls), and the configuration's state printed before "listening".
 //
 //   npm start -- [--port 8787] [--state .state] [--no-r2] [--var NAME:VALUE]... [--env-file .dev.vars]
@@ -88,7 +88,10 @@ async function main() {
   } else if (o.envFile) throw new Error(`${o.envFile} does not exist`);
   Object.assign(vars, o.vars);
   // workerd on a port of its own; the front on the one clients use.
-  const mirror = await startMirror({ port: 0, vars, state: o.state, r2: o.r2, kv: true, rateLimit: true, coordinator: true, triggers: true });
+  // Pull counters only when a limit is asked for: the default 100/6h would stop a developer's
+  // 101st local pull.
+  const rateLimit = vars.RATE_LIMIT !== undefined && String(vars.RATE_LIMIT).trim() !== 'off';
+  const mirror = await startMirror({ port: 0, vars, state: o.state, r2: o.r2, kv: true, rateLimit, coordinator: true, triggers: true });
   const front = await startTlsRejectingFront({ port: o.port, targetPort: Number(new URL(mirror.url).port) });
   const r = await fetch(`${mirror.url}/healthz`);
   for (const line of describeHealth(r.status, await r.json())) console.log(line);

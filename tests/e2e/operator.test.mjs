@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startUpstreams, makeImages } from './lib/upstreams.mjs';
+import { startUpstreams, makeImages, USER } from './lib/upstreams.mjs';
 import { ROOT, BIG_MB, upstreamTable, raw } from './lib/world.mjs';
 import { skopeo } from './lib/clients.mjs';
 
@@ -71,8 +71,12 @@ describe('npm start, as an operator runs it', { timeout: 300_000 }, () => {
       'UPSTREAM=\'{"oops": {}}\'',
       'PREWARM=["plain/library/alpine:latest"]',
       'PREWARM_BUDGET="20"',
+      'RATE_LIMIT="500/1h"',
+      `HUB_CREDS="${USER.username}:${USER.password}"`,
     ].join('\n'));
+    // The hub upstream names a secret that only the env file sets.
     const table = upstreamTable(up);
+    table['docker.io'].credentials = 'HUB_CREDS';
     mirror = await npmStart(['--port', String(PORT), '--state', path.join(DIR, 'state'), '--env-file', path.join(DIR, 'dev.vars'), '--var', `UPSTREAMS:${JSON.stringify(table)}`]);
   }, { timeout: 300_000 });
   after(async () => {
@@ -99,6 +103,13 @@ describe('npm start, as an operator runs it', { timeout: 300_000 }, () => {
     assert.equal(h.status, 'degraded');
     assert.match(h.source[0], /^UPSTREAMS variable/);
     assert.match(h.warnings[0], /did you mean UPSTREAMS\?/);
+    assert.deepEqual(h.problems, [], 'HUB_CREDS came from the env file');
+  });
+
+  it('binds the pull counters when RATE_LIMIT is set', async () => {
+    const r = await raw({ port: PORT, path: '/v2/plain/library/alpine/manifests/latest', headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' } });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['ratelimit-limit'], '500;w=3600');
   });
 
   it('answers a TLS ClientHello at once (clients fall back to HTTP without a 10 s stall)', async () => {
