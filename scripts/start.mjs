@@ -87,12 +87,15 @@ async function main() {
     console.log(`variables and secrets from ${path.relative(process.cwd(), envFile) || envFile}: ${Object.keys(fromFile).join(', ') || 'none'}`);
   } else if (o.envFile) throw new Error(`${o.envFile} does not exist`);
   Object.assign(vars, o.vars);
-  // workerd on a port of its own; the front on the one clients use.
+  // The front takes the clients' port first (a port in use fails before workerd starts);
+  // workerd gets a port of its own.
+  let mirrorPort = 0;
+  const front = await startTlsRejectingFront({ port: o.port, targetPort: () => mirrorPort });
   // Pull counters only when a limit is asked for: the default 100/6h would stop a developer's
   // 101st local pull.
   const rateLimit = vars.RATE_LIMIT !== undefined && String(vars.RATE_LIMIT).trim() !== 'off';
   const mirror = await startMirror({ port: 0, vars, state: o.state, r2: o.r2, kv: true, rateLimit, coordinator: true, triggers: true });
-  const front = await startTlsRejectingFront({ port: o.port, targetPort: Number(new URL(mirror.url).port) });
+  mirrorPort = Number(new URL(mirror.url).port);
   const r = await fetch(`${mirror.url}/healthz`);
   for (const line of describeHealth(r.status, await r.json())) console.log(line);
   console.log(`edgemirror listening on ${front.url} (state in ${o.state}); prewarm now: curl '${front.url}/cdn-cgi/handler/scheduled'; Ctrl-C stops it`);
@@ -102,5 +105,9 @@ async function main() {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url) || process.argv[1]?.endsWith('serve.mjs')) {
-  main().catch((e) => { console.error(`npm start: ${e.message}`); process.exit(1); });
+  main().catch((e) => {
+    const hint = e.code === 'EADDRINUSE' ? ' (another port: npm start -- --port N)' : '';
+    console.error(`npm start: ${e.message}${hint}`);
+    process.exit(1);
+  });
 }

@@ -5,8 +5,11 @@
 // everything else unchanged to 127.0.0.1:targetPort. Used by `npm start` and the e2e tests.
 import net from 'node:net';
 
-/** Listens on 127.0.0.1:port. -> { url: 'http://127.0.0.1:port', host, stop() } */
+/** Listens on 127.0.0.1:port; `targetPort` is a number, or a function giving it when a
+ *  connection arrives (so the front can take its port before the target exists).
+ *  -> { url: 'http://127.0.0.1:port', host, port, stop() } */
 export async function startTlsRejectingFront({ port, targetPort }) {
+  const target = typeof targetPort === 'function' ? targetPort : () => targetPort;
   const conns = new Set();
   const server = net.createServer((c) => {
     conns.add(c);
@@ -14,7 +17,7 @@ export async function startTlsRejectingFront({ port, targetPort }) {
     c.on('error', () => c.destroy());
     c.once('data', (first) => {
       if (first[0] === 0x16) return c.destroy();
-      const u = net.connect(targetPort, '127.0.0.1');
+      const u = net.connect(target(), '127.0.0.1');
       conns.add(u);
       u.on('close', () => { conns.delete(u); c.destroy(); });
       u.on('error', () => c.destroy());
