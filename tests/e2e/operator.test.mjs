@@ -16,6 +16,8 @@ import { fileURLToPath } from 'node:url';
 import { startUpstreams, makeImages, USER } from './lib/upstreams.mjs';
 import { ROOT, BIG_MB, LOG_DIR, upstreamTable, raw } from './lib/world.mjs';
 import { skopeo } from './lib/clients.mjs';
+import { devArgs } from '../../scripts/dev.mjs';
+import { parseArgs, parseEnvFile } from '../../scripts/start.mjs';
 
 const PORT = 18743, BAD_PORT = 18744;
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -186,5 +188,26 @@ insecure = true
     } finally {
       await bad.stop();
     }
+  });
+});
+
+describe('the local commands\' arguments', { timeout: 10_000 }, () => {
+  it('npm run dev -- --port N gives wrangler one --port (it refused two)', () => {
+    const args = devArgs(['--port', '23002', '--var', 'A:b']);
+    assert.equal(args.filter((a) => a === '--port').length, 1);
+    assert.deepEqual(args.slice(-4), ['--port', '23002', '--var', 'A:b']);
+    assert.ok(devArgs([], { PORT: '23003' }).join(' ').includes('--port 23003'));
+    assert.ok(devArgs(['--port=23004']).every((a) => a !== '--port'));
+  });
+
+  it('npm start takes --port/--var/--env-file and a .dev.vars-style file', () => {
+    const o = parseArgs(['--port', '23002', '--var', 'UPSTREAMS:{"a":{"registry":"https://a"}}', '--no-r2'], {});
+    assert.equal(o.port, 23002);
+    assert.equal(o.r2, false);
+    assert.equal(o.vars.UPSTREAMS, '{"a":{"registry":"https://a"}}');
+    assert.equal(parseArgs([], { PORT: '23005' }).port, 23005);
+    assert.throws(() => parseArgs(['--port', 'x'], {}));
+    assert.throws(() => parseArgs(['--bogus'], {}));
+    assert.deepEqual(parseEnvFile('# c\nA=1\nexport B="two\\nlines"\nC=\'{"x": 1}\'\nD=bare # note\n'), { A: '1', B: 'two\nlines', C: '{"x": 1}', D: 'bare' });
   });
 });
