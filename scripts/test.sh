@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 bash scripts/setup.sh --test
+echo "== actionlint (the deploy pipeline, .github/workflows)"
+actionlint
 echo "== cargo test (pure core)"
 cargo test --quiet 2>&1 | grep -v '^$'
 echo "== fuzz targets, briefly (scripts/fuzz.sh SECONDS runs them for longer)"

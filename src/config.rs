@@ -276,7 +276,27 @@ impl Config {
             })?),
         };
         config.upstream_secrets = parse_upstream_secrets(vars.upstream_secrets)?;
+        config.check_prewarm_routes()?;
         Ok(config)
+    }
+
+    /// Every `PREWARM` image must route to an upstream of this table, as a client's pull would:
+    /// refused when the configuration is read, not when the cron first runs.
+    fn check_prewarm_routes(&self) -> Result<(), ConfigError> {
+        for (i, (name, tag)) in self.prewarm.iter().enumerate() {
+            if let Err(e) = crate::select::select(self, "prewarm.invalid", name, None) {
+                return Err(err(
+                    format!("PREWARM[{i}]"),
+                    format!(
+                        "\"{}:{}\" routes to no upstream ({})",
+                        name.as_str(),
+                        tag.as_str(),
+                        e.message
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Whether clients' own logins may go to `upstream` (by default, to the default upstream only:

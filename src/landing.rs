@@ -57,6 +57,9 @@ fn registries_conf(host: &str, insecure: bool, config: &Config) -> String {
             host.to_string()
         } else if let Some(p) = u.prefixes.first() {
             format!("{host}/{p}")
+        } else if let Some(h) = u.hosts.first() {
+            // An upstream reached by its own mirror host name.
+            h.clone()
         } else {
             continue;
         };
@@ -195,6 +198,28 @@ mod tests {
         assert!(html.contains("override_path = true"));
         assert!(html.contains("insecure = true"));
         assert!(html.contains("&quot;insecure-registries&quot;: [&quot;127.0.0.1:8787&quot;]"));
+    }
+
+    /// podman's registries.conf for every kind of upstream: the default (the mirror itself), one
+    /// with a path prefix (`mirror/prefix`), one reached by its own host name.
+    #[test]
+    fn registries_conf_covers_default_prefix_and_host_upstreams() {
+        let table = r#"{"docker.io": {"registry": "https://registry-1.docker.io", "ns": ["docker.io"], "library": true},
+                        "ghcr.io": {"registry": "https://ghcr.io", "prefixes": ["ghcr.io"], "ns": ["ghcr.io"]},
+                        "quay": {"registry": "https://quay.io", "hosts": ["quay.mirror.example"]}}"#;
+        let c = Config::from_vars(&Vars {
+            upstreams: Some(table),
+            ..Default::default()
+        })
+        .unwrap();
+        let conf = registries_conf("mirror.example", false, &c);
+        for want in [
+            "prefix = \"docker.io\"\nlocation = \"registry-1.docker.io\"\n[[registry.mirror]]\nlocation = \"mirror.example\"\n",
+            "prefix = \"ghcr.io\"\nlocation = \"ghcr.io\"\n[[registry.mirror]]\nlocation = \"mirror.example/ghcr.io\"\n",
+            "prefix = \"quay.io\"\nlocation = \"quay.io\"\n[[registry.mirror]]\nlocation = \"quay.mirror.example\"\n",
+        ] {
+            assert!(conf.contains(want), "{want} in\n{conf}");
+        }
     }
 
     #[test]

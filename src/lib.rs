@@ -15,6 +15,7 @@ pub mod error;
 pub mod flights;
 pub mod front;
 pub mod gate;
+pub mod health;
 pub mod landing;
 pub mod mirror;
 pub mod mirror_auth;

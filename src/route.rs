@@ -67,6 +67,20 @@ fn not_found(path: &str) -> OciError {
     .with_status(404)
 }
 
+/// A manifest's reference. One that is neither a tag nor a digest names no manifest: the
+/// distribution spec's only failure for a manifest GET/HEAD is `404 MANIFEST_UNKNOWN`, so that is
+/// the answer (never asked upstream). A malformed digest (it has a ':') keeps `DIGEST_INVALID`.
+fn manifest_reference(r: &str) -> Result<Reference, OciError> {
+    Reference::parse(r).map_err(|e| match e {
+        crate::error::InputError::Tag(_) => OciError::new(
+            ErrorCode::ManifestUnknown,
+            format!("no manifest {:?}: not a tag nor a digest", clip(r)),
+        )
+        .with_status(404),
+        other => other.into(),
+    })
+}
+
 /// Parses a request's method and raw (still percent-encoded) path.
 pub fn parse(method: &http::Method, path: &str) -> Result<Route, OciError> {
     let read = *method == http::Method::GET || *method == http::Method::HEAD;
@@ -116,7 +130,7 @@ pub fn parse(method: &http::Method, path: &str) -> Result<Route, OciError> {
     }
     let (name_parts, resource) = match (parts[n - 2], parts[n - 1]) {
         ("tags", "list") => (&parts[..n - 2], Resource::TagsList),
-        ("manifests", r) => (&parts[..n - 2], Resource::Manifest(Reference::parse(r)?)),
+        ("manifests", r) => (&parts[..n - 2], Resource::Manifest(manifest_reference(r)?)),
         ("blobs", d) => (&parts[..n - 2], Resource::Blob(Digest::parse(d)?)),
         ("referrers", d) => (&parts[..n - 2], Resource::Referrers(Digest::parse(d)?)),
         _ => return Err(not_found(path)),
@@ -217,7 +231,7 @@ mod tests {
         ErrorCode::NameInvalid,
         400
     )]
-    #[case("GET", "/v2/alpine/manifests/.bad", ErrorCode::TagInvalid, 400)]
+    #[case("GET", "/v2/alpine/manifests/.bad", ErrorCode::ManifestUnknown, 404)]
     #[case(
         "GET",
         "/v2/alpine/manifests/sha256:abc",
@@ -232,7 +246,7 @@ mod tests {
         400
     )]
     #[case("GET", "/v2/alpine/referrers/latest", ErrorCode::DigestInvalid, 400)]
-    #[case("GET", "/v2/alpine/manifests/", ErrorCode::TagInvalid, 400)]
+    #[case("GET", "/v2/alpine/manifests/", ErrorCode::ManifestUnknown, 404)]
     #[case("GET", "/v2/manifests/latest", ErrorCode::NameUnknown, 404)]
     #[case("GET", "/v2/alpine", ErrorCode::NameUnknown, 404)]
     #[case("GET", "/v2/alpine/other/x", ErrorCode::NameUnknown, 404)]

@@ -55,6 +55,11 @@ fn world() -> (World, Rc<Upstream>) {
         let path = req.url.path();
         if req.url.host_str() == Some("cdn.test") {
             let b = u.blob.borrow().clone();
+            // Like S3 and distribution: a range past the end is 416 with the size.
+            if req.headers.get("range").is_some_and(|r| r == "bytes=10-") {
+                let size = format!("bytes */{}", b.len());
+                return resp(416, &[("content-range", &size)], b"");
+            }
             return resp(200, &[("content-length", &b.len().to_string())], &b);
         }
         if path.contains("/blobs/") {
@@ -465,6 +470,37 @@ fn a_blob_with_wrong_bytes_is_never_stored() {
         "the next pull goes upstream again"
     );
     assert!(w.net.urls().len() > n);
+}
+
+/// A cold range past the end: the upstream's 416 and its `Content-Range: bytes */size` reach the
+/// client (which learns the size from it).
+#[test]
+fn a_cold_range_past_the_end_keeps_the_upstreams_content_range() {
+    let (w, _up) = world();
+    let path = format!("/v2/plain/x/blobs/{}", sha(LAYER));
+    let r = get(&w, Method::GET, &path, &[("range", "bytes=10-")]);
+    assert_eq!(r.status(), 416);
+    assert_eq!(r.headers()["content-range"], "bytes */10");
+    assert!(body(&r).starts_with(b"{\"errors\""));
+}
+
+/// A Range the mirror does not understand, on a stored blob: answered from the store, whole (a
+/// server may ignore a Range it cannot satisfy as asked), without the upstream.
+#[rstest::rstest]
+#[case("bytes=0-1,4-5")]
+#[case("bytes=abc")]
+#[case("pages=1-2")]
+#[case("bytes=5-2")]
+fn a_range_not_understood_on_a_stored_blob_is_answered_from_the_store(#[case] range: &str) {
+    let (w, _up) = world();
+    let path = format!("/v2/plain/x/blobs/{}", sha(LAYER));
+    get(&w, Method::GET, &path, &[]);
+    let n = w.net.urls().len();
+    let r = get(&w, Method::GET, &path, &[("range", range)]);
+    assert_eq!(r.status(), 200);
+    assert_eq!(body(&r), LAYER);
+    assert!(h_cache(&r).contains("hit"));
+    assert_eq!(w.net.urls().len(), n, "not asked upstream");
 }
 
 #[test]

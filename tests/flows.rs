@@ -233,7 +233,7 @@ fn tags_list_pagination_goes_upstream_and_links_come_back_to_the_mirror() {
 /// Bad input: a clear 4xx, and no upstream ever hears of it.
 #[rstest]
 #[case(Method::GET, "/v2/Alpine/manifests/latest", 400, "NAME_INVALID")]
-#[case(Method::GET, "/v2/alpine/manifests/-x", 400, "TAG_INVALID")]
+#[case(Method::GET, "/v2/alpine/manifests/-x", 404, "MANIFEST_UNKNOWN")]
 #[case(Method::GET, "/v2/alpine/blobs/sha256:zz", 400, "DIGEST_INVALID")]
 // URL parsing (WHATWG, as in workerd) resolves %2e%2e as "..": the path becomes /manifests/latest.
 #[case(Method::GET, "/v2/%2e%2e/manifests/latest", 404, "NAME_UNKNOWN")]
@@ -875,4 +875,42 @@ fn a_realm_that_moved_is_followed_when_the_registry_refuses_the_token_fetched_fi
         "the new realm: {urls:?}"
     );
     assert_eq!(urls.len(), 4, "{urls:?}");
+}
+
+/// distribution answers a client that accepts only OCI types, for a Docker v2 image, with a
+/// signed schema 1 manifest. The mirror answers `404 MANIFEST_UNKNOWN` saying why, and stores
+/// nothing (schema 1's digest cannot be checked against its bytes).
+#[rstest]
+#[case(Method::GET)]
+#[case(Method::HEAD)]
+fn schema1_fallback_is_a_clear_404_and_not_stored(#[case] method: Method) {
+    let w = World::new(FakeNet::new(|req| {
+        let schema1 = br#"{"schemaVersion":1,"signatures":[]}"#;
+        resp(
+            200,
+            &[
+                (
+                    "content-type",
+                    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+                ),
+                ("docker-content-digest", SHA),
+                ("content-length", &schema1.len().to_string()),
+            ],
+            if req.method == Method::HEAD {
+                b""
+            } else {
+                schema1
+            },
+        )
+    }));
+    let oci = [("accept", "application/vnd.oci.image.manifest.v1+json")];
+    let url = "http://mirror.test/v2/plain/x/manifests/v1";
+    let (r, _) = w.request(method.clone(), url, &oci);
+    assert_eq!(r.status(), 404);
+    if method == Method::GET {
+        assert_eq!(error_code(&r), "MANIFEST_UNKNOWN");
+        assert!(String::from_utf8(body(&r)).unwrap().contains("schema 1"));
+    }
+    assert!(w.store.manifests.borrow().is_empty());
+    assert!(w.store.tags.borrow().is_empty());
 }

@@ -141,6 +141,7 @@ impl Door {
             pulls: Some(&self.pulls),
             config_store: Some(&self.admin_store),
             secret: &secret,
+            names: &[],
             isolate: &self.isolate,
             timeout_ms: 1_000,
         };

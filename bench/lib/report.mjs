@@ -1,5 +1,6 @@
 // The output: the markdown table with its footnotes, and the results JSON and markdown under
 // bench/results/ (a --smoke run writes its own files, so it never replaces the full run's).
+import { updatePerformanceDoc } from '../../scripts/perf_doc.mjs';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -132,6 +133,8 @@ export function writeResults({ mach, timings, images, data: { big, huge, stored,
   const suffix = (SMOKE ? '-smoke' : '') + (ONLY ? '-only' : ''); // an --only run never replaces a whole run's files
   for (const f of [`${stamp}${suffix}.json`, `latest${suffix}.json`]) fs.writeFileSync(path.join(HERE, 'results', f), JSON.stringify(out, null, 2) + '\n');
   fs.writeFileSync(path.join(HERE, 'results', `latest${suffix}.md`), table + '\n');
+  // A full run's figures go into docs/performance.md (never typed by hand there).
+  if (!SMOKE) updatePerformanceDoc();
   console.log(table);
   console.log('\nTargets:');
   for (const t of targets) console.log(`- ${t.met == null ? 'skip  ' : t.met ? 'met   ' : 'MISSED'} ${t.target}: ${t.detail}`);

@@ -156,7 +156,21 @@ fn table_error(e: serde_path_to_error::Error<serde_json::Error>) -> ConfigError 
                 .to_string()
         }
         Some("registry") => "must be an http:// or https:// URL (a string)".to_string(),
-        _ => e.into_inner().to_string(),
+        _ => {
+            let inner = e.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                // Only JSON the operator typed can be malformed (a wrangler.toml table arrives as
+                // generated JSON), so its position is theirs.
+                return err("UPSTREAMS", format!("is not valid JSON ({inner})"));
+            }
+            // Anything else is named by its field; a position in the JSON would point into
+            // text the operator may never have seen (a wrangler.toml table, stringified).
+            let text = inner.to_string();
+            match text.rfind(" at line ") {
+                Some(i) => text[..i].to_string(),
+                None => text,
+            }
+        }
     };
     let field = match segments.get(1) {
         Some(&"headers") => format!("UPSTREAMS.{}.headers", segments[0]),
@@ -289,6 +303,17 @@ fn is_host(h: &str) -> bool {
 
 /// `https://host[:port][/]` → `https://host[:port]`; anything else is refused with a reason.
 fn normalise_registry(value: &str) -> Result<String, String> {
+    // `ghcr.io` or `localhost:5000` (which parses with scheme "localhost"): an origin without
+    // its scheme.
+    let schemeless = !value.contains("://")
+        && url::Url::parse(&format!("https://{value}")).is_ok_and(|u| u.path() == "/");
+    if schemeless {
+        return Err(format!(
+            "{:?} needs a scheme: write \"https://{}\"",
+            shown(value),
+            shown(value)
+        ));
+    }
     let url =
         url::Url::parse(value).map_err(|e| format!("{:?} is not a URL ({e})", shown(value)))?;
     if !url.username().is_empty() || url.password().is_some() {

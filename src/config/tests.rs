@@ -488,3 +488,80 @@ fn client_logins_go_to_the_default_upstream_unless_told() {
     let takes = |n: &str| c.takes_client_logins(c.upstreams.iter().find(|u| u.name == n).unwrap());
     assert!(takes("docker.io") && takes("b") && !takes("c"));
 }
+
+/// Messages point at what the operator wrote: the field, no position in generated JSON, a
+/// scheme suggested, JSON syntax errors with their position in the operator's own text.
+#[rstest]
+#[case(
+    r#"{"x":{"registry":"https://h","host":["a"]}}"#,
+    "UPSTREAMS.x.host",
+    "unknown field `host`",
+    " at line"
+)]
+#[case(
+    r#"{"x":{"registry":"https://h","hosts":"a"}}"#,
+    "UPSTREAMS.x.hosts",
+    "expected a sequence",
+    " at line"
+)]
+#[case(
+    r#"{"x":{"registry":"ghcr.io"}}"#,
+    "UPSTREAMS.x.registry",
+    "write \"https://ghcr.io\"",
+    "not a URL"
+)]
+#[case(
+    r#"{"x":{"registry":"localhost:5000"}}"#,
+    "UPSTREAMS.x.registry",
+    "write \"https://localhost:5000\"",
+    "not a URL"
+)]
+#[case(
+    "{\"x\": {",
+    "UPSTREAMS",
+    "is not valid JSON (EOF while parsing an object at line 1 column 7)",
+    "?"
+)]
+#[case(
+    "not json",
+    "UPSTREAMS",
+    "is not valid JSON (expected ident at line 1 column 2)",
+    "?"
+)]
+fn messages_point_at_what_was_written(
+    #[case] table: &str,
+    #[case] field: &str,
+    #[case] says: &str,
+    #[case] never: &str,
+) {
+    let e = Config::from_vars(&vars(table)).unwrap_err();
+    assert_eq!(e.field, field, "{e}");
+    assert!(e.problem.contains(says), "{e}");
+    assert!(!e.to_string().contains(never), "{e}");
+}
+
+/// A `PREWARM` image that routes to no upstream is refused when the configuration is read,
+/// naming the entry.
+#[rstest]
+#[case(r#"["plain/x:1", "nope.example/x:1"]"#, Some(("PREWARM[1]", "nope.example/x:1")))]
+#[case(r#"["alpine:3"]"#, Some(("PREWARM[0]", "alpine:3")))]
+#[case(r#"["plain/x:1", "plain/y/z:2"]"#, None)]
+fn prewarm_entries_must_route_to_an_upstream(
+    #[case] prewarm: &str,
+    #[case] want: Option<(&str, &str)>,
+) {
+    let table = r#"{"plain": {"registry": "https://p", "prefixes": ["plain"]}}"#;
+    let v = Vars {
+        prewarm: Some(prewarm),
+        default_upstream: Some(""),
+        ..vars(table)
+    };
+    match (Config::from_vars(&v), want) {
+        (Err(e), Some((field, image))) => {
+            assert_eq!(e.field, field);
+            assert!(e.problem.contains(image), "{e}");
+        }
+        (Ok(c), None) => assert_eq!(c.prewarm.len(), 2),
+        (got, _) => panic!("{got:?}"),
+    }
+}

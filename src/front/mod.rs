@@ -47,6 +47,8 @@ pub struct Ports<'a, F, S, K, C> {
     pub config_store: Option<&'a C>,
     /// A variable's or secret's value by name.
     pub secret: &'a dyn Fn(&str) -> Option<String>,
+    /// Names of the Worker's variables, secrets and bindings (for `/healthz`'s typo warnings).
+    pub names: &'a [String],
     pub isolate: &'a Isolate,
     pub timeout_ms: u32,
 }
@@ -157,6 +159,25 @@ where
         now,
         presents_password: gate::presents_password(&req),
     };
+    if let Ok(Route::Health) = route {
+        // Open to everyone, before the gate: the configuration's state, never a secret.
+        let env = crate::health::Environment {
+            names: ports.names,
+            secret: ports.secret,
+        };
+        let (status, body) = crate::health::report(config, base, &env);
+        let mut resp = mirror::small(
+            status,
+            "application/json",
+            serde_json::to_vec(&body).unwrap_or_default(),
+        );
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+        log.route = Some("health");
+        log.cache = Some("bypass");
+        return depart(resp, log, vec![]);
+    }
     let mut shown: LimitShown = None;
     if let (Ok(cfg), false) = (config, matches!(route, Ok(Route::Health))) {
         match gatekeep(ports, cfg, &mut req, &route, &caller).await {

@@ -21,9 +21,19 @@ pub async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
 ) -> Answer<F::Body> {
     let key = cache_key::blob(&r.upstream.name, r.name, digest);
     let range = r.range.as_deref().map(RangeSpec::parse);
-    // A Range the mirror does not understand (several ranges…) goes to the upstream as it is.
+    // A Range the mirror does not understand (several ranges, another unit, nonsense): a stored
+    // blob is answered whole (RFC 9110 lets a server ignore a Range); a cold one goes upstream
+    // with the Range as it is, and is not stored.
     if let Some(None) = range {
-        return miss(r, &key, digest, true).await;
+        return match r.store.blob(&key, None, *r.method == Method::HEAD).await {
+            BlobLookup::Found { body, size, span } => Ok((
+                hit(digest, body, size, span),
+                CacheStatus::Hit {
+                    ttl: r.upstream.ttls.blob,
+                },
+            )),
+            _ => miss(r, &key, digest, true).await,
+        };
     }
     let range = range.flatten();
     match r.store.blob(&key, range, *r.method == Method::HEAD).await {

@@ -431,6 +431,10 @@ async fn fetch<F: Fetcher, S: Store<Body = F::Body>>(
     let (parts, body) = resp.into_parts();
     let announced = header(&parts.headers, DIGEST_HEADER);
     let media_type = header(&parts.headers, CONTENT_TYPE.as_str());
+    if media_type.as_deref().is_some_and(is_schema1) {
+        r.session.fetcher.discard(body);
+        return Err(schema1_refused(&r.upstream.name));
+    }
     if *r.method == Method::HEAD {
         r.session.fetcher.discard(body);
         let rec = match (announced, media_type, declared) {
@@ -486,6 +490,27 @@ async fn fetch<F: Fetcher, S: Store<Body = F::Body>>(
     let mut out = http::Response::new(Reply::Stream(body));
     *out.headers_mut() = headers;
     Ok((out, CacheStatus::Miss { stored }))
+}
+
+/// Docker's schema 1 (signed or not): what distribution falls back to when a client accepts none
+/// of the types an image has (an OCI-only client asking for a Docker v2 image).
+fn is_schema1(media_type: &str) -> bool {
+    let t = media_type.split(';').next().unwrap_or("").trim();
+    t.eq_ignore_ascii_case("application/vnd.docker.distribution.manifest.v1+prettyjws")
+        || t.eq_ignore_ascii_case("application/vnd.docker.distribution.manifest.v1+json")
+}
+
+/// Schema 1 is never served: its digest covers a payload without the signature, so its bytes
+/// cannot be checked, no current client pulls it, and it is not what the client asked for. The
+/// manifest does not exist in a type the client takes: `404 MANIFEST_UNKNOWN`, saying why.
+fn schema1_refused(upstream: &str) -> OciError {
+    OciError::new(
+        ErrorCode::ManifestUnknown,
+        format!(
+            "upstream {upstream} has this manifest in no type the client accepts (it offered Docker schema 1, which the mirror does not serve): accept application/vnd.docker.distribution.manifest.v2+json too"
+        ),
+    )
+    .with_status(404)
 }
 
 fn header(h: &HeaderMap, name: &str) -> Option<String> {

@@ -342,7 +342,9 @@ async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
 ) -> Answer<F::Body> {
     outcome.route = route.kind();
     let config = match (config, &route) {
-        (Err(e), Route::Health) => return Ok((health(Err(e)), CacheStatus::Bypass)),
+        (Err(e), Route::Health) => {
+            return Ok((health(Err(e), session.secret), CacheStatus::Bypass))
+        }
         (Err(e), _) => {
             return Err(OciError::new(
                 ErrorCode::Unavailable,
@@ -368,7 +370,7 @@ async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
                 CacheStatus::Bypass,
             ));
         }
-        Route::Health => return Ok((health(Ok(config)), CacheStatus::Bypass)),
+        Route::Health => return Ok((health(Ok(config), session.secret), CacheStatus::Bypass)),
         Route::ApiBase => {
             // Like Docker Hub: a challenge until the client shows a token. Clients take their login
             // (or an anonymous token) from the mirror's token endpoint only when challenged here.
@@ -515,7 +517,7 @@ async fn dispatch<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>) -
     }
 }
 
-fn small<B>(
+pub(crate) fn small<B>(
     status: StatusCode,
     content_type: &'static str,
     body: Vec<u8>,
@@ -530,25 +532,14 @@ fn small<B>(
     resp
 }
 
-fn health<B>(config: Result<&Config, &ConfigError>) -> http::Response<Reply<B>> {
-    let (status, body) = match config {
-        Ok(c) => {
-            let ups: Vec<_> = c
-                .upstreams
-                .iter()
-                .map(|u| serde_json::json!({"name": u.name, "registry": u.registry, "hosts": u.hosts, "prefixes": u.prefixes, "ns": u.ns}))
-                .collect();
-            let default = c.default.and_then(|i| c.get(i)).map(|u| u.name.clone());
-            (
-                StatusCode::OK,
-                serde_json::json!({"status": "ok", "upstreams": ups, "default": default}),
-            )
-        }
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"status": "invalid configuration", "field": e.field, "problem": e.problem}),
-        ),
-    };
+/// `/healthz` for a request that did not come through the front door (which answers it itself,
+/// with the Worker's variable names).
+fn health<B>(
+    config: Result<&Config, &ConfigError>,
+    secret: &dyn Fn(&str) -> Option<String>,
+) -> http::Response<Reply<B>> {
+    let env = crate::health::Environment { names: &[], secret };
+    let (status, body) = crate::health::report(config, config, &env);
     small(
         status,
         "application/json",

@@ -1,7 +1,7 @@
 //! Upstream response → client response: success passes through with the registry headers that
 //! matter (bytes untouched); errors become OCI errors with a fitting status.
 
-use http::header::{HeaderName, CONTENT_LENGTH, CONTENT_TYPE, LINK, RETRY_AFTER};
+use http::header::{HeaderName, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LINK, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use crate::error::{is_oci_envelope, ErrorCode, OciError};
@@ -168,6 +168,18 @@ pub async fn to_client<F: Fetcher>(
     };
     if let Some(v) = retry_after {
         out.headers_mut().insert(RETRY_AFTER, v);
+    }
+    // A 416's `bytes */size` tells the client the blob's size: passed on when it is one.
+    if let Some(v) = parts.headers.get(CONTENT_RANGE).filter(|v| {
+        status == StatusCode::RANGE_NOT_SATISFIABLE
+            && v.to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("bytes */"))
+                .is_some_and(|n| {
+                    !n.is_empty() && n.len() <= 20 && n.bytes().all(|b| b.is_ascii_digit())
+                })
+    }) {
+        out.headers_mut().insert(CONTENT_RANGE, v.clone());
     }
     out
 }

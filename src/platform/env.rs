@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 use worker::Env;
 
 use crate::admin::ConfigStore;
@@ -38,6 +38,15 @@ fn text(value: &JsValue) -> Option<String> {
         .and_then(|s| s.as_string())
 }
 
+/// Names of the Worker's variables, secrets and bindings.
+pub fn names(env: &Env) -> Vec<String> {
+    let object: &JsValue = env.as_ref();
+    js_sys::Object::keys(object.unchecked_ref::<js_sys::Object>())
+        .iter()
+        .filter_map(|k| k.as_string())
+        .collect()
+}
+
 /// A variable as text: strings as they are, objects (wrangler.toml tables) as JSON.
 pub fn var(env: &Env, name: &str) -> Option<String> {
     text(&raw(env, name))
@@ -66,6 +75,11 @@ pub fn config(env: &Env) -> Parsed {
             .map(Rc::new);
         if let Err(e) = &parsed {
             worker::console_error!("{}", serde_json::json!({"msg": "invalid configuration", "field": e.field, "problem": e.problem}));
+        }
+        // Once per isolate and change: a typo'd variable is ignored, so say so where it is seen.
+        let config = parsed.as_ref().ok().map(|c| c.as_ref());
+        for w in crate::health::unknown_name_warnings(&names(env), config) {
+            worker::console_warn!("{}", serde_json::json!({"msg": "configuration warning", "warning": w}));
         }
         *cache = Some((values, parsed.clone()));
         parsed

@@ -86,6 +86,7 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
         pulls: pulls.as_ref(),
         config_store: config_store.as_ref(),
         secret: &secret,
+        names: &env::names(&env),
         isolate: ISOLATE.with(|i| *i),
         timeout_ms: config
             .as_ref()

@@ -172,32 +172,6 @@ export function skopeo(args, opts = {}) {
   return run('skopeo', args, { timeout: 120000, ...opts });
 }
 
-/**
- * skopeo (even with --tls-verify=false) first tries HTTPS; a plain-HTTP server that ignores the TLS
- * ClientHello (workerd) makes it stall 10 s (Go's TLS handshake timeout) per connection. This
- * in-process TCP front on 127.0.0.1:port closes a connection whose first byte is a TLS handshake
- * record (0x16) at once, so skopeo falls back to HTTP immediately, and pipes everything else
- * unchanged to 127.0.0.1:targetPort. -> { url: 'http://127.0.0.1:port', host, stop() }
- */
-export async function startTlsRejectingFront({ port, targetPort }) {
-  const conns = new Set();
-  const server = net.createServer((c) => {
-    conns.add(c);
-    c.on('close', () => conns.delete(c));
-    c.on('error', () => c.destroy());
-    c.once('data', (first) => {
-      if (first[0] === 0x16) return c.destroy();
-      const u = net.connect(targetPort, '127.0.0.1');
-      conns.add(u);
-      u.on('close', () => { conns.delete(u); c.destroy(); });
-      u.on('error', () => c.destroy());
-      c.on('close', () => u.destroy());
-      u.write(first);
-      c.pipe(u).pipe(c);
-    });
-  });
-  await new Promise((resolve, reject) => server.once('error', reject).listen(port, '127.0.0.1', resolve));
-  server.unref();
-  const stop = () => new Promise((resolve) => { for (const s of conns) s.destroy(); server.close(() => resolve()); });
-  return { url: `http://127.0.0.1:${port}`, host: `127.0.0.1:${port}`, stop };
-}
+// skopeo (even with --tls-verify=false) first tries HTTPS: the front that answers its TLS hello
+// at once lives with `npm start`, which uses it too.
+export { startTlsRejectingFront } from '../../../scripts/tls_front.mjs';
