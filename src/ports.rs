@@ -156,11 +156,11 @@ impl RangeSpec {
     }
 
     /// The span an optional range asks of an object of `size` bytes: `Ok(None)` for the whole
-    /// object, `Err(())` when the range lies outside it.
-    pub fn span(range: Option<RangeSpec>, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    /// object, `Err(OutsideObject)` when the range lies outside it.
+    pub fn span(range: Option<RangeSpec>, size: u64) -> Result<Option<(u64, u64)>, OutsideObject> {
         match range {
             None => Ok(None),
-            Some(r) => r.resolve(size).map(Some).ok_or(()),
+            Some(r) => r.resolve(size).map(Some).ok_or(OutsideObject),
         }
     }
 
@@ -177,6 +177,10 @@ impl RangeSpec {
         }
     }
 }
+
+/// A range that lies outside the object it asks of (answered `416`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutsideObject;
 
 /// A blob looked up in a store.
 #[derive(Debug)]

@@ -3,72 +3,19 @@
 //! held — within a budget of upstream requests. A cursor remembers where a run stopped, so the next
 //! run goes on from there.
 
-use std::cell::Cell;
-
 use http::{HeaderMap, HeaderValue, Method};
 
 use crate::cache_key;
 use crate::config::Config;
 use crate::mirror::{handle, Incoming, Reply, Session};
 use crate::policy::MAX_MANIFEST;
-use crate::ports::{BlobLookup, FetchError, Fetcher, Store, UpstreamRequest};
+use crate::ports::{BlobLookup, Fetcher, Store};
 use crate::reference::{Digest, RepoName, Tag};
 use crate::select::select;
 
 /// Every manifest type a registry may answer a tag with.
 pub const CURSOR_KEY: &str = "https://edgemirror.cache/v1/_prewarm/cursor";
 const CURSOR_KEEP_SECS: u64 = 7 * 24 * 3600;
-
-/// A fetcher that refuses once `limit` requests were made (the platform's subrequest limit).
-pub struct Budgeted<'a, F> {
-    pub inner: &'a F,
-    pub limit: u32,
-    pub used: Cell<u32>,
-}
-
-impl<F: Fetcher> Fetcher for Budgeted<'_, F> {
-    type Body = F::Body;
-    async fn fetch(
-        &self,
-        req: &UpstreamRequest,
-        timeout_ms: u32,
-    ) -> Result<http::Response<F::Body>, FetchError> {
-        if self.used.get() >= self.limit {
-            return Err(FetchError::Unreachable("prewarm budget spent".into()));
-        }
-        self.used.set(self.used.get() + 1);
-        self.inner.fetch(req, timeout_ms).await
-    }
-    async fn read_small(&self, body: F::Body, limit: usize) -> Option<Vec<u8>> {
-        self.inner.read_small(body, limit).await
-    }
-    fn discard(&self, body: F::Body) {
-        self.inner.discard(body)
-    }
-    async fn coordinate(&self, key: &str, lease_ms: u32) -> crate::ports::Acquired {
-        self.inner.coordinate(key, lease_ms).await
-    }
-    async fn land(&self, key: &str, ok: bool, payload: Option<&str>) {
-        self.inner.land(key, ok, payload).await
-    }
-    async fn pause(&self, ms: u32) {
-        self.inner.pause(ms).await
-    }
-    fn tee(&self, body: F::Body) -> (F::Body, F::Body) {
-        self.inner.tee(body)
-    }
-    async fn verify_ecdsa_p256(
-        &self,
-        spki: &[u8],
-        message: &[u8],
-        signature: &[u8; 64],
-    ) -> Result<bool, String> {
-        self.inner.verify_ecdsa_p256(spki, message, signature).await
-    }
-    fn body_of(&self, bytes: Vec<u8>) -> F::Body {
-        self.inner.body_of(bytes)
-    }
-}
 
 /// What one image's warming did, for its log line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -84,14 +31,14 @@ pub struct Report {
 
 struct Walk<'a, F: Fetcher, S> {
     config: &'a Config,
-    session: &'a Session<'a, Budgeted<'a, F>>,
+    session: &'a Session<'a, F>,
     store: &'a S,
     blobs: bool,
 }
 
 impl<F: Fetcher, S: Store<Body = F::Body>> Walk<'_, F, S> {
     fn budget_spent(&self) -> bool {
-        self.session.fetcher.used.get() >= self.session.fetcher.limit
+        self.session.budget.is_some_and(|b| b.spent())
     }
 
     /// One GET through the mirror's flow, as a client would send it.
@@ -217,7 +164,7 @@ impl<F: Fetcher, S: Store<Body = F::Body>> Walk<'_, F, S> {
 /// (a persistent store is bound).
 pub async fn run<F: Fetcher, S: Store<Body = F::Body>>(
     config: &Config,
-    session: &Session<'_, Budgeted<'_, F>>,
+    session: &Session<'_, F>,
     store: &S,
     blobs: bool,
 ) -> Vec<Report> {

@@ -313,6 +313,7 @@ fn invalid_configuration_answers_every_request_with_the_field() {
         now: 0,
         timeout_ms: 1_000,
         secret: &|_| None,
+        budget: None,
     };
     let incoming = |path: &str| Incoming {
         method: Method::GET,
@@ -451,6 +452,7 @@ fn an_upstreams_private_headers_reach_its_own_origin_only() {
         now: 1_000,
         timeout_ms: 1_000,
         secret: &secret,
+        budget: None,
     };
     let incoming = Incoming {
         method: Method::GET,
@@ -478,6 +480,7 @@ fn an_upstreams_private_headers_reach_its_own_origin_only() {
         now: 1_000,
         timeout_ms: 1_000,
         secret: &none,
+        budget: None,
     };
     let incoming = Incoming {
         method: Method::GET,

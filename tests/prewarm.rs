@@ -3,13 +3,13 @@
 
 mod common;
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use common::*;
 use edgemirror::config::{Config, Vars};
-use edgemirror::mirror::Session;
-use edgemirror::prewarm::{run, Budgeted};
+use edgemirror::mirror::{Budget, Session};
+use edgemirror::prewarm::run;
 use edgemirror::token::TokenCache;
 use futures::executor::block_on;
 use http::Method;
@@ -86,19 +86,16 @@ fn config(images: &[&str], budget: u32) -> Config {
 }
 
 fn warm(w: &World, config: &Config, blobs: bool) -> Vec<edgemirror::prewarm::Report> {
-    let budgeted = Budgeted {
-        inner: &w.net,
-        limit: config.prewarm_budget,
-        used: Cell::new(0),
-    };
+    let budget = Budget::new(config.prewarm_budget);
     let tokens = RefCell::new(TokenCache::default());
     let session = Session {
-        fetcher: &budgeted,
+        fetcher: &w.net,
         tokens: &tokens,
         flights: &Default::default(),
         now: w.now.get(),
         timeout_ms: 1000,
         secret: &|_| None,
+        budget: Some(&budget),
     };
     block_on(run(config, &session, &w.store, blobs))
 }

@@ -155,6 +155,7 @@ impl Mirror {
             now: self.w.now.get(),
             timeout_ms: 1_000,
             secret: &secret,
+            budget: None,
         };
         let req = incoming(
             method,
@@ -440,6 +441,7 @@ fn a_burst_for_a_cold_signed_image_checks_its_signature_once() {
         now: m.w.now.get(),
         timeout_ms: 1_000,
         secret: &secret,
+        budget: None,
     };
     let reqs: Vec<_> = (0..16)
         .map(|_| {

@@ -13,8 +13,8 @@ use super::signature::{self, Candidate, PayloadProblem, MAX_PAYLOAD, MAX_SIGNATU
 use super::verdict::Verdict;
 use crate::digest::Digest;
 use crate::flights::Landing;
-use crate::mirror::{NoStore, Plan, Request, Session};
-use crate::ports::Fetcher;
+use crate::mirror::{MaybeStore, Plan, Request, Session};
+use crate::ports::{Fetcher, Store};
 use crate::reference::{Reference, Tag};
 use crate::route::Resource;
 
@@ -25,13 +25,13 @@ const SIGNATURE_ACCEPT: &str =
 /// The verdict on `digest` in the repository `plan` is for. Upstream failures give a negative
 /// verdict (fail closed) with the reason. Not generic over the store (nothing fetched here is
 /// stored): one copy per platform in the wasm.
-pub async fn check<F: Fetcher>(
+pub async fn check<F: Fetcher, S: Store<Body = F::Body>>(
     session: &Session<'_, F>,
     plan: &Plan<'_>,
     keys: &[PublicKey],
     digest: &Digest,
 ) -> Verdict {
-    let none = NoStore::default();
+    let none = MaybeStore::<S>::Nothing;
     let r = &Request {
         session,
         store: &none,
@@ -81,8 +81,8 @@ pub async fn check<F: Fetcher>(
 
 /// One signature: `Ok(key)` when it verifies with a key and its payload names `digest`;
 /// `Err(Some(problem))` when it verifies but vouches for something else; `Err(None)` otherwise.
-async fn one<F: Fetcher>(
-    r: &Request<'_, F, NoStore<F::Body>>,
+async fn one<F: Fetcher, S: Store<Body = F::Body>>(
+    r: &Request<'_, F, MaybeStore<'_, S>>,
     keys: &[PublicKey],
     digest: &Digest,
     c: &Candidate,
@@ -111,8 +111,8 @@ async fn one<F: Fetcher>(
 
 /// A small object of `r`'s repository from its upstream: `Ok(None)` for a 404, `Err` for any
 /// other failure or an object over `limit` bytes.
-async fn get<F: Fetcher>(
-    r: &Request<'_, F, NoStore<F::Body>>,
+async fn get<F: Fetcher, S: Store<Body = F::Body>>(
+    r: &Request<'_, F, MaybeStore<'_, S>>,
     resource: Resource,
     limit: usize,
 ) -> Result<Option<Vec<u8>>, String> {

@@ -26,7 +26,7 @@ use super::{check, memory};
 use crate::error::{ErrorCode, OciError};
 use crate::flights::Role;
 use crate::mirror::respond::DIGEST_HEADER;
-use crate::mirror::{budget, manifests, Plan, Reply, Request, Session};
+use crate::mirror::{budget, manifests, MaybeStore, Plan, Reply, Request, Session};
 use crate::policy::{CacheStatus, MAX_MANIFEST};
 use crate::ports::{Fetcher, Store};
 use crate::reference::{Digest, Reference};
@@ -39,7 +39,7 @@ const MAX_LISTED: usize = 256;
 type Answer<B> = Result<(http::Response<Reply<B>>, CacheStatus), OciError>;
 
 pub async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
-    r: &Request<'_, F, S>,
+    r: &Request<'_, F, MaybeStore<'_, S>>,
     reference: &Reference,
 ) -> Answer<F::Body> {
     let rule = match r.upstream.verify.rule_for(r.name.as_str()) {
@@ -56,7 +56,8 @@ pub async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
         Ok(p) => memory::recall(r.store, &p.key).await,
         Err(_) => None,
     };
-    let (resp, keep) = judge(r.session, r.plan, rule, prepared, recalled, parts, reply).await?;
+    let (resp, keep) =
+        judge::<F, S>(r.session, r.plan, rule, prepared, recalled, parts, reply).await?;
     for (key, verdict) in keep {
         memory::keep(r.store, &key, &verdict, r.upstream.ttls.manifest);
     }
@@ -97,7 +98,7 @@ fn prepare(
 
 /// The verdict (recalled, or checked now) and the rule's decision: the response to send and the
 /// verdicts to keep.
-async fn judge<F: Fetcher>(
+async fn judge<F: Fetcher, S: Store<Body = F::Body>>(
     session: &Session<'_, F>,
     plan: &Plan<'_>,
     rule: &Rule,
@@ -131,7 +132,7 @@ async fn judge<F: Fetcher>(
     };
     let (verdict, fresh) = match recalled {
         Some(v) => (v, false),
-        None => checked(session, plan, &p).await,
+        None => checked::<F, S>(session, plan, &p).await,
     };
     let header = match decide(rule, &p.digest, &verdict) {
         Decision::Deny(e) => return Err(let_go(reply, e)),
@@ -160,12 +161,12 @@ async fn judge<F: Fetcher>(
 /// A verdict checked now, once for a burst: the isolate's first request for a digest checks it,
 /// the others wait for its landing and take its verdict from the isolate's memory (a refusal is
 /// not remembered: they check for themselves). `true` when checked by this request.
-async fn checked<F: Fetcher>(
+async fn checked<F: Fetcher, S: Store<Body = F::Body>>(
     session: &Session<'_, F>,
     plan: &Plan<'_>,
     p: &Prepared,
 ) -> (Verdict, bool) {
-    let check = || check::check(session, plan, &p.keys, &p.digest);
+    let check = || check::check::<F, S>(session, plan, &p.keys, &p.digest);
     match session.flights.join(&p.key, session.now) {
         Role::Leader(landing) => {
             let v = check().await;

@@ -196,6 +196,7 @@ where
         now,
         timeout_ms: ports.timeout_ms,
         secret: ports.secret,
+        budget: None,
     };
     let (mut resp, outcome) =
         mirror::handle_route(config, &session, ports.store, &req, route).await;

@@ -22,9 +22,9 @@ use crate::ports::{Fetcher, Store};
 use crate::reference::RepoName;
 use crate::route::{self, Resource, Route};
 use crate::select::select;
-pub use no_store::NoStore;
+pub use no_store::MaybeStore;
 use respond::{oci_error, to_client, LinkRewrite, API_VERSION, API_VERSION_HEADER};
-pub use upstream::{Identity, Session};
+pub use upstream::{Budget, Identity, Session};
 
 use crate::flights::{Landing, Role};
 use crate::ports::Acquired;
@@ -458,19 +458,18 @@ async fn registry<F: Fetcher, S: Store<Body = F::Body>>(
     match plan.client_auth {
         // Fetched with a client's own credentials: no shared store is read or written.
         Some(_) => {
-            let none = NoStore::default();
-            let r = Request {
+            dispatch(&Request {
                 session,
-                store: &none,
+                store: &MaybeStore::<S>::Nothing,
                 plan: &plan,
                 landing: Landing::none(),
-            };
-            dispatch(&r).await
+            })
+            .await
         }
         None => {
             dispatch(&Request {
                 session,
-                store,
+                store: &MaybeStore::Shared(store),
                 plan: &plan,
                 landing: Landing::none(),
             })
@@ -499,7 +498,9 @@ fn upstream_headers(req: &Incoming, accept: &[&str], resource: &Resource) -> Hea
     headers
 }
 
-async fn dispatch<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F, S>) -> Answer<F::Body> {
+async fn dispatch<F: Fetcher, S: Store<Body = F::Body>>(
+    r: &Request<'_, F, MaybeStore<'_, S>>,
+) -> Answer<F::Body> {
     match &r.resource {
         // Through the signature policy, which passes uncovered repositories straight on.
         Resource::Manifest(reference) => crate::cosign::gate::serve(r, reference).await,

@@ -2,7 +2,7 @@
 //! retry on 401, credentials sent only to realms the upstream may use, and redirects followed here
 //! with `Authorization` dropped whenever the origin changes (Docker Hub → CDN, S3 presigned URLs).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use http::header::{
     ACCEPT_ENCODING, AUTHORIZATION, LOCATION, RETRY_AFTER, USER_AGENT, WWW_AUTHENTICATE,
@@ -54,6 +54,35 @@ pub struct Session<'a, F: Fetcher> {
     pub timeout_ms: u32,
     /// A secret's value by name (upstream header values live in secrets, not in the configuration).
     pub secret: &'a dyn Fn(&str) -> Option<String>,
+    /// At most so many upstream requests (the scheduled prewarm: the platform's subrequest limit).
+    pub budget: Option<&'a Budget>,
+}
+
+/// A count of upstream requests and its limit.
+#[derive(Debug, Default)]
+pub struct Budget {
+    pub limit: u32,
+    pub used: Cell<u32>,
+}
+
+impl Budget {
+    pub fn new(limit: u32) -> Budget {
+        Budget {
+            limit,
+            used: Cell::new(0),
+        }
+    }
+    pub fn spent(&self) -> bool {
+        self.used.get() >= self.limit
+    }
+    /// Takes one request from the budget, if any is left.
+    fn take(&self) -> bool {
+        if self.spent() {
+            return false;
+        }
+        self.used.set(self.used.get() + 1);
+        true
+    }
 }
 
 fn unavailable(status: u16, message: String) -> OciError {
@@ -441,7 +470,14 @@ impl<F: Fetcher> Session<'_, F> {
     ) -> Result<http::Response<F::Body>, OciError> {
         let mut attempt = 1;
         loop {
-            let wait = match self.fetcher.fetch(req, self.timeout_ms).await {
+            let within = self.budget.is_none_or(Budget::take);
+            let fetched = match within {
+                true => self.fetcher.fetch(req, self.timeout_ms).await,
+                false => Err(FetchError::Unreachable(
+                    "upstream request budget spent".into(),
+                )),
+            };
+            let wait = match fetched {
                 Ok(resp) => {
                     let retry_after = resp
                         .headers()

@@ -13,8 +13,6 @@ mod pulls;
 mod store;
 mod verify;
 
-use std::cell::Cell;
-
 use wasm_bindgen::JsCast;
 use worker::{event, Context, Env, ScheduleContext, ScheduledEvent};
 
@@ -135,21 +133,18 @@ async fn scheduled(event: ScheduledEvent, env: Env, ctx: ScheduleContext) {
         ctx: store::Deferred::Schedule(&ctx),
         bucket,
     };
-    let fetcher = fetch::RuntimeFetcher;
-    let budgeted = crate::prewarm::Budgeted {
-        inner: &fetcher,
-        limit: config.prewarm_budget,
-        used: Cell::new(0),
-    };
+    // The same fetcher as requests use (one copy of the flow in the wasm), with a budget.
+    let budget = crate::mirror::Budget::new(config.prewarm_budget);
     let now = worker::Date::now().as_millis() / 1000;
     let secret = |name: &str| env::var(&env, name);
     let session = Session {
-        fetcher: &budgeted,
+        fetcher: &fetch::RuntimeFetcher,
         tokens: &ISOLATE.with(|i| *i).tokens,
         flights: &ISOLATE.with(|i| *i).flights,
         now,
         timeout_ms: config.upstream_timeout_ms,
         secret: &secret,
+        budget: Some(&budget),
     };
     for r in crate::prewarm::run(&config, &session, &store, blobs).await {
         worker::console_log!(
@@ -162,6 +157,6 @@ async fn scheduled(event: ScheduledEvent, env: Env, ctx: ScheduleContext) {
     }
     worker::console_log!(
         "{}",
-        serde_json::json!({"msg": "prewarm done", "upstream_requests": budgeted.used.get(), "budget": config.prewarm_budget})
+        serde_json::json!({"msg": "prewarm done", "upstream_requests": budget.used.get(), "budget": config.prewarm_budget})
     );
 }

@@ -373,6 +373,7 @@ impl World {
             now: self.now.get(),
             timeout_ms: 1_000,
             secret: &|_| None,
+            budget: None,
         }
     }
     pub fn request(
@@ -405,6 +406,7 @@ impl World {
             now: 1_000,
             timeout_ms: 1_000,
             secret,
+            budget: None,
         };
         let req = incoming(method, url, headers, body);
         block_on(handle(Ok(&self.config), &session, &self.store, &req)).0
