@@ -140,6 +140,7 @@ impl Door {
             store: &self.store,
             pulls: Some(&self.pulls),
             config_store: Some(&self.admin_store),
+            stats: None::<&edgemirror::stats::NoStats>,
             secret: &secret,
             isolate: &self.isolate,
             timeout_ms: 1_000,
@@ -480,4 +481,28 @@ fn one_log_line_says_what_happened_and_holds_no_credential() {
         "{line}"
     );
     assert_eq!(out.response.headers()["x-request-id"], "req-1");
+}
+
+#[test]
+fn the_stats_are_behind_the_admin_token_and_say_how_to_turn_them_on() {
+    let d = admin_door();
+    assert_eq!(status(&d.call(get("/_admin/stats", "10.0.0.7"))), 401);
+    assert_eq!(status(&d.call(get("/_admin/stats/page", "10.0.0.7"))), 401);
+    let out = d.call(get("/_admin/stats", "10.0.0.7").auth(BEARER));
+    assert_eq!(status(&out), 200);
+    let edgemirror::mirror::Reply::Bytes(b) = out.response.body() else {
+        panic!("a JSON body")
+    };
+    let v: serde_json::Value = serde_json::from_slice(b).unwrap();
+    assert_eq!(v["enabled"], false);
+    assert!(v["how"].as_str().unwrap().contains("STATS"));
+    let page = d.call(get("/_admin/stats/page", "10.0.0.7").auth(BEARER));
+    let edgemirror::mirror::Reply::Bytes(b) = page.response.body() else {
+        panic!("an HTML body")
+    };
+    let html = String::from_utf8_lossy(b);
+    assert!(
+        html.contains("Stats are off") && html.contains("wrangler d1 create"),
+        "{html}"
+    );
 }
