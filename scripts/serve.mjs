@@ -58,15 +58,17 @@ async function launch(options, port, onLog) {
 
 /** Starts the worker on 127.0.0.1:port. `vars` are the Worker's variables; `r2` binds an R2 bucket
  *  as BLOBS, `kv` a KV namespace as CONFIG (the admin API's store), `rateLimit` one as RATELIMIT
- *  (per-client pull counters); `state` persists KV/R2/cache under that directory (else in memory), except the Cache API
+ *  (per-client pull counters), `d1` a D1 database as STATS (inventory and stats; the worker
+ *  creates its tables on first use); `state` persists KV/R2/D1/cache under that directory (else in memory), except the Cache API
  *  with `freshCache`; `onLog(line)` gets
  *  every line the worker prints. Returns { url, mf, stop }. */
-export async function startMirror({ port = 8787, vars = {}, state, r2 = false, kv = false, rateLimit = false, freshCache = false, coordinator = false, onLog } = {}) {
-  const persist = state ? { kvPersist: path.join(state, 'kv'), r2Persist: path.join(state, 'r2'), ...(freshCache ? {} : { cachePersist: path.join(state, 'cache') }) } : {};
+export async function startMirror({ port = 8787, vars = {}, state, r2 = false, kv = false, rateLimit = false, freshCache = false, coordinator = false, d1 = false, onLog } = {}) {
+  const persist = state ? { kvPersist: path.join(state, 'kv'), r2Persist: path.join(state, 'r2'), d1Persist: path.join(state, 'd1'), ...(freshCache ? {} : { cachePersist: path.join(state, 'cache') }) } : {};
   return launch({
     ...workerOptions({ vars, r2 }),
     kvNamespaces: [...(kv ? ['CONFIG'] : []), ...(rateLimit ? ['RATELIMIT'] : [])],
     durableObjects: coordinator ? { COORDINATOR: 'Coordinator' } : {},
+    d1Databases: d1 ? ['STATS'] : [],
     ...persist,
   }, port, onLog);
 }

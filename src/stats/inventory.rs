@@ -79,7 +79,7 @@ impl Budget {
 }
 
 /// An inventory row as eviction sees it, least recently used first.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
     pub key: String,
     pub size: u64,
@@ -88,7 +88,7 @@ pub struct Candidate {
 
 /// The objects to evict, in order: every candidate idle past the limit, then least recently used
 /// ones until `total` is within `max_bytes`. `candidates` are sorted by last access, oldest first
-/// (as the query returns them); at most `MAX_EVICT`.
+/// (as the query returns them); at most `MAX_EVICT`. The keys are a prefix of `candidates`.
 pub fn plan(budget: &Budget, total: u64, candidates: &[Candidate], now: u64) -> Vec<String> {
     let mut left = total;
     let mut out = Vec::new();

@@ -18,23 +18,23 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Bytes for people: 1.5 MiB.
+/// Bytes for people: 1.5 MiB (integer arithmetic: no float formatting in the wasm).
 pub fn human(b: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
     let mut u = 0;
-    while v >= 1024.0 && u < units.len() - 1 {
-        v /= 1024.0;
+    let mut div: u64 = 1;
+    while b / div >= 1024 && u < units.len() - 1 {
+        div *= 1024;
         u += 1;
     }
     if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", units[u])
+        return format!("{b} B");
     }
+    let tenths = b.saturating_mul(10) / div;
+    format!("{}.{} {}", tenths / 10, tenths % 10, units[u])
 }
 
-fn ms(h: &[u64; NBUCKETS], p: f64) -> String {
+fn ms(h: &[u64; NBUCKETS], p: u64) -> String {
     match quantile(h, p) {
         None => "–".into(),
         Some(u64::MAX) => format!("&gt;{} ms", BUCKETS_MS[BUCKETS_MS.len() - 1]),
@@ -42,20 +42,22 @@ fn ms(h: &[u64; NBUCKETS], p: f64) -> String {
     }
 }
 
-/// Grouped bars, one group per day: `series` are (name, colour, value per day).
-fn bars(labels: &[String], series: &[(&str, &str, Vec<f64>)], unit: fn(f64) -> String) -> String {
-    let (w, h, pad) = (640.0, 180.0, 30.0);
+/// Grouped bars, one group per day: `series` are (name, colour, value per day). Coordinates are
+/// whole pixels.
+fn bars(labels: &[String], series: &[(&str, &str, Vec<u64>)], unit: fn(u64) -> String) -> String {
+    let (w, h, pad): (u64, u64, u64) = (640, 180, 30);
     let max = series
         .iter()
         .flat_map(|s| s.2.iter().copied())
-        .fold(0.0f64, f64::max)
-        .max(1e-9);
-    let n = labels.len().max(1) as f64;
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let n = (labels.len() as u64).max(1);
     let group = (w - pad) / n;
-    let bar = (group * 0.8 / series.len().max(1) as f64).min(40.0);
+    let bar = (group * 8 / 10 / (series.len() as u64).max(1)).clamp(3, 40);
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{}\" role=\"img\">",
-        h + 40.0
+        h + 40
     );
     let _ = write!(
         s,
@@ -67,18 +69,18 @@ fn bars(labels: &[String], series: &[(&str, &str, Vec<f64>)], unit: fn(f64) -> S
         "<line x1=\"{pad}\" y1=\"{h}\" x2=\"{w}\" y2=\"{h}\" stroke=\"#999\"/>"
     );
     for (i, label) in labels.iter().enumerate() {
-        let x0 = pad + group * i as f64 + group * 0.1;
+        let x0 = pad + group * i as u64 + group / 10;
         for (j, (name, colour, values)) in series.iter().enumerate() {
-            let v = values.get(i).copied().unwrap_or(0.0);
-            let bh = (v / max * (h - 20.0)).max(0.0);
-            let x = x0 + bar * j as f64;
-            let _ = write!(s, "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"{colour}\"><title>{} {}: {}</title></rect>",
-                h - bh, bar - 2.0, esc(label), esc(name), esc(&unit(v)));
+            let v = values.get(i).copied().unwrap_or(0);
+            let bh = v.saturating_mul(h - 20) / max;
+            let x = x0 + bar * j as u64;
+            let _ = write!(s, "<rect x=\"{x}\" y=\"{}\" width=\"{}\" height=\"{bh}\" fill=\"{colour}\"><title>{} {}: {}</title></rect>",
+                h - bh, bar - 2, esc(label), esc(name), esc(&unit(v)));
         }
         let _ = write!(
             s,
-            "<text x=\"{x0:.1}\" y=\"{}\" font-size=\"11\">{}</text>",
-            h + 15.0,
+            "<text x=\"{x0}\" y=\"{}\" font-size=\"11\">{}</text>",
+            h + 15,
             esc(label)
         );
     }
@@ -94,14 +96,15 @@ fn bars(labels: &[String], series: &[(&str, &str, Vec<f64>)], unit: fn(f64) -> S
     s
 }
 
-fn count(v: f64) -> String {
-    format!("{}", v.round() as u64)
+fn count(v: u64) -> String {
+    v.to_string()
 }
-fn percent(v: f64) -> String {
-    format!("{:.0}%", v * 100.0)
+/// Per thousand as a whole percent.
+fn percent(permille: u64) -> String {
+    format!("{}%", (permille + 5) / 10)
 }
-fn bytes(v: f64) -> String {
-    human(v as u64)
+fn bytes(v: u64) -> String {
+    human(v)
 }
 
 /// One figure with an id the browser test reads.
@@ -138,11 +141,11 @@ fn totals(out: &mut String, t: &Row) {
     ] {
         figure(out, id, name, &v.to_string());
     }
-    figure(out, "hit_ratio", "Hit ratio", &percent(t.hit_ratio()));
-    figure(out, "hit_p50", "Hit time p50", &ms(&t.hit_ms, 0.5));
-    figure(out, "hit_p95", "Hit time p95", &ms(&t.hit_ms, 0.95));
-    figure(out, "miss_p50", "Miss time p50", &ms(&t.miss_ms, 0.5));
-    figure(out, "miss_p95", "Miss time p95", &ms(&t.miss_ms, 0.95));
+    figure(out, "hit_ratio", "Hit ratio", &percent(t.hit_permille()));
+    figure(out, "hit_p50", "Hit time p50", &ms(&t.hit_ms, 50));
+    figure(out, "hit_p95", "Hit time p95", &ms(&t.hit_ms, 95));
+    figure(out, "miss_p50", "Miss time p50", &ms(&t.miss_ms, 50));
+    figure(out, "miss_p95", "Miss time p95", &ms(&t.miss_ms, 95));
     out.push_str("</table>");
 }
 
@@ -151,14 +154,14 @@ fn store(out: &mut String, r: &Report) {
     let _ = write!(out, "<p><span id=\"store_objects\">{}</span> objects, <span id=\"store_bytes\">{}</span> bytes ({})", r.objects, r.bytes, human(r.bytes));
     match r.max_bytes {
         Some(max) => {
-            let frac = (r.bytes as f64 / max.max(1) as f64).min(1.0);
+            let px = (r.bytes.saturating_mul(640) / max.max(1)).min(640);
             let _ = write!(
                 out,
                 " of a budget of <span id=\"store_max\">{max}</span> ({}).</p>",
                 human(max)
             );
-            let _ = write!(out, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"640\" height=\"24\" role=\"img\"><rect width=\"640\" height=\"24\" fill=\"#eee\"/><rect width=\"{:.1}\" height=\"24\" fill=\"{}\"/></svg>",
-                640.0 * frac, if frac >= 1.0 { "#c33" } else { "#37a" });
+            let _ = write!(out, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"640\" height=\"24\" role=\"img\"><rect width=\"640\" height=\"24\" fill=\"#eee\"/><rect width=\"{px}\" height=\"24\" fill=\"{}\"/></svg>",
+                if r.bytes > max { "#c33" } else { "#37a" });
         }
         None => out.push_str("; no byte budget (STORE_MAX_BYTES) is set.</p>"),
     }
@@ -192,24 +195,20 @@ pub fn render(r: &Report) -> String {
         .iter()
         .map(|(d, _)| date(*d)[5..].to_string())
         .collect();
-    let col = |f: fn(&Row) -> f64| days.iter().map(|(_, r)| f(r)).collect::<Vec<f64>>();
+    let col = |f: fn(&Row) -> u64| days.iter().map(|(_, r)| f(r)).collect::<Vec<u64>>();
     totals(&mut out, &r.total());
     out.push_str("<h2>Hit ratio per day</h2>");
     out.push_str(&bars(
         &labels,
-        &[("hit ratio", "#3a7", col(|r| r.hit_ratio()))],
+        &[("hit ratio", "#3a7", col(|r| r.hit_permille()))],
         percent,
     ));
     out.push_str("<h2>Bytes per day</h2>");
     out.push_str(&bars(
         &labels,
         &[
-            (
-                "from the store (saved)",
-                "#3a7",
-                col(|r| r.bytes_store as f64),
-            ),
-            ("from upstreams", "#c83", col(|r| r.bytes_upstream as f64)),
+            ("from the store (saved)", "#3a7", col(|r| r.bytes_store)),
+            ("from upstreams", "#c83", col(|r| r.bytes_upstream)),
         ],
         bytes,
     ));
@@ -217,11 +216,11 @@ pub fn render(r: &Report) -> String {
     out.push_str(&bars(
         &labels,
         &[
-            ("pulls served", "#37a", col(|r| r.pulls_served as f64)),
+            ("pulls served", "#37a", col(|r| r.pulls_served)),
             (
                 "manifest GETs upstream",
                 "#c83",
-                col(|r| r.manifest_gets_upstream as f64),
+                col(|r| r.manifest_gets_upstream),
             ),
         ],
         count,
@@ -284,5 +283,7 @@ mod tests {
         assert!(!html.contains("src=") && !html.contains("href=") && !html.contains("<script"));
         assert!(render_off().contains("STATS"));
         assert_eq!(human(1536), "1.5 KiB");
+        assert_eq!(human(1023), "1023 B");
+        assert_eq!(human(3 << 20), "3.0 MiB");
     }
 }

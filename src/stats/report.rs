@@ -85,7 +85,7 @@ impl Report {
 }
 
 /// A quantile for JSON: ms, `null` when there is nothing, a string past the last bucket.
-fn q(h: &[u64; super::tally::NBUCKETS], p: f64) -> Value {
+fn q(h: &[u64; super::tally::NBUCKETS], p: u64) -> Value {
     match quantile(h, p) {
         None => Value::Null,
         Some(u64::MAX) => json!(format!(
@@ -99,13 +99,13 @@ fn q(h: &[u64; super::tally::NBUCKETS], p: f64) -> Value {
 fn row_json(r: &Row) -> Value {
     json!({
         "requests": r.requests, "hits": r.hits, "misses": r.misses, "stale": r.stale,
-        "revalidated": r.revalidated, "hit_ratio": (r.hit_ratio() * 1000.0).round() / 1000.0,
+        "revalidated": r.revalidated, "hit_permille": r.hit_permille(),
         "bytes_store": r.bytes_store, "bytes_upstream": r.bytes_upstream,
         "upstream_requests": r.upstream_requests,
         "manifest_gets_upstream": r.manifest_gets_upstream, "pulls_served": r.pulls_served,
         "pulls_saved": r.pulls_served.saturating_sub(r.manifest_gets_upstream),
-        "hit_ms": {"p50": q(&r.hit_ms, 0.5), "p95": q(&r.hit_ms, 0.95)},
-        "miss_ms": {"p50": q(&r.miss_ms, 0.5), "p95": q(&r.miss_ms, 0.95)},
+        "hit_ms": {"p50": q(&r.hit_ms, 50), "p95": q(&r.hit_ms, 95)},
+        "miss_ms": {"p50": q(&r.miss_ms, 50), "p95": q(&r.miss_ms, 95)},
     })
 }
 
@@ -169,7 +169,7 @@ mod tests {
         assert_eq!(rep.per_day().len(), 2);
         let j = rep.to_json();
         assert_eq!(j["total"]["pulls_saved"], 6);
-        assert_eq!(j["total"]["hit_ratio"], 0.5);
+        assert_eq!(j["total"]["hit_permille"], 500);
         assert_eq!(j["total"]["hit_ms"]["p50"], 5);
         assert_eq!(j["total"]["miss_ms"]["p50"], Value::Null);
         assert_eq!(j["days"][0]["day"], "1970-01-02");

@@ -78,7 +78,7 @@ pub fn values(r: &Row) -> Vec<u64> {
 
 /// A row read back from `daily` (`SELECT *`), by column name; missing columns count 0.
 pub fn row_of(o: &serde_json::Map<String, serde_json::Value>) -> Row {
-    let n = |c: &str| o.get(c).and_then(|v| v.as_f64()).map_or(0, |f| f as u64);
+    let n = |c: &str| o.get(c).and_then(|v| v.as_u64()).unwrap_or(0);
     let mut r = Row {
         requests: n("requests"),
         hits: n("hits"),

@@ -1,8 +1,6 @@
 //! Request counters per upstream per day, kept in the isolate and flushed in bounded batches: a
 //! request costs no storage write; a flush writes one row per (day, upstream) it touched.
 
-use std::collections::BTreeMap;
-
 use crate::front::LogLine;
 
 /// Upper bounds (ms) of the latency buckets; the last bucket is everything above.
@@ -94,15 +92,12 @@ impl Row {
         }
     }
 
-    /// Share of answers from the store among hits, stale, revalidated and misses (0 without any).
-    pub fn hit_ratio(&self) -> f64 {
+    /// Share of answers from the store among hits, stale, revalidated and misses, per thousand
+    /// (0 without any). Integers only: float formatting would cost the wasm ~10 KB.
+    pub fn hit_permille(&self) -> u64 {
         let served = self.hits + self.stale + self.revalidated;
         let all = served + self.misses;
-        if all == 0 {
-            0.0
-        } else {
-            served as f64 / all as f64
-        }
+        (served * 1000).checked_div(all).unwrap_or(0)
     }
 }
 
@@ -114,15 +109,15 @@ pub fn bucket(ms: u64) -> usize {
         .unwrap_or(BUCKETS_MS.len())
 }
 
-/// The `q` quantile (0–1) of a histogram as its bucket's upper bound in ms: `None` when empty,
+/// The `pct` percentile of a histogram as its bucket's upper bound in ms: `None` when empty,
 /// `u64::MAX` when it lies past the last bound.
-pub fn quantile(h: &[u64; NBUCKETS], q: f64) -> Option<u64> {
+pub fn quantile(h: &[u64; NBUCKETS], pct: u64) -> Option<u64> {
     let total: u64 = h.iter().sum();
     if total == 0 {
         return None;
     }
-    // The rank of the quantile, 1-based (nearest-rank method).
-    let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+    // The rank of the percentile, 1-based (nearest-rank method).
+    let rank = (pct * total).div_ceil(100).clamp(1, total);
     let mut seen = 0;
     for (i, n) in h.iter().enumerate() {
         seen += n;
@@ -141,7 +136,8 @@ pub fn day_of(now: u64) -> u32 {
 /// The isolate's counters not written yet.
 #[derive(Debug, Default)]
 pub struct Tally {
-    rows: BTreeMap<(u32, String), Row>,
+    /// Few entries (one per upstream per day): a vector costs less wasm than a map.
+    rows: Vec<(u32, String, Row)>,
     /// Requests counted since the last flush, and when the first of them was.
     pending: u64,
     since: Option<u64>,
@@ -156,12 +152,24 @@ impl Tally {
         let Some(upstream) = &log.upstream else {
             return;
         };
-        let key = (day_of(now), upstream.clone());
-        if !self.rows.contains_key(&key) && self.rows.len() >= MAX_ROWS {
-            self.dropped += 1;
-            return;
-        }
-        self.rows.entry(key).or_default().add(log);
+        let day = day_of(now);
+        let at = self
+            .rows
+            .iter()
+            .position(|(d, u, _)| *d == day && u == upstream);
+        let row = match at {
+            Some(i) => &mut self.rows[i].2,
+            None if self.rows.len() >= MAX_ROWS => {
+                self.dropped += 1;
+                return;
+            }
+            None => {
+                self.rows.push((day, upstream.clone(), Row::default()));
+                let last = self.rows.len() - 1;
+                &mut self.rows[last].2
+            }
+        };
+        row.add(log);
         self.pending += 1;
         self.since.get_or_insert(now);
     }
@@ -174,14 +182,11 @@ impl Tally {
                 .is_some_and(|t| now.saturating_sub(t) >= FLUSH_SECS)
     }
 
-    /// Everything counted so far, emptied: one row per (day, upstream).
+    /// Everything counted so far, emptied: one row per (day, upstream), in the order first seen.
     pub fn take(&mut self) -> Vec<(u32, String, Row)> {
         self.pending = 0;
         self.since = None;
         std::mem::take(&mut self.rows)
-            .into_iter()
-            .map(|((d, u), r)| (d, u, r))
-            .collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -225,6 +230,7 @@ mod tests {
         assert_eq!(rows.len(), 3, "(day 1, a), (day 1, b), (day 2, a)");
         let a = &rows[0].2;
         assert_eq!((rows[0].0, rows[0].1.as_str()), (1, "a"));
+        assert_eq!((rows[2].0, rows[2].1.as_str()), (2, "a"));
         assert_eq!((a.requests, a.hits, a.misses), (3, 1, 2));
         assert_eq!((a.bytes_store, a.bytes_upstream), (10, 150));
         assert_eq!(
@@ -235,9 +241,9 @@ mod tests {
             ),
             (2, 1, 1)
         );
-        assert_eq!(quantile(&a.hit_ms, 0.5), Some(5));
-        assert_eq!(quantile(&a.miss_ms, 0.5), Some(50));
-        assert_eq!(quantile(&a.miss_ms, 0.95), Some(1000));
+        assert_eq!(quantile(&a.hit_ms, 50), Some(5));
+        assert_eq!(quantile(&a.miss_ms, 50), Some(50));
+        assert_eq!(quantile(&a.miss_ms, 95), Some(1000));
         assert_eq!(rows[1].2.stale, 1);
         assert!(t.is_empty() && !t.due(10_000_000));
     }
@@ -266,9 +272,9 @@ mod tests {
     #[test]
     fn quantiles_of_an_empty_and_an_open_histogram() {
         let mut h = [0; NBUCKETS];
-        assert_eq!(quantile(&h, 0.5), None);
+        assert_eq!(quantile(&h, 50), None);
         h[NBUCKETS - 1] = 1;
-        assert_eq!(quantile(&h, 0.95), Some(u64::MAX));
+        assert_eq!(quantile(&h, 95), Some(u64::MAX));
         assert_eq!(bucket(0), 0);
         assert_eq!(bucket(5), 0);
         assert_eq!(bucket(6), 1);
