@@ -1,5 +1,7 @@
 -- edgemirror: the inventory of stored objects and the daily stats (docs/storage.md).
 -- Applied by `wrangler d1 migrations apply`; the worker also runs it (idempotent) on first use.
+-- WITHOUT ROWID and no index on last_access: D1 bills every index entry as a row written, and a
+-- scheduled run scans the whole table for its total anyway (see docs/storage.md).
 CREATE TABLE IF NOT EXISTS objects (
   key TEXT PRIMARY KEY,
   upstream TEXT NOT NULL,
@@ -9,8 +11,7 @@ CREATE TABLE IF NOT EXISTS objects (
   stored_at INTEGER NOT NULL,
   last_access INTEGER NOT NULL,
   hits INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS objects_lru ON objects (last_access);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS daily (
   day INTEGER NOT NULL,
   upstream TEXT NOT NULL,
@@ -51,4 +52,4 @@ CREATE TABLE IF NOT EXISTS daily (
   m11 INTEGER NOT NULL DEFAULT 0,
   m12 INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (day, upstream)
-);
+) WITHOUT ROWID;

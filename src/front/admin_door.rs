@@ -123,10 +123,10 @@ async fn stats<D: StatsSource>(
     }
     let (status, body) = match source {
         None if page => (200, page::render_off().into_bytes()),
-        None => (200, report::off_json().to_string().into_bytes()),
+        None => (200, report::off_json().into_bytes()),
         Some(s) => match s.report(now).await {
             Ok(r) if page => (200, page::render(&r).into_bytes()),
-            Ok(r) => (200, r.to_json().to_string().into_bytes()),
+            Ok(r) => (200, r.to_json().into_bytes()),
             Err(e) => {
                 return admin::error(crate::error::OciError::new(
                     crate::error::ErrorCode::Unavailable,
@@ -143,18 +143,24 @@ async fn stats<D: StatsSource>(
     } else {
         "application/json"
     };
-    http::Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, kind)
-        .header(http::header::CACHE_CONTROL, "no-store")
-        .header(
-            "content-security-policy",
-            "default-src 'none'; style-src 'unsafe-inline'",
-        )
-        .body(if method == Method::HEAD {
-            Vec::new()
-        } else {
-            body
-        })
-        .unwrap_or_default()
+    let mut r = http::Response::new(if method == Method::HEAD {
+        Vec::new()
+    } else {
+        body
+    });
+    *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or_default();
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(kind),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    h.insert(
+        "content-security-policy",
+        http::HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+    );
+    r
 }

@@ -32,11 +32,9 @@ fn now_secs() -> u64 {
     worker::Date::now().as_millis() / 1000
 }
 
-fn warn(what: &str, e: impl std::fmt::Display) {
-    worker::console_warn!(
-        "{}",
-        serde_json::json!({"msg": "stats database failed", "what": what, "error": crate::error::clip(&e.to_string())})
-    );
+fn warn(what: &str, e: worker::Error) {
+    let error = serde_json::to_string(&crate::error::clip(&e.to_string())).unwrap_or_default();
+    worker::console_warn!(r#"{{"msg":"stats database failed","what":"{what}","error":{error}}}"#);
 }
 
 fn num(n: u64) -> JsValue {
@@ -79,11 +77,10 @@ async fn batch(db: &D1Database, statements: Vec<D1PreparedStatement>) -> worker:
     let list = js_sys::Array::new();
     let schema = !READY.with(Cell::get);
     let skip = if schema {
-        let s = sql::schema_statements();
-        for q in &s {
-            list.push(db.prepare(q.as_str()).inner().as_ref());
+        for q in sql::SCHEMA_STATEMENTS {
+            list.push(db.prepare(q).inner().as_ref());
         }
-        s.len()
+        sql::SCHEMA_STATEMENTS.len()
     } else {
         0
     };
@@ -164,12 +161,11 @@ async fn flush_now(db: Db) {
     if rows.is_empty() {
         return;
     }
-    let upsert = sql::upsert_daily();
     let mut statements = Vec::with_capacity(rows.len());
     for (day, upstream, row) in &rows {
         let mut args = vec![num(u64::from(*day)), text(upstream)];
         args.extend(sql::values(row).into_iter().map(num));
-        match statement(&db, &upsert, &args) {
+        match statement(&db, sql::UPSERT_DAILY, &args) {
             Ok(s) => statements.push(s),
             Err(e) => warn("flush", e),
         }
@@ -202,11 +198,11 @@ pub async fn stored(db: Db, name: String, size: u64) {
 }
 
 /// Counts a hit on a stored object; writes it at most once an hour per object (per isolate).
-pub fn touched(db: &Db, name: &str) -> Option<impl std::future::Future<Output = ()> + 'static> {
+pub fn touched(db: &Db, name: &str) -> Option<Boxed<'static, ()>> {
     let now = now_secs();
     let hits = super::isolate().touches.borrow_mut().hit(name, now)?;
     let (db, name) = (db.clone(), name.to_string());
-    Some(async move {
+    Some(Box::pin(async move {
         let result = match statement(&db, sql::TOUCH, &[num(hits), num(now), text(&name)]) {
             Ok(s) => batch(&db, vec![s]).await.map(|_| ()),
             Err(e) => Err(e),
@@ -214,7 +210,7 @@ pub fn touched(db: &Db, name: &str) -> Option<impl std::future::Future<Output = 
         if let Err(e) = result {
             warn("touch", e);
         }
-    })
+    }))
 }
 
 /// The inventory's object count and bytes, from `sql::TOTAL`'s rows.
@@ -297,7 +293,7 @@ pub async fn evict(db: &Db, bucket: &Bucket, budget: &Budget) {
     }
 }
 
-async fn evict_once(db: &Db, bucket: &Bucket, budget: &Budget, now: u64) -> worker::Result<Value> {
+async fn evict_once(db: &Db, bucket: &Bucket, budget: &Budget, now: u64) -> worker::Result<String> {
     let statements = vec![
         statement(db, sql::TOTAL, &[])?,
         statement(db, sql::LRU, &[num(inventory::MAX_EVICT as u64)])?,
@@ -328,8 +324,12 @@ async fn evict_once(db: &Db, bucket: &Bucket, budget: &Budget, now: u64) -> work
         }
         batch(db, statements).await?;
     }
-    Ok(serde_json::json!({
-        "msg": "evicted", "objects": keys.len(), "bytes": freed, "before_objects": objects,
-        "before_bytes": bytes, "max_bytes": budget.max_bytes, "max_idle_secs": budget.max_idle_secs,
-    }))
+    // Numbers only: written without building a JSON value.
+    let opt = |v: Option<u64>| v.map_or("null".to_string(), |v| v.to_string());
+    Ok(format!(
+        r#"{{"msg":"evicted","objects":{},"bytes":{freed},"before_objects":{objects},"before_bytes":{bytes},"max_bytes":{},"max_idle_secs":{}}}"#,
+        keys.len(),
+        opt(budget.max_bytes),
+        opt(budget.max_idle_secs)
+    ))
 }

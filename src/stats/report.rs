@@ -1,8 +1,6 @@
 //! What `/_admin/stats` and the stats page show: the daily rows read back, the store's usage
 //! against the budget, the most hit repositories, and the D1 writes this isolate made.
 
-use serde_json::{json, Value};
-
 use super::tally::{quantile, Row};
 
 /// One upstream's counters on one day.
@@ -67,46 +65,120 @@ impl Report {
         out
     }
 
-    pub fn to_json(&self) -> Value {
-        json!({
-            "enabled": true,
-            "total": row_json(&self.total()),
-            "days": self.days.iter().map(|d| {
-                let mut v = row_json(&d.row);
-                v["day"] = json!(date(d.day));
-                v["upstream"] = json!(d.upstream);
-                v
-            }).collect::<Vec<_>>(),
-            "store": {"objects": self.objects, "bytes": self.bytes, "max_bytes": self.max_bytes},
-            "top": self.top,
-            "d1": self.writes,
-        })
+    /// The JSON of `/_admin/stats` (derived serializers: `json!` would cost the wasm more).
+    pub fn to_json(&self) -> String {
+        let view = ReportView {
+            enabled: true,
+            total: RowView::of(&self.total(), None, None),
+            days: self
+                .days
+                .iter()
+                .map(|d| RowView::of(&d.row, Some(date(d.day)), Some(&d.upstream)))
+                .collect(),
+            store: StoreView {
+                objects: self.objects,
+                bytes: self.bytes,
+                max_bytes: self.max_bytes,
+            },
+            top: &self.top,
+            d1: self.writes,
+        };
+        serde_json::to_string(&view).unwrap_or_default()
     }
 }
 
-/// A quantile for JSON: ms, `null` when there is nothing, a string past the last bucket.
-fn q(h: &[u64; super::tally::NBUCKETS], p: u64) -> Value {
-    match quantile(h, p) {
-        None => Value::Null,
-        Some(u64::MAX) => json!(format!(
-            ">{}",
-            super::tally::BUCKETS_MS[super::tally::BUCKETS_MS.len() - 1]
-        )),
-        Some(ms) => json!(ms),
+#[derive(serde::Serialize)]
+struct ReportView<'a> {
+    enabled: bool,
+    total: RowView<'a>,
+    days: Vec<RowView<'a>>,
+    store: StoreView,
+    top: &'a [Top],
+    d1: Writes,
+}
+
+#[derive(serde::Serialize)]
+struct StoreView {
+    objects: u64,
+    bytes: u64,
+    max_bytes: Option<u64>,
+}
+
+/// A percentile: ms (the bucket's upper bound), or past the last bucket (`">30000"`).
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Ms {
+    Ms(u64),
+    Over(String),
+}
+
+#[derive(serde::Serialize)]
+struct Quantiles {
+    p50: Option<Ms>,
+    p95: Option<Ms>,
+}
+
+impl Quantiles {
+    fn of(h: &[u64; super::tally::NBUCKETS]) -> Quantiles {
+        let q = |p| {
+            quantile(h, p).map(|ms| match ms {
+                u64::MAX => Ms::Over(format!(
+                    ">{}",
+                    super::tally::BUCKETS_MS[super::tally::BUCKETS_MS.len() - 1]
+                )),
+                ms => Ms::Ms(ms),
+            })
+        };
+        Quantiles {
+            p50: q(50),
+            p95: q(95),
+        }
     }
 }
 
-fn row_json(r: &Row) -> Value {
-    json!({
-        "requests": r.requests, "hits": r.hits, "misses": r.misses, "stale": r.stale,
-        "revalidated": r.revalidated, "hit_permille": r.hit_permille(),
-        "bytes_store": r.bytes_store, "bytes_upstream": r.bytes_upstream,
-        "upstream_requests": r.upstream_requests,
-        "manifest_gets_upstream": r.manifest_gets_upstream, "pulls_served": r.pulls_served,
-        "pulls_saved": r.pulls_served.saturating_sub(r.manifest_gets_upstream),
-        "hit_ms": {"p50": q(&r.hit_ms, 50), "p95": q(&r.hit_ms, 95)},
-        "miss_ms": {"p50": q(&r.miss_ms, 50), "p95": q(&r.miss_ms, 95)},
-    })
+#[derive(serde::Serialize)]
+struct RowView<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    day: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream: Option<&'a str>,
+    requests: u64,
+    hits: u64,
+    misses: u64,
+    stale: u64,
+    revalidated: u64,
+    hit_permille: u64,
+    bytes_store: u64,
+    bytes_upstream: u64,
+    upstream_requests: u64,
+    manifest_gets_upstream: u64,
+    pulls_served: u64,
+    pulls_saved: u64,
+    hit_ms: Quantiles,
+    miss_ms: Quantiles,
+}
+
+impl<'a> RowView<'a> {
+    fn of(r: &Row, day: Option<String>, upstream: Option<&'a str>) -> RowView<'a> {
+        RowView {
+            day,
+            upstream,
+            requests: r.requests,
+            hits: r.hits,
+            misses: r.misses,
+            stale: r.stale,
+            revalidated: r.revalidated,
+            hit_permille: r.hit_permille(),
+            bytes_store: r.bytes_store,
+            bytes_upstream: r.bytes_upstream,
+            upstream_requests: r.upstream_requests,
+            manifest_gets_upstream: r.manifest_gets_upstream,
+            pulls_served: r.pulls_served,
+            pulls_saved: r.pulls_served.saturating_sub(r.manifest_gets_upstream),
+            hit_ms: Quantiles::of(&r.hit_ms),
+            miss_ms: Quantiles::of(&r.miss_ms),
+        }
+    }
 }
 
 /// `YYYY-MM-DD` of a day since the epoch (Howard Hinnant's civil-from-days).
@@ -124,8 +196,11 @@ pub fn date(day: u32) -> String {
 }
 
 /// What `/_admin/stats` says when stats are off.
-pub fn off_json() -> Value {
-    json!({"enabled": false, "how": super::HOW_TO_TURN_ON})
+pub fn off_json() -> String {
+    format!(
+        r#"{{"enabled":false,"how":{}}}"#,
+        serde_json::to_string(super::HOW_TO_TURN_ON).unwrap_or_default()
+    )
 }
 
 #[cfg(test)]
@@ -167,11 +242,14 @@ mod tests {
         };
         assert_eq!(rep.total().requests, 6);
         assert_eq!(rep.per_day().len(), 2);
-        let j = rep.to_json();
+        let j: serde_json::Value = serde_json::from_str(&rep.to_json()).unwrap();
         assert_eq!(j["total"]["pulls_saved"], 6);
         assert_eq!(j["total"]["hit_permille"], 500);
         assert_eq!(j["total"]["hit_ms"]["p50"], 5);
-        assert_eq!(j["total"]["miss_ms"]["p50"], Value::Null);
+        assert_eq!(j["total"]["miss_ms"]["p50"], serde_json::Value::Null);
+        assert!(j["total"].get("day").is_none());
+        let off: serde_json::Value = serde_json::from_str(&off_json()).unwrap();
+        assert_eq!(off["enabled"], false);
         assert_eq!(j["days"][0]["day"], "1970-01-02");
     }
 }
