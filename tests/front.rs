@@ -506,3 +506,25 @@ fn the_stats_are_behind_the_admin_token_and_say_how_to_turn_them_on() {
         "{html}"
     );
 }
+
+/// The log line counts what a request sent upstream (the stats' source): every request, and the
+/// manifest GETs apart; a hit sends nothing.
+#[test]
+fn the_log_line_counts_upstream_requests_and_manifest_gets() {
+    let d = door(Vars::default(), &[]);
+    let out = d.call(get(MANIFEST_PATH, "203.0.113.9"));
+    assert_eq!(status(&out), 200);
+    let sent = d.net.seen.borrow().clone();
+    assert_eq!(out.log.upstream_requests as usize, sent.len());
+    let manifest_gets = sent
+        .iter()
+        .filter(|r| r.method == http::Method::GET && r.url.path().contains("/manifests/"))
+        .count();
+    assert!(manifest_gets >= 1);
+    assert_eq!(out.log.manifest_gets as usize, manifest_gets);
+    let again = d.call(get(MANIFEST_PATH, "203.0.113.9"));
+    assert_eq!(again.log.cache, Some("hit"));
+    assert_eq!((again.log.upstream_requests, again.log.manifest_gets), (0, 0));
+    let line = again.log.to_json();
+    assert!(!line.contains("upstream_requests"), "zeros are left out of the line: {line}");
+}
