@@ -14,10 +14,12 @@ import { startWorld, mirrorWith, outputFile, raw } from './lib/world.mjs';
 import { pushImage, readRequests, logOffset, ACCEPT_ALL } from './lib/upstreams.mjs';
 import { pullImage, get } from './lib/pull.mjs';
 import { startFaultProxies } from './lib/faultproxy.mjs';
+import { ADMIN_TOKEN } from './lib/secrets.mjs';
 
 const EVICT_PORT = 18720, STATS_PORT = 18721, FLAKY_PORT = 18722, OFF_PORT = 18723;
 const LAYER = 1_500_000, BUDGET = 3 * 1024 * 1024;
-const TOKEN = 'storage-e2e-admin-token';
+// The shared test token: zz-logs.test.mjs checks that no log line ever carries it.
+const TOKEN = ADMIN_TOKEN;
 const AUTH = { authorization: `Bearer ${TOKEN}` };
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
