@@ -524,7 +524,13 @@ fn the_log_line_counts_upstream_requests_and_manifest_gets() {
     assert_eq!(out.log.manifest_gets as usize, manifest_gets);
     let again = d.call(get(MANIFEST_PATH, "203.0.113.9"));
     assert_eq!(again.log.cache, Some("hit"));
-    assert_eq!((again.log.upstream_requests, again.log.manifest_gets), (0, 0));
+    assert_eq!(
+        (again.log.upstream_requests, again.log.manifest_gets),
+        (0, 0)
+    );
     let line = again.log.to_json();
-    assert!(!line.contains("upstream_requests"), "zeros are left out of the line: {line}");
+    assert!(
+        !line.contains("upstream_requests"),
+        "zeros are left out of the line: {line}"
+    );
 }

@@ -151,66 +151,60 @@ pub fn record(log: &crate::front::LogLine, now: u64) -> bool {
     t.due(now)
 }
 
-/// Writes the isolate's pending counters: one upsert per (day, upstream).
-pub fn flush(db: Db) -> Boxed<'static, ()> {
-    Box::pin(flush_now(db))
+/// Writes prepared statements in one batch after the response; a failure is logged (the counts
+/// or the inventory row are lost: the inventory is a cache of what R2 holds, the stats a tally).
+/// One async function for every write, so the wasm carries one state machine for them.
+fn write(
+    db: Db,
+    what: &'static str,
+    statements: worker::Result<Vec<D1PreparedStatement>>,
+) -> Boxed<'static, ()> {
+    Box::pin(async move {
+        let done = match statements {
+            Ok(s) => batch(&db, s).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = done {
+            warn(what, e);
+        }
+    })
 }
 
-async fn flush_now(db: Db) {
+/// Writes the isolate's pending counters: one upsert per (day, upstream).
+pub fn flush(db: Db) -> Boxed<'static, ()> {
     let rows = super::isolate().stats.borrow_mut().take();
-    if rows.is_empty() {
-        return;
-    }
     let mut statements = Vec::with_capacity(rows.len());
     for (day, upstream, row) in &rows {
         let mut args = vec![num(u64::from(*day)), text(upstream)];
-        args.extend(sql::values(row).into_iter().map(num));
-        match statement(&db, sql::UPSERT_DAILY, &args) {
-            Ok(s) => statements.push(s),
-            Err(e) => warn("flush", e),
+        for v in sql::values(row) {
+            args.push(num(v));
         }
+        statements.push(statement(&db, sql::UPSERT_DAILY, &args));
     }
-    if let Err(e) = batch(&db, statements).await {
-        warn("flush", e);
-    }
+    write(db, "flush", statements.into_iter().collect())
 }
 
 /// Records an object whose R2 write committed.
-pub async fn stored(db: Db, name: String, size: u64) {
-    let Some(d) = inventory::describe(&name) else {
-        return;
-    };
+pub fn stored(db: Db, name: &str, size: u64) -> Option<Boxed<'static, ()>> {
+    let d = inventory::describe(name)?;
     let args = [
-        text(&name),
+        text(name),
         text(d.upstream),
         text(d.repo),
         text(d.kind),
         num(size),
         num(now_secs()),
     ];
-    let result = match statement(&db, sql::STORED, &args) {
-        Ok(s) => batch(&db, vec![s]).await.map(|_| ()),
-        Err(e) => Err(e),
-    };
-    if let Err(e) = result {
-        warn("inventory", e);
-    }
+    let s = statement(&db, sql::STORED, &args).map(|s| vec![s]);
+    Some(write(db, "inventory", s))
 }
 
 /// Counts a hit on a stored object; writes it at most once an hour per object (per isolate).
 pub fn touched(db: &Db, name: &str) -> Option<Boxed<'static, ()>> {
     let now = now_secs();
     let hits = super::isolate().touches.borrow_mut().hit(name, now)?;
-    let (db, name) = (db.clone(), name.to_string());
-    Some(Box::pin(async move {
-        let result = match statement(&db, sql::TOUCH, &[num(hits), num(now), text(&name)]) {
-            Ok(s) => batch(&db, vec![s]).await.map(|_| ()),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
-            warn("touch", e);
-        }
-    }))
+    let s = statement(db, sql::TOUCH, &[num(hits), num(now), text(name)]).map(|s| vec![s]);
+    Some(write(db.clone(), "touch", s))
 }
 
 /// The inventory's object count and bytes, from `sql::TOTAL`'s rows.

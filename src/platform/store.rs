@@ -269,8 +269,8 @@ impl Store for RuntimeStore<'_> {
                             );
                             // Followers need not wait for the inventory.
                             drop(landing);
-                            if let Some(db) = inventory {
-                                super::stats::stored(db, name, size).await;
+                            if let Some(write) = inventory.and_then(|db| super::stats::stored(db, &name, size)) {
+                                write.await;
                             }
                         }
                         Err(e) => {
@@ -369,8 +369,8 @@ impl Store for RuntimeStore<'_> {
                             worker::console_log!("{}", serde_json::json!({"msg": "stored", "what": "blob", "store": "r2", "key": name}));
                             // Followers need not wait for the inventory.
                             drop(landing);
-                            if let Some(db) = inventory {
-                                super::stats::stored(db, name, size).await;
+                            if let Some(write) = inventory.and_then(|db| super::stats::stored(db, &name, size)) {
+                                write.await;
                             }
                         }
                         Err(e) => {
