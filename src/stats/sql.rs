@@ -110,8 +110,8 @@ pub const TOTAL: &str = "SELECT COUNT(*) AS objects, COALESCE(SUM(size), 0) AS b
 /// Eviction candidates, least recently used first (bind the limit).
 pub const LRU: &str =
     "SELECT key, size, last_access FROM objects ORDER BY last_access, stored_at, key LIMIT ?1";
-/// The days from `?1` on.
-pub const DAYS: &str = "SELECT * FROM daily WHERE day >= ?1 ORDER BY day, upstream";
+/// The days from `?1` on (bounded: what is read into wasm is capped).
+pub const DAYS: &str = "SELECT * FROM daily WHERE day >= ?1 ORDER BY day, upstream LIMIT 1000";
 /// The most hit repositories.
 pub const TOP: &str = "SELECT upstream, repo, SUM(hits) AS hits, SUM(size) AS bytes, COUNT(*) AS objects FROM objects GROUP BY upstream, repo ORDER BY hits DESC, bytes DESC LIMIT 10";
 
