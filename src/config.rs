@@ -64,6 +64,8 @@ pub struct Config {
     /// Secrets the admin API's stored upstreams may name (`UPSTREAM_SECRETS`); the static table
     /// may name any secret but the mirror's own.
     pub upstream_secrets: Vec<String>,
+    /// What the scheduled run keeps the store within (`STORE_MAX_BYTES`, `STORE_MAX_IDLE_DAYS`).
+    pub store_budget: crate::stats::inventory::Budget,
 }
 
 /// Upstream requests a scheduled run makes at most by default: under the free plan's 50 subrequests.
@@ -90,7 +92,7 @@ fn err(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
 }
 
 /// The variables the configuration is read from, in the order of `Vars::from_values`.
-pub const VAR_NAMES: [&str; 9] = [
+pub const VAR_NAMES: [&str; 11] = [
     "UPSTREAMS",
     "DEFAULT_UPSTREAM",
     "UPSTREAM_TIMEOUT_MS",
@@ -100,11 +102,13 @@ pub const VAR_NAMES: [&str; 9] = [
     "TRUSTED_CIDRS",
     "RATE_LIMIT",
     "UPSTREAM_SECRETS",
+    "STORE_MAX_BYTES",
+    "STORE_MAX_IDLE_DAYS",
 ];
 
 impl<'a> Vars<'a> {
     /// The variables from their values, in `VAR_NAMES` order.
-    pub fn from_values(v: &'a [Option<String>; 9]) -> Vars<'a> {
+    pub fn from_values(v: &'a [Option<String>; 11]) -> Vars<'a> {
         Vars {
             upstreams: v[0].as_deref(),
             default_upstream: v[1].as_deref(),
@@ -115,6 +119,8 @@ impl<'a> Vars<'a> {
             trusted_cidrs: v[6].as_deref(),
             rate_limit: v[7].as_deref(),
             upstream_secrets: v[8].as_deref(),
+            store_max_bytes: v[9].as_deref(),
+            store_max_idle_days: v[10].as_deref(),
         }
     }
 }
@@ -134,6 +140,10 @@ pub struct Vars<'a> {
     pub rate_limit: Option<&'a str>,
     /// `UPSTREAM_SECRETS`: a JSON list or comma-separated names.
     pub upstream_secrets: Option<&'a str>,
+    /// Bytes the inventoried store may hold (a whole number, or with KiB/MiB/GiB/TiB).
+    pub store_max_bytes: Option<&'a str>,
+    /// Days an object may go unread before the scheduled run evicts it.
+    pub store_max_idle_days: Option<&'a str>,
 }
 
 /// Names of the mirror's own secrets, other variables and bindings (besides `VAR_NAMES`): none is
@@ -147,6 +157,7 @@ pub const MIRROR_OWN_NAMES: &[&str] = &[
     "CONFIG",
     "RATELIMIT",
     "BLOBS",
+    "STATS",
 ];
 
 /// Whether `name` is one of the mirror's own variables, secrets or bindings.
@@ -206,6 +217,7 @@ impl Config {
             trusted: vec![],
             rate_limit: None,
             upstream_secrets: vec![],
+            store_budget: Default::default(),
         }
     }
 
@@ -222,6 +234,7 @@ impl Config {
                 trusted: vec![],
                 rate_limit: None,
                 upstream_secrets: vec![],
+                store_budget: Default::default(),
             },
         };
         config.default = match vars.default_upstream.map(str::trim) {
@@ -249,6 +262,17 @@ impl Config {
             &format!("must be a whole number of milliseconds from {lo} to {hi}"),
         )?;
         config.prewarm = parse_prewarm(vars.prewarm)?;
+        config.store_budget = crate::stats::inventory::Budget {
+            max_bytes: parse_bytes(vars.store_max_bytes)?,
+            max_idle_secs: number(
+                vars.store_max_idle_days,
+                0,
+                1..=3650,
+                "STORE_MAX_IDLE_DAYS",
+                "must be a whole number of days from 1 to 3650",
+            )
+            .map(|d| (d > 0).then_some(u64::from(d) * 86_400))?,
+        };
         config.prewarm_budget = number(
             vars.prewarm_budget,
             DEFAULT_PREWARM_BUDGET,
@@ -421,6 +445,34 @@ fn number(
             .filter(|n| range.contains(n))
             .ok_or_else(|| err(field, problem)),
     }
+}
+
+/// `STORE_MAX_BYTES`: `""` or absent for no budget, else bytes as a whole number, optionally with
+/// a binary unit (`300MiB`, `10 GiB`).
+fn parse_bytes(text: Option<&str>) -> Result<Option<u64>, ConfigError> {
+    let Some(t) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let problem = || {
+        err(
+            "STORE_MAX_BYTES",
+            "must be a whole number of bytes of at least 1, optionally with KiB, MiB, GiB or TiB (e.g. 10GiB)",
+        )
+    };
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: u64 = t[..digits].parse().map_err(|_| problem())?;
+    let unit: u64 = match t[digits..].trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        _ => return Err(problem()),
+    };
+    n.checked_mul(unit)
+        .filter(|b| *b > 0)
+        .map(Some)
+        .ok_or_else(problem)
 }
 
 /// `["docker.io/library/alpine:latest", "ghcr.io/owner/img:v1", "alpine:3.19"]`: names as a client

@@ -27,6 +27,7 @@ pub mod reference;
 pub mod retry;
 pub mod route;
 pub mod select;
+pub mod stats;
 pub mod token;
 
 #[cfg(target_arch = "wasm32")]

@@ -140,6 +140,7 @@ impl Door {
             store: &self.store,
             pulls: Some(&self.pulls),
             config_store: Some(&self.admin_store),
+            stats: None::<&edgemirror::stats::NoStats>,
             secret: &secret,
             names: &[],
             isolate: &self.isolate,
@@ -481,4 +482,56 @@ fn one_log_line_says_what_happened_and_holds_no_credential() {
         "{line}"
     );
     assert_eq!(out.response.headers()["x-request-id"], "req-1");
+}
+
+#[test]
+fn the_stats_are_behind_the_admin_token_and_say_how_to_turn_them_on() {
+    let d = admin_door();
+    assert_eq!(status(&d.call(get("/_admin/stats", "10.0.0.7"))), 401);
+    assert_eq!(status(&d.call(get("/_admin/stats/page", "10.0.0.7"))), 401);
+    let out = d.call(get("/_admin/stats", "10.0.0.7").auth(BEARER));
+    assert_eq!(status(&out), 200);
+    let edgemirror::mirror::Reply::Bytes(b) = out.response.body() else {
+        panic!("a JSON body")
+    };
+    let v: serde_json::Value = serde_json::from_slice(b).unwrap();
+    assert_eq!(v["enabled"], false);
+    assert!(v["how"].as_str().unwrap().contains("STATS"));
+    let page = d.call(get("/_admin/stats/page", "10.0.0.7").auth(BEARER));
+    let edgemirror::mirror::Reply::Bytes(b) = page.response.body() else {
+        panic!("an HTML body")
+    };
+    let html = String::from_utf8_lossy(b);
+    assert!(
+        html.contains("Stats are off") && html.contains("wrangler d1 create"),
+        "{html}"
+    );
+}
+
+/// The log line counts what a request sent upstream (the stats' source): every request, and the
+/// manifest GETs apart; a hit sends nothing.
+#[test]
+fn the_log_line_counts_upstream_requests_and_manifest_gets() {
+    let d = door(Vars::default(), &[]);
+    let out = d.call(get(MANIFEST_PATH, "203.0.113.9"));
+    assert_eq!(status(&out), 200);
+    let sent = d.net.seen.borrow().clone();
+    assert_eq!(out.log.upstream_requests as usize, sent.len());
+    let manifest_gets = sent
+        .iter()
+        .filter(|r| r.method == http::Method::GET && r.url.path().contains("/manifests/"))
+        .count();
+    assert!(manifest_gets >= 1);
+    assert_eq!(out.log.manifest_gets as usize, manifest_gets);
+    let again = d.call(get(MANIFEST_PATH, "203.0.113.9"));
+    assert_eq!(again.log.cache, Some("hit"));
+    assert_eq!(
+        (again.log.upstream_requests, again.log.manifest_gets),
+        (0, 0)
+    );
+    let line = again.log.to_json();
+    assert!(
+        !line.contains("upstream_requests"),
+        "zeros are left out of the line: {line}"
+    );
 }

@@ -565,3 +565,38 @@ fn prewarm_entries_must_route_to_an_upstream(
         (got, _) => panic!("{got:?}"),
     }
 }
+
+#[test]
+fn the_store_budget_is_parsed_with_units_and_refused_when_wrong() {
+    let parse = |bytes: Option<&str>, days: Option<&str>| {
+        Config::from_vars(&Vars {
+            store_max_bytes: bytes,
+            store_max_idle_days: days,
+            ..Default::default()
+        })
+        .map(|c| c.store_budget)
+    };
+    let b = parse(None, None).unwrap();
+    assert!(b.is_off());
+    assert_eq!(
+        parse(Some("300MiB"), None).unwrap().max_bytes,
+        Some(300 << 20)
+    );
+    assert_eq!(
+        parse(Some(" 10 GiB "), None).unwrap().max_bytes,
+        Some(10 << 30)
+    );
+    assert_eq!(parse(Some("1234"), None).unwrap().max_bytes, Some(1234));
+    assert_eq!(
+        parse(None, Some("30")).unwrap().max_idle_secs,
+        Some(30 * 86_400)
+    );
+    for bad in ["0", "-1", "1.5GiB", "10GB", "lots", "99999999999TiB"] {
+        let e = parse(Some(bad), None).unwrap_err();
+        assert_eq!(e.field, "STORE_MAX_BYTES", "{bad}");
+    }
+    assert_eq!(
+        parse(None, Some("0")).unwrap_err().field,
+        "STORE_MAX_IDLE_DAYS"
+    );
+}

@@ -16,8 +16,8 @@ use crate::route::{Resource, Route};
 
 /// Who may come in and how many pulls they have left, decided before any upstream is asked:
 /// the allow-list, the limit on failed logins, the mirror's own login, the pull limit.
-pub(super) async fn gatekeep<F, S, K, C>(
-    ports: &Ports<'_, F, S, K, C>,
+pub(super) async fn gatekeep<F, S, K, C, D>(
+    ports: &Ports<'_, F, S, K, C, D>,
     cfg: &Config,
     req: &mut Incoming,
     route: &Result<Route, OciError>,
@@ -88,8 +88,8 @@ where
 /// registry request must show one (or the login itself) unless the client is trusted. A mirror
 /// login or token never goes further: the request goes on as the mirror's own identity (the
 /// anonymous token means exactly that).
-fn mirror_login<F, S, K, C>(
-    ports: &Ports<'_, F, S, K, C>,
+fn mirror_login<F, S, K, C, D>(
+    ports: &Ports<'_, F, S, K, C, D>,
     mc: &MirrorCredentials,
     trusted: bool,
     req: &mut Incoming,
@@ -157,8 +157,8 @@ pub enum PullVerdict {
 /// concurrency here); the shared store carries it to other isolates as it propagates. Other
 /// requests show the remaining count from the isolate's counters, or one read when it has none.
 /// The store failing means no limit (fail-open).
-async fn pull_limit<F, S, K: PullCounts, C>(
-    ports: &Ports<'_, F, S, K, C>,
+async fn pull_limit<F, S, K: PullCounts, C, D>(
+    ports: &Ports<'_, F, S, K, C, D>,
     cfg: &Config,
     ip: &str,
     counts: bool,

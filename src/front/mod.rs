@@ -16,6 +16,7 @@ use crate::mirror::{self, respond::oci_error, Incoming, Reply, Session};
 use crate::ports::{Fetcher, PullCounts, Store};
 use crate::ratelimit::{self, Counters, Limit};
 use crate::route::{self, Route};
+use crate::stats::{inventory::Touches, tally::Tally, StatsSource};
 use crate::token::TokenCache;
 
 mod admin_door;
@@ -35,16 +36,22 @@ pub struct Isolate {
     pub counters: RefCell<Counters>,
     /// Misses in flight (coalescing).
     pub flights: crate::flights::Flights,
+    /// Request counters not written yet (stats).
+    pub stats: RefCell<Tally>,
+    /// Hits on stored objects not written to the inventory yet.
+    pub touches: RefCell<Touches>,
 }
 
 /// What the platform provides for a request.
-pub struct Ports<'a, F, S, K, C> {
+pub struct Ports<'a, F, S, K, C, D = crate::stats::NoStats> {
     pub fetcher: &'a F,
     pub store: &'a S,
     /// Pull counters shared by isolates (the `RATELIMIT` KV namespace), when bound.
     pub pulls: Option<&'a K>,
     /// The admin API's store (the `CONFIG` KV namespace), when bound.
     pub config_store: Option<&'a C>,
+    /// Where the stats page reads from (the `STATS` D1 database), when bound.
+    pub stats: Option<&'a D>,
     /// A variable's or secret's value by name.
     pub secret: &'a dyn Fn(&str) -> Option<String>,
     /// Names of the Worker's variables, secrets and bindings (for `/healthz`'s typo warnings).
@@ -89,6 +96,15 @@ pub struct LogLine {
     /// The signature policy's verdict on a served manifest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
+    /// Requests sent upstream for this one, and how many of them were manifest GETs.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub upstream_requests: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub manifest_gets: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl LogLine {
@@ -121,8 +137,8 @@ pub(super) type LimitShown = Option<(Limit, u64, Option<u64>)>;
 
 /// One request through the whole pipeline. `config` is the configuration in force, `base` the
 /// static one the admin API edits.
-pub async fn serve<F, S, K, C>(
-    ports: &Ports<'_, F, S, K, C>,
+pub async fn serve<F, S, K, C, D>(
+    ports: &Ports<'_, F, S, K, C, D>,
     config: Result<&Config, &ConfigError>,
     base: Result<&Config, &ConfigError>,
     arrival: Arrival<F::Body>,
@@ -132,6 +148,7 @@ where
     S: Store<Body = F::Body>,
     K: PullCounts,
     C: ConfigStore,
+    D: StatsSource,
 {
     let now = arrival.now_ms / 1000;
     let client = ratelimit::client_key(&arrival.ip).unwrap_or_else(|| arrival.ip.clone());
@@ -189,6 +206,7 @@ where
             }
         }
     }
+    let counts = mirror::Budget::unlimited();
     let session = Session {
         fetcher: ports.fetcher,
         tokens: &ports.isolate.tokens,
@@ -196,7 +214,7 @@ where
         now,
         timeout_ms: ports.timeout_ms,
         secret: ports.secret,
-        budget: None,
+        budget: Some(&counts),
     };
     let (mut resp, outcome) =
         mirror::handle_route(config, &session, ports.store, &req, route).await;
@@ -210,6 +228,8 @@ where
     }
     add_limit_headers(resp.headers_mut(), shown);
     log.record(outcome);
+    log.upstream_requests = counts.used.get();
+    log.manifest_gets = counts.manifest_gets.get();
     depart(resp, log, vec![])
 }
 

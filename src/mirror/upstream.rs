@@ -54,35 +54,54 @@ pub struct Session<'a, F: Fetcher> {
     pub timeout_ms: u32,
     /// A secret's value by name (upstream header values live in secrets, not in the configuration).
     pub secret: &'a dyn Fn(&str) -> Option<String>,
-    /// At most so many upstream requests (the scheduled prewarm: the platform's subrequest limit).
+    /// Counts the upstream requests made (a request's log line and stats), and stops them past a
+    /// limit (the scheduled prewarm: the platform's subrequest limit).
     pub budget: Option<&'a Budget>,
 }
 
-/// A count of upstream requests and its limit.
+/// A count of upstream requests (manifest GETs, what Docker Hub counts as pulls, apart) and the
+/// limit they may not pass. Kept in the session rather than in a wrapping fetcher: one fetcher
+/// type is one copy of the whole flow in the wasm.
 #[derive(Debug, Default)]
 pub struct Budget {
     pub limit: u32,
     pub used: Cell<u32>,
+    pub manifest_gets: Cell<u32>,
 }
 
 impl Budget {
     pub fn new(limit: u32) -> Budget {
         Budget {
             limit,
-            used: Cell::new(0),
+            ..Budget::default()
         }
+    }
+    /// A count with no limit.
+    pub fn unlimited() -> Budget {
+        Budget::new(u32::MAX)
     }
     pub fn spent(&self) -> bool {
         self.used.get() >= self.limit
     }
     /// Takes one request from the budget, if any is left.
-    fn take(&self) -> bool {
+    fn take(&self, req: &UpstreamRequest) -> bool {
         if self.spent() {
             return false;
         }
         self.used.set(self.used.get() + 1);
+        if is_manifest_get(req) {
+            self.manifest_gets
+                .set(self.manifest_gets.get().saturating_add(1));
+        }
         true
     }
+}
+
+/// A GET of a manifest on a registry's API (`/v2/<name>/manifests/<ref>`).
+fn is_manifest_get(req: &UpstreamRequest) -> bool {
+    req.method == Method::GET
+        && req.url.path().starts_with("/v2/")
+        && req.url.path().contains("/manifests/")
 }
 
 fn unavailable(status: u16, message: String) -> OciError {
@@ -470,7 +489,7 @@ impl<F: Fetcher> Session<'_, F> {
     ) -> Result<http::Response<F::Body>, OciError> {
         let mut attempt = 1;
         loop {
-            let within = self.budget.is_none_or(Budget::take);
+            let within = self.budget.is_none_or(|b| b.take(req));
             let fetched = match within {
                 true => self.fetcher.fetch(req, self.timeout_ms).await,
                 false => Err(FetchError::Unreachable(

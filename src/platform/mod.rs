@@ -10,6 +10,7 @@ mod ecdsa;
 mod env;
 mod fetch;
 mod pulls;
+mod stats;
 mod store;
 mod verify;
 
@@ -72,10 +73,16 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
         env::effective(&env, started).await
     };
     let secret = |name: &str| env::var(&env, name);
+    let db = stats::bound(&env);
     let store = store::RuntimeStore {
         ctx: store::Deferred::Request(&ctx),
         bucket: env.bucket("BLOBS").ok(),
+        inventory: db.clone(),
     };
+    let stats_source = db.clone().map(|db| stats::D1Stats {
+        db,
+        max_bytes: base.as_ref().ok().and_then(|c| c.store_budget.max_bytes),
+    });
     let pulls = pulls::KvPulls::bound(&env, &ctx);
     let config_store = env::KvConfig::bound(&env);
     let ports = Ports {
@@ -83,6 +90,7 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
         store: &store,
         pulls: pulls.as_ref(),
         config_store: config_store.as_ref(),
+        stats: stats_source.as_ref(),
         secret: &secret,
         names: &env::names(&env),
         isolate: ISOLATE.with(|i| *i),
@@ -114,12 +122,21 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     if !landed.is_empty() {
         ctx.wait_until(coordinator::tell_landed(landed));
     }
-    out.log.ms = Some(worker::Date::now().as_millis().saturating_sub(started));
+    let ended = worker::Date::now().as_millis();
+    out.log.ms = Some(ended.saturating_sub(started));
     worker::console_log!("{}", out.log.to_json());
+    // Counted in the isolate; written in a bounded batch now and then (see `stats::tally`).
+    if let Some(db) = db {
+        if stats::record(&out.log, ended / 1000) {
+            ctx.wait_until(stats::flush(db));
+        }
+    }
     convert::outgoing(out.response)
 }
 
-/// The cron trigger: warm the configured images (see `prewarm`), one log line per image.
+/// The cron trigger: write this isolate's stats, evict least recently used objects past the
+/// store's budget (see `stats::inventory`), and warm the configured images (see `prewarm`),
+/// one log line per image.
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, ctx: ScheduleContext) {
     console_error_panic_hook::set_once();
@@ -129,9 +146,16 @@ async fn scheduled(event: ScheduledEvent, env: Env, ctx: ScheduleContext) {
     };
     let bucket = env.bucket("BLOBS").ok();
     let blobs = bucket.is_some();
+    let db = stats::bound(&env);
+    // Eviction first: prewarm then finds what it needs missing and fetches it again.
+    if let (Some(db), Some(bucket)) = (&db, &bucket) {
+        stats::flush(db.clone()).await;
+        stats::evict(db, bucket, &config.store_budget).await;
+    }
     let store = store::RuntimeStore {
         ctx: store::Deferred::Schedule(&ctx),
         bucket,
+        inventory: db,
     };
     // The same fetcher as requests use (one copy of the flow in the wasm), with a budget.
     let budget = crate::mirror::Budget::new(config.prewarm_budget);

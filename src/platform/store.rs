@@ -30,6 +30,11 @@ impl Deferred<'_> {
     /// Runs `f` after the response; then tells the coordinator about flights whose last store
     /// write this was (their landing was dropped with `f`).
     fn wait_until(&self, f: impl Future<Output = ()> + 'static) {
+        self.wait_until_boxed(Box::pin(f));
+    }
+
+    /// One copy of the runtime glue for every kind of deferred write (a smaller wasm).
+    fn wait_until_boxed(&self, f: std::pin::Pin<Box<dyn Future<Output = ()>>>) {
         let f = async move {
             f.await;
             super::coordinator::flush(&super::isolate().flights).await;
@@ -44,6 +49,8 @@ impl Deferred<'_> {
 pub struct RuntimeStore<'a> {
     pub ctx: Deferred<'a>,
     pub bucket: Option<Bucket>,
+    /// The inventory of R2 objects (the `STATS` D1 database), when bound.
+    pub inventory: Option<super::stats::Db>,
 }
 
 fn log_failure(what: &str, key: &str, e: impl std::fmt::Display) {
@@ -86,6 +93,22 @@ async fn cache_put(
             "{}",
             serde_json::json!({"msg": "stored", "what": what, "key": object_name(&key)})
         ),
+    }
+}
+
+impl RuntimeStore<'_> {
+    /// A hit on an R2 object, for the inventory (written at most hourly per object).
+    fn touch(&self, key: &str) {
+        if let Some(write) = self
+            .inventory
+            .as_ref()
+            .and_then(|db| super::stats::touched(db, object_name(key)))
+        {
+            match &self.ctx {
+                Deferred::Request(ctx) => ctx.wait_until(write),
+                Deferred::Schedule(ctx) => ctx.wait_until(write),
+            }
+        }
     }
 }
 
@@ -203,6 +226,7 @@ impl Store for RuntimeStore<'_> {
         if body.is_none() && size > 0 {
             return None;
         }
+        self.touch(key);
         Some(StoredManifest {
             body,
             media_type,
@@ -231,6 +255,7 @@ impl Store for RuntimeStore<'_> {
                 };
                 let (name, media_type) = (object_name(key).to_string(), m.media_type.clone());
                 let landing = landing.clone();
+                let inventory = self.inventory.clone();
                 self.ctx.wait_until(async move {
                     let meta = worker::HttpMetadata {
                         content_type: Some(media_type),
@@ -242,10 +267,17 @@ impl Store for RuntimeStore<'_> {
                         .execute()
                         .await
                     {
-                        Ok(_) => worker::console_log!(
-                            "{}",
-                            serde_json::json!({"msg": "stored", "what": "manifest", "store": "r2", "key": name})
-                        ),
+                        Ok(_) => {
+                            worker::console_log!(
+                                "{}",
+                                serde_json::json!({"msg": "stored", "what": "manifest", "store": "r2", "key": name})
+                            );
+                            // Followers need not wait for the inventory.
+                            drop(landing);
+                            if let Some(write) = inventory.and_then(|db| super::stats::stored(db, &name, size)) {
+                                write.await;
+                            }
+                        }
                         Err(e) => {
                             landing.failed();
                             log_failure("manifest", &name, e)
@@ -273,7 +305,10 @@ impl Store for RuntimeStore<'_> {
         if let Some(bucket) = &self.bucket {
             match r2_blob(bucket, key, range, head).await {
                 BlobLookup::Missing => {}
-                found => return found,
+                found => {
+                    self.touch(key);
+                    return found;
+                }
             }
         }
         cache_blob(key, range, head).await
@@ -327,6 +362,7 @@ impl Store for RuntimeStore<'_> {
         match self.bucket.clone() {
             Some(bucket) => {
                 let name = object_name(&key).to_string();
+                let inventory = self.inventory.clone();
                 self.ctx.wait_until(async move {
                     let put = bucket.put(name.as_str(), verify::with_length(&body, size));
                     let put = match digest.algorithm_kind() {
@@ -334,7 +370,14 @@ impl Store for RuntimeStore<'_> {
                         Algorithm::Sha256 => put.sha256(digest.bytes()),
                     };
                     match put.execute().await {
-                        Ok(_) => worker::console_log!("{}", serde_json::json!({"msg": "stored", "what": "blob", "store": "r2", "key": name})),
+                        Ok(_) => {
+                            worker::console_log!("{}", serde_json::json!({"msg": "stored", "what": "blob", "store": "r2", "key": name}));
+                            // Followers need not wait for the inventory.
+                            drop(landing);
+                            if let Some(write) = inventory.and_then(|db| super::stats::stored(db, &name, size)) {
+                                write.await;
+                            }
+                        }
                         Err(e) => {
                             landing.failed();
                             log_failure("blob", &name, e)

@@ -1,0 +1,55 @@
+-- edgemirror: the inventory of stored objects and the daily stats (docs/storage.md).
+-- Applied by `wrangler d1 migrations apply`; the worker also runs it (idempotent) on first use.
+-- WITHOUT ROWID and no index on last_access: D1 bills every index entry as a row written, and a
+-- scheduled run scans the whole table for its total anyway (see docs/storage.md).
+CREATE TABLE IF NOT EXISTS objects (
+  key TEXT PRIMARY KEY,
+  upstream TEXT NOT NULL,
+  repo TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  stored_at INTEGER NOT NULL,
+  last_access INTEGER NOT NULL,
+  hits INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS daily (
+  day INTEGER NOT NULL,
+  upstream TEXT NOT NULL,
+  requests INTEGER NOT NULL DEFAULT 0,
+  hits INTEGER NOT NULL DEFAULT 0,
+  misses INTEGER NOT NULL DEFAULT 0,
+  stale INTEGER NOT NULL DEFAULT 0,
+  revalidated INTEGER NOT NULL DEFAULT 0,
+  bytes_store INTEGER NOT NULL DEFAULT 0,
+  bytes_upstream INTEGER NOT NULL DEFAULT 0,
+  upstream_requests INTEGER NOT NULL DEFAULT 0,
+  manifest_gets_upstream INTEGER NOT NULL DEFAULT 0,
+  pulls_served INTEGER NOT NULL DEFAULT 0,
+  h0 INTEGER NOT NULL DEFAULT 0,
+  h1 INTEGER NOT NULL DEFAULT 0,
+  h2 INTEGER NOT NULL DEFAULT 0,
+  h3 INTEGER NOT NULL DEFAULT 0,
+  h4 INTEGER NOT NULL DEFAULT 0,
+  h5 INTEGER NOT NULL DEFAULT 0,
+  h6 INTEGER NOT NULL DEFAULT 0,
+  h7 INTEGER NOT NULL DEFAULT 0,
+  h8 INTEGER NOT NULL DEFAULT 0,
+  h9 INTEGER NOT NULL DEFAULT 0,
+  h10 INTEGER NOT NULL DEFAULT 0,
+  h11 INTEGER NOT NULL DEFAULT 0,
+  h12 INTEGER NOT NULL DEFAULT 0,
+  m0 INTEGER NOT NULL DEFAULT 0,
+  m1 INTEGER NOT NULL DEFAULT 0,
+  m2 INTEGER NOT NULL DEFAULT 0,
+  m3 INTEGER NOT NULL DEFAULT 0,
+  m4 INTEGER NOT NULL DEFAULT 0,
+  m5 INTEGER NOT NULL DEFAULT 0,
+  m6 INTEGER NOT NULL DEFAULT 0,
+  m7 INTEGER NOT NULL DEFAULT 0,
+  m8 INTEGER NOT NULL DEFAULT 0,
+  m9 INTEGER NOT NULL DEFAULT 0,
+  m10 INTEGER NOT NULL DEFAULT 0,
+  m11 INTEGER NOT NULL DEFAULT 0,
+  m12 INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (day, upstream)
+) WITHOUT ROWID;
