@@ -38,7 +38,8 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     // Fields separated by NUL: UPSTREAMS, DEFAULT_UPSTREAM, UPSTREAM_TIMEOUT_MS, PREWARM,
     // PREWARM_BUDGET, ALLOW_CIDRS, TRUSTED_CIDRS, RATE_LIMIT, then KV overrides, then
-    // UPSTREAM_SECRETS (last, so older seeds keep their meaning).
+    // UPSTREAM_SECRETS, STORE_MAX_BYTES, STORE_MAX_IDLE_DAYS (last, so older seeds keep their
+    // meaning).
     let mut f = text.split('\0');
     let mut next = || f.next();
     let vars = Vars {
@@ -51,10 +52,14 @@ fuzz_target!(|data: &[u8]| {
         trusted_cidrs: next(),
         rate_limit: next(),
         upstream_secrets: None,
+        store_max_bytes: None,
+        store_max_idle_days: None,
     };
     let overrides = next();
     let vars = Vars {
         upstream_secrets: next(),
+        store_max_bytes: next(),
+        store_max_idle_days: next(),
         ..vars
     };
     let base = match Config::from_vars(&vars) {
