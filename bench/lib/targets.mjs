@@ -69,7 +69,7 @@ function controlTargets(add, v, by) {
   for (const k of ['manifest_head_warm_p50', 'manifest_get_warm_p50']) {
     add(`warm hit latency ≤ 1.2× the Cache API control (${by[k]?.label ?? k}; issue 17)`, ['manifests'], () =>
       [v(k, 'mirror') <= 1.2 * v(k, 'control'), `${fmtNum(v(k, 'mirror'), 2)} vs ${fmtNum(v(k, 'control'), 2)} ms (${r(k)}×)` +
-        (by.cpu_manifest ? `; CPU per hit ${fmtNum(v('cpu_manifest', 'mirror'), 2)} vs ${fmtNum(v('cpu_manifest', 'control'), 2)} ms: the difference is edgemirror's own work per request (the worker's per-request floor, the `GET /v2/` row, and its routing and headers)` : '')]);
+        (by.cpu_manifest ? `; CPU per hit ${fmtNum(v('cpu_manifest', 'mirror'), 2)} vs ${fmtNum(v('cpu_manifest', 'control'), 2)} ms: the difference is edgemirror's own work per request (the worker's per-request floor, as the GET /v2/ row shows, and its routing and headers)` : '')]);
   }
   for (const [k, p] of [['blob_big_warm', 'blobs'], ['many_warm', 'many']]) {
     add(`warm blob hit ≥ 1/1.2 of the R2 control (${by[k]?.label ?? k}; issue 17)`, [p], () =>
