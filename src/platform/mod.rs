@@ -83,6 +83,10 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
         db,
         max_bytes: base.as_ref().ok().and_then(|c| c.store_budget.max_bytes),
     });
+    let health = arrival.url.path() == "/healthz";
+    // The Worker's names (a list of every binding) are read only for /healthz, the one place
+    // that shows them: not on every request.
+    let names = if health { env::names(&env) } else { Vec::new() };
     let pulls = pulls::KvPulls::bound(&env, &ctx);
     let config_store = env::KvConfig::bound(&env);
     let ports = Ports {
@@ -92,13 +96,12 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
         config_store: config_store.as_ref(),
         stats: stats_source.as_ref(),
         secret: &secret,
-        names: &env::names(&env),
+        names: &names,
         isolate: ISOLATE.with(|i| *i),
         timeout_ms: config
             .as_ref()
             .map_or(crate::config::DEFAULT_TIMEOUT_MS, |c| c.upstream_timeout_ms),
     };
-    let health = arrival.url.path() == "/healthz";
     let mut out = crate::front::serve(
         &ports,
         config.as_ref().map(|c| c.as_ref()),

@@ -425,13 +425,13 @@ fn stream_of(resp: &Response) -> Body {
     }
 }
 
-/// A whole object's answer from its R2 read.
-fn found_whole(object: &worker::Object) -> BlobLookup<Body> {
+/// An R2 read's answer: its body stream, for an object of `size` bytes and the `span` served.
+fn found(object: &worker::Object, size: u64, span: Option<(u64, u64)>) -> BlobLookup<Body> {
     match object.body().map(|b| b.response_body()) {
         Some(Ok(ResponseBody::Stream(s))) => BlobLookup::Found {
             body: Some(Some(s)),
-            size: object.size(),
-            span: None,
+            size,
+            span,
         },
         _ => BlobLookup::Missing,
     }
@@ -447,7 +447,7 @@ async fn r2_blob(
     if range.is_none() && !head {
         // A whole GET, the common hit: one R2 read (its object carries the size), not a head first.
         return match bucket.get(name).execute().await {
-            Ok(Some(object)) => found_whole(&object),
+            Ok(Some(object)) => found(&object, object.size(), None),
             _ => BlobLookup::Missing,
         };
     }
@@ -472,15 +472,8 @@ async fn r2_blob(
             length: b - a + 1,
         });
     }
-    let Ok(Some(object)) = get.execute().await else {
-        return BlobLookup::Missing;
-    };
-    match object.body().map(|b| b.response_body()) {
-        Some(Ok(ResponseBody::Stream(s))) => BlobLookup::Found {
-            body: Some(Some(s)),
-            size,
-            span,
-        },
+    match get.execute().await {
+        Ok(Some(object)) => found(&object, size, span),
         _ => BlobLookup::Missing,
     }
 }
