@@ -94,6 +94,8 @@ pub fn identity_key(credential: Option<&str>) -> String {
 /// A fetch another request started this long ago is no longer waited for (its request may have
 /// gone away without saying so).
 const FETCH_FORGOTTEN_AFTER: u64 = 30;
+/// Seconds a registry found without token auth is not asked for its realm again.
+const NO_REALM_RECHECK: u64 = 300;
 
 /// Tokens by (upstream name, scope), and which of them some request is fetching right now (so a
 /// burst of cold requests for one repository makes one token request, not one each).
@@ -104,6 +106,8 @@ pub struct TokenCache {
     /// Each registry's realm and service, from its last Bearer challenge: a request for a scope
     /// with no token yet fetches one first instead of being refused first (a round trip saved).
     realms: HashMap<String, BearerChallenge>,
+    /// Registries whose `GET /v2/` named no Bearer realm, and when (not asked again for a while).
+    no_realm: HashMap<String, u64>,
 }
 
 impl TokenCache {
@@ -120,8 +124,24 @@ impl TokenCache {
             error: None,
         };
         self.realms.insert(registry.to_string(), known);
+        self.no_realm.remove(registry);
     }
     /// The realm `registry` named last, if any.
+    /// `registry` answered `GET /v2/` with no Bearer challenge at `now`.
+    pub fn learn_no_realm(&mut self, registry: &str, now: u64) {
+        if self.no_realm.len() >= MAX_TOKENS {
+            self.no_realm.clear();
+        }
+        self.no_realm.insert(registry.to_string(), now);
+    }
+
+    /// Whether `registry` was found without a Bearer realm less than `NO_REALM_RECHECK` ago.
+    pub fn lacks_realm(&self, registry: &str, now: u64) -> bool {
+        self.no_realm
+            .get(registry)
+            .is_some_and(|&at| now.saturating_sub(at) < NO_REALM_RECHECK)
+    }
+
     pub fn realm_of(&self, registry: &str) -> Option<BearerChallenge> {
         self.realms.get(registry).cloned()
     }

@@ -677,7 +677,7 @@ fn a_burst_of_cold_requests_for_one_repository_fetches_one_token() {
         "one token fetch for the whole burst"
     );
     assert!(!w.tokens.borrow().is_fetching(
-        "docker.io|anonymous",
+        "http://hub.test|anonymous",
         "repository:library/alpine:pull",
         1_000
     ));
@@ -701,7 +701,7 @@ fn a_failed_token_fetch_is_not_waited_for_again() {
         answers.iter().map(|r| r.status()).collect::<Vec<_>>()
     );
     assert!(!w.tokens.borrow().is_fetching(
-        "docker.io|anonymous",
+        "http://hub.test|anonymous",
         "repository:library/alpine:pull",
         1_000
     ));

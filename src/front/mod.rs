@@ -130,6 +130,8 @@ pub struct Departure<B> {
     pub log: LogLine,
     /// Further lines (an admin change).
     pub notes: Vec<serde_json::Value>,
+    /// Upstream tokens the platform fetches after the answer (`mirror::token_ahead::run`).
+    pub ahead: Vec<mirror::token_ahead::Ahead>,
 }
 
 /// The pull limit's verdict for a request, with what its headers show.
@@ -216,8 +218,9 @@ where
         secret: ports.secret,
         budget: Some(&counts),
     };
-    let (mut resp, outcome) =
+    let (mut resp, mut outcome) =
         mirror::handle_route(config, &session, ports.store, &req, route).await;
+    let ahead = std::mem::take(&mut outcome.ahead);
     // A password the upstream (or the mirror) refused counts against the client.
     if caller.presents_password && resp.status() == StatusCode::UNAUTHORIZED {
         let mut failures = ports.isolate.failures.borrow_mut();
@@ -230,7 +233,10 @@ where
     log.record(outcome);
     log.upstream_requests = counts.used.get();
     log.manifest_gets = counts.manifest_gets.get();
-    depart(resp, log, vec![])
+    Departure {
+        ahead,
+        ..depart(resp, log, vec![])
+    }
 }
 
 /// The client's request as the flows see it: the `/token` form read (up to `FORM_MAX` whatever
@@ -355,6 +361,7 @@ fn depart<B>(
         response,
         log,
         notes,
+        ahead: Vec::new(),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod no_store;
 pub mod query;
 pub mod realm;
 pub mod respond;
+pub mod token_ahead;
 pub mod token_endpoint;
 pub mod upstream;
 
@@ -71,6 +72,8 @@ pub struct Outcome {
     pub challenge: Option<String>,
     /// The signature policy's verdict on a served manifest (`edgemirror-signature`).
     pub signature: Option<String>,
+    /// Upstream tokens to fetch after the answer (a token request's scopes; see `token_ahead`).
+    pub ahead: Vec<token_ahead::Ahead>,
 }
 
 /// One registry request on its way to an upstream, planned once: everything the flows need but
@@ -390,9 +393,9 @@ async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
             ));
         }
         Route::Token => {
-            return token_endpoint::serve(config, session, req)
-                .await
-                .map(|r| (r, CacheStatus::Bypass))
+            let (resp, ahead) = token_endpoint::serve(config, session, req).await?;
+            outcome.ahead = ahead;
+            return Ok((resp, CacheStatus::Bypass));
         }
         Route::Registry { name, resource } => (name, resource),
     };

@@ -11,6 +11,7 @@
 use http::header::AUTHORIZATION;
 use http::{Method, StatusCode};
 
+use super::token_ahead::{plan, Ahead};
 use super::upstream::{basic, RealmRequest};
 use super::{Incoming, Reply, Session, ANONYMOUS_TOKEN};
 use crate::challenge::RepoScope;
@@ -108,21 +109,23 @@ fn anonymous<B>() -> http::Response<Reply<B>> {
     token_response(ANONYMOUS_TOKEN, 3600)
 }
 
+/// The token endpoint's answer, and the upstream tokens to fetch after it: those the client's
+/// pull will need when it pulls with the mirror's own identity (see `token_ahead`).
 pub async fn serve<F: Fetcher>(
     config: &Config,
     session: &Session<'_, F>,
     req: &Incoming,
-) -> Result<http::Response<Reply<F::Body>>, OciError> {
+) -> Result<(http::Response<Reply<F::Body>>, Vec<Ahead>), OciError> {
     let p = params(req)?;
+    let host = super::upstream::host_of(&req.url);
     // No credentials: the anonymous token, at once; the mirror pulls with its own identity.
     let Some(login) = p.credentials.as_deref() else {
-        return Ok(anonymous());
+        return Ok((anonymous(), plan(config, &host, &p.scopes)));
     };
-    let host = super::upstream::host_of(&req.url);
     let up = upstream_for(config, &host, &p)?;
     // A login goes only where the operator allows logins; elsewhere the mirror's own identity.
     if !config.takes_client_logins(up) {
-        return Ok(anonymous());
+        return Ok((anonymous(), plan(config, &host, &p.scopes)));
     }
     let scopes: Vec<String> = p
         .scopes
@@ -131,8 +134,8 @@ pub async fn serve<F: Fetcher>(
         .collect();
     let private = super::private_headers(up, session.secret)?;
     let Some(realm) = session.realm_of(&up.registry, &private).await? else {
-        // The upstream has no token auth: nothing to pass through.
-        return Ok(anonymous());
+        // The upstream has no token auth: nothing to pass through, nor to fetch ahead.
+        return Ok((anonymous(), Vec::new()));
     };
     let ask = RealmRequest {
         upstream: up,
@@ -144,7 +147,10 @@ pub async fn serve<F: Fetcher>(
     };
     let body = session.exchange(&ask).await?;
     let token = for_the_client(&up.name, &body)?;
-    Ok(super::small(StatusCode::OK, "application/json", token))
+    Ok((
+        super::small(StatusCode::OK, "application/json", token),
+        Vec::new(),
+    ))
 }
 
 /// The upstream a token request is for: the `service` it names, else the scope's repository (by

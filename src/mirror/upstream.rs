@@ -22,7 +22,9 @@ pub use crate::authorization::basic;
 
 /// Redirect hops followed before giving up.
 pub const MAX_REDIRECTS: usize = 5;
-/// How often a request waiting for another's token fetch looks for the token.
+/// How often a request waiting for another's token fetch looks for the token: after 2 ms at
+/// first, the pause doubling up to 20 ms.
+const PEER_POLL_FIRST_MS: u32 = 2;
 const PEER_POLL_MS: u32 = 20;
 /// The longest wait for another request's token fetch (one whose request went away unseen is
 /// marked for up to 30 s); after it a request fetches its own.
@@ -209,13 +211,7 @@ impl<F: Fetcher> Session<'_, F> {
     async fn start(&self, call: &Call<'_>, login: Option<String>, keep: bool) -> Auth {
         // A token belongs to the registry and to the credential that obtained it: two upstreams
         // on one registry with different accounts never share one.
-        let key = keep.then(|| {
-            format!(
-                "{}|{}",
-                call.upstream.registry,
-                identity_key(login.as_deref())
-            )
-        });
+        let key = keep.then(|| token_key(call, login.as_deref()));
         let mut auth = Auth {
             login,
             key,
@@ -264,6 +260,54 @@ impl<F: Fetcher> Session<'_, F> {
         auth.from_cache = true;
         auth.asked_peer = true;
         Ok(())
+    }
+
+    /// Fetches ahead the token `call` will need (see `token_ahead`): nothing when it is kept or
+    /// being fetched; the realm discovered with an anonymous `GET /v2/` when this registry's is
+    /// not known yet (a registry without token auth is not asked again for a while). The token is
+    /// marked as being fetched from the start, so a pull arriving meanwhile waits for it.
+    pub async fn fetch_ahead(&self, call: &Call<'_>) {
+        let Identity::Mirror { credentials } = call.identity else {
+            return;
+        };
+        let login = credentials.map(basic);
+        let key = token_key(call, login.as_deref());
+        let registry = call.upstream.registry.as_str();
+        {
+            let tokens = self.tokens.borrow();
+            if tokens.get(&key, call.scope, self.now).is_some()
+                || tokens.is_fetching(&key, call.scope, self.now)
+                || tokens.lacks_realm(registry, self.now)
+            {
+                return;
+            }
+        }
+        let _mark = FetchMark::new(self.tokens, &key, call.scope, self.now);
+        let known = self.tokens.borrow().realm_of(registry);
+        let challenge = match known {
+            Some(c) => c,
+            None => match self.realm_of(registry, call.private).await {
+                Ok(Some(c)) => {
+                    self.tokens.borrow_mut().learn_realm(registry, &c);
+                    c
+                }
+                Ok(None) => {
+                    self.tokens.borrow_mut().learn_no_realm(registry, self.now);
+                    return;
+                }
+                Err(_) => return,
+            },
+        };
+        let auth = Auth {
+            login,
+            key: Some(key),
+            header: None,
+            from_cache: false,
+            asked_peer: true,
+            fresh: 1,
+            first_realm: None,
+        };
+        let _ = self.token_for(call, &challenge, &auth).await;
     }
 
     /// The registry answered 401: answer its challenge (a token, or Basic), or give its answer back.
@@ -469,6 +513,8 @@ impl<F: Fetcher> Session<'_, F> {
     /// upstream timeout or `PEER_WAIT_MAX_MS`, whichever is shorter.
     async fn peer_token(&self, key: &str, scope: &str) -> Option<String> {
         let mut waited = 0;
+        // Short pauses first: a token fetched ahead is often a few milliseconds from landing.
+        let mut step = PEER_POLL_FIRST_MS;
         loop {
             if let Some(t) = self.tokens.borrow().get(key, scope, self.now) {
                 return Some(t.header_value());
@@ -477,8 +523,9 @@ impl<F: Fetcher> Session<'_, F> {
             if waited >= bound || !self.tokens.borrow().is_fetching(key, scope, self.now) {
                 return None;
             }
-            self.fetcher.pause(PEER_POLL_MS).await;
-            waited += PEER_POLL_MS;
+            self.fetcher.pause(step).await;
+            waited += step;
+            step = (step * 2).min(PEER_POLL_MS);
         }
     }
 
@@ -555,6 +602,13 @@ impl<F: Fetcher> Session<'_, F> {
         }
         Ok(token)
     }
+}
+
+/// Where the tokens an identity obtains from a registry are kept: the registry and the credential
+/// (never the credential itself), so two upstreams on one registry with different accounts never
+/// share one.
+fn token_key(call: &Call<'_>, login: Option<&str>) -> String {
+    format!("{}|{}", call.upstream.registry, identity_key(login))
 }
 
 /// "This token is being fetched" for as long as the fetch runs, however it ends (an error, or the

@@ -115,6 +115,10 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
             http::HeaderValue::from(wasm_memory()),
         );
     }
+    if let (false, Ok(config)) = (out.ahead.is_empty(), &config) {
+        let list = std::mem::take(&mut out.ahead);
+        ctx.wait_until(fetch_ahead(config.clone(), env.clone(), list));
+    }
     for note in &out.notes {
         worker::console_log!("{note}");
     }
@@ -135,6 +139,28 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
         }
     }
     convert::outgoing(out.response)
+}
+
+/// Upstream tokens a token request's pull will need, fetched after its answer (with a budget of
+/// upstream requests; see `mirror::token_ahead`).
+async fn fetch_ahead(
+    config: std::rc::Rc<crate::config::Config>,
+    env: Env,
+    list: Vec<crate::mirror::token_ahead::Ahead>,
+) {
+    use crate::mirror::token_ahead::{run, AHEAD_BUDGET, MAX_AHEAD};
+    let secret = |name: &str| env::var(&env, name);
+    let budget = crate::mirror::Budget::new(AHEAD_BUDGET * MAX_AHEAD as u32);
+    let session = Session {
+        fetcher: &fetch::RuntimeFetcher,
+        tokens: &isolate().tokens,
+        flights: &isolate().flights,
+        now: worker::Date::now().as_millis() / 1000,
+        timeout_ms: config.upstream_timeout_ms,
+        secret: &secret,
+        budget: Some(&budget),
+    };
+    run(&config, &session, &list).await;
 }
 
 /// The cron trigger: write this isolate's stats, evict least recently used objects past the

@@ -365,7 +365,7 @@ impl World {
             now: Cell::new(1_000),
         }
     }
-    fn session(&self) -> Session<'_, FakeNet> {
+    pub fn session(&self) -> Session<'_, FakeNet> {
         Session {
             fetcher: &self.net,
             tokens: &self.tokens,

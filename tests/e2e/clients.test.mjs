@@ -8,6 +8,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { startWorld, ROOT, MIRROR_PORT } from './lib/world.mjs';
+import { pushImage } from './lib/upstreams.mjs';
 import { startContainerd, startDockerd, writeHostsToml, skopeo, startTlsRejectingFront } from './lib/clients.mjs';
 
 const FRONT_PORT = 18788;
@@ -102,6 +103,24 @@ describe('real clients pull through the mirror', { timeout: 900_000 }, () => {
     } finally {
       await d.stop();
     }
+  });
+
+  it('a first pull of a new repository: its upstream token was fetched at the client\'s /token, so the manifest GET met no 401', async () => {
+    const img = await pushImage(`library/ahead${Date.now()}`, { layers: 1, layerBytes: 4096 });
+    const m = w.mark();
+    const dir = path.join(ROOT, 'skopeo', 'ahead');
+    fs.rmSync(dir, { recursive: true, force: true });
+    const r = await skopeo(['copy', '--src-tls-verify=false', '--retry-times', '0', `docker://${front.host}/${img.repo}:latest`, `dir:${dir}`], { timeout: 120_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(sha256(fs.readFileSync(path.join(dir, 'manifest.json'))), img.manifest.digest);
+    await sleep(300); // the token server's log is written by a pipe
+    const s = w.since(m);
+    assert.ok(s.mirror.some((e) => e.route === 'token' && e.status === 200), 'skopeo asked the mirror for a token');
+    const repo = s.hub.filter((q) => q.path.startsWith(`/v2/${img.repo}/`));
+    assert.ok(repo.some((q) => q.path.includes('/manifests/') && q.status === 200), JSON.stringify(repo));
+    assert.deepEqual(repo.filter((q) => q.status === 401), [], 'no request of the pull was refused for want of a token');
+    const tokens = s.token.filter((t) => JSON.stringify(t.scopes).includes(img.repo));
+    assert.equal(tokens.length, 1, `one upstream token for the repository: ${JSON.stringify(tokens)}`);
   });
 
   it('no credential ever reached the blob host during the whole run', async () => {
