@@ -41,6 +41,13 @@ function controlsNote() {
   return `Control column (issue 17): small JS workers written for the benchmark (\`bench/controls/\`), each in a Miniflare of its own, in the same workerd build, measured in the same run, interleaved with edgemirror: ${used}. They go upstream as an anonymous client does (token per repository, 307 followed); they check nothing and coalesce nothing. edgemirror/control is the ratio to the control whose tag the cell shows.`;
 }
 
+function dockerFlowNote() {
+  const runs = results.manifest.mirror.filter((r) => r.dockerFlow);
+  const during = runs.map((r) => r.dockerFlow.upstream?.hub ?? []);
+  const mid = during[Math.floor(during.length / 2)] ?? [];
+  return `¹³ As Docker, containerd and podman ask on their first pull: after the \`GET /v2/\` challenge, a token from edgemirror's \`/token\` for the repository's scope, then the GET with it; timed from the token request, on a fresh instance with empty storage (the pass-through control's cold row is the same pair: its \`/v2/auth\`, then the GET). edgemirror answers the token at once and fetches the upstream token after it (learning the realm with an anonymous \`GET /v2/\` on first contact); the GET finds it or joins the fetch. What the hub registry saw (median run): ${mid.join(', ') || '—'}; token requests: ${fmtNum(median(runs.map((r) => r.dockerFlow.upstream?.token ?? 0)), 0)}.`;
+}
+
 function footnoteTexts(cores) {
   const byPhase = []; // [phases ('a|b': any of them ran), text]
   const head = `↓ lower is better, ↑ higher is better. Medians of ${CFG.reps} repetition(s); all on 127.0.0.1 (${cores} cores, load average ${os.loadavg()[0].toFixed(2)} at the end); "direct" is the Docker-Hub-like upstream (token auth, blobs answered 307 to a separate blob host), except in the wrk row.`;
@@ -56,6 +63,7 @@ function footnoteTexts(cores) {
   byPhase.push(['followers', () => followersNote()]);
   byPhase.push(['fleet', () => fleetNote()]);
   byPhase.push(['cpu', () => cpuNote()]);
+  byPhase.push(['manifests', () => dockerFlowNote()]);
   return { head, controls: controlsNote(), byPhase };
 }
 

@@ -39,6 +39,28 @@ async function coldManifest(name, method) {
   } finally { tokenAgent.destroy(); }
 }
 
+/** Cold, as docker, containerd and podman ask: after the mirror's `GET /v2/` challenge, a token
+ *  from its `/token` for the repository's scope, then the GET with it (timed from the token
+ *  request, as the pass-through control's first request is). Fresh instance, empty storage. */
+async function coldDockerFlow() {
+  const s = sys.mirror;
+  await s.fresh();
+  const agent = newAgent();
+  try {
+    await request(`${s.base}/v2/`, { agent });
+    const mark = markUpstream();
+    const t0 = hr();
+    const q = new URLSearchParams({ service: 'edgemirror', scope: `repository:${MANIFEST_REF.repo}:pull` });
+    const t = await request(`${s.base}/token?${q}`, { agent });
+    if (t.status !== 200) throw new Error(`mirror /token: ${t.status} ${t.body}`);
+    const token = JSON.parse(t.body).token;
+    const r = await request(`${s.base}${manifestPath}`, { headers: { accept: U.ACCEPT_ALL, authorization: `Bearer ${token}` }, agent });
+    const ms = hr() - t0;
+    if (r.status !== 200) throw new Error(`mirror cold GET after /token: ${r.status} ${r.body}`);
+    return { ms, upstream: await upstreamSince(mark) };
+  } finally { agent.destroy(); }
+}
+
 /** Warm: `n` requests one after another on one keep-alive connection, after 10 unrecorded ones. */
 async function warmSeries(name, method, n, agent, p = manifestPath) {
   const s = sys[name] ?? ctl[name];
@@ -75,6 +97,10 @@ export async function measureManifests(rep) {
       cold.agent.destroy();
       out[method] = { coldMs: cold.ms, coldFirstWithTokenMs: cold.firstWithToken, coldCacheStatus: cold.cacheStatus, coldUpstream: cold.upstream, warm };
       if (warm.notHit) anomaly(`${name} warm ${method}: ${warm.notHit} of ${warm.n + 10} responses were not cache hits`);
+    }
+    if (name === 'mirror') {
+      out.dockerFlow = await coldDockerFlow();
+      await sys.mirror.settle();
     }
     results.manifest[name].push(out);
     log(`manifest ${name} rep ${rep}: HEAD cold ${out.HEAD.coldMs.toFixed(1)} ms, warm p50 ${out.HEAD.warm.p50.toFixed(2)}; GET cold ${out.GET.coldMs.toFixed(1)} ms, warm p50 ${out.GET.warm.p50.toFixed(2)}`);
