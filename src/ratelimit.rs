@@ -102,6 +102,15 @@ impl Counters {
             .map_or(stored, |(n, _)| (*n).max(stored))
     }
 
+    /// The store's count of `key`, read for a request that takes no pull, merged in and kept, so
+    /// the client's next such requests in this isolate show it without reading the store again.
+    /// Pulls still read the store before they are taken.
+    pub fn remember(&mut self, key: &str, stored: u64, limit: Limit, now: u64) -> u64 {
+        let count = self.seen(key, stored);
+        self.set(key, count, now + window_left(limit, now));
+        count
+    }
+
     /// This isolate's count of `key`, if it has one.
     pub fn local(&self, key: &str) -> Option<u64> {
         self.counts.get(key).map(|(n, _)| *n)

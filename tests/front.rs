@@ -294,6 +294,35 @@ fn pulls_are_limited_with_headers_and_blobs_do_not_count() {
     );
 }
 
+#[test]
+fn requests_that_take_no_pull_read_the_store_once_per_isolate() {
+    let d = door(
+        Vars {
+            rate_limit: Some("5/1h"),
+            ..Default::default()
+        },
+        &[],
+    );
+    let ip = "198.51.100.20";
+    // Another isolate counted two pulls of this client; this one has counted none.
+    let key = edgemirror::ratelimit::counter_key(
+        ip,
+        edgemirror::ratelimit::Limit::parse("5/1h").unwrap(),
+        d.now_ms.get() / 1000,
+    );
+    d.pulls.stored.borrow_mut().insert(key, 2);
+    for _ in 0..3 {
+        let blob = d.call(get(&format!("/v2/alpine/blobs/{SHA}"), ip));
+        assert_eq!(status(&blob), 200);
+        assert_eq!(blob.response.headers()["x-ratelimit-remaining"], "3");
+    }
+    assert_eq!(d.pulls.reads.get(), 1, "one read, then the isolate's count");
+    // A pull still reads the store before it is taken.
+    let out = d.call(get(MANIFEST_PATH, ip));
+    assert_eq!(out.response.headers()["x-ratelimit-remaining"], "2");
+    assert_eq!(d.pulls.reads.get(), 2);
+}
+
 /// 20 concurrent manifest GETs, every KV read yielding to the others first: exactly 3 pass.
 #[test]
 fn a_concurrent_burst_gets_exactly_the_limit() {

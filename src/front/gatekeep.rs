@@ -155,7 +155,8 @@ pub enum PullVerdict {
 /// Pull counting per client: only manifest GETs count (one store read and one write each). The
 /// count is decided and taken in one synchronous step on this isolate's `Counters` (exact under
 /// concurrency here); the shared store carries it to other isolates as it propagates. Other
-/// requests show the remaining count from the isolate's counters, or one read when it has none.
+/// requests show the remaining count from the isolate's counters, or one read when it has none
+/// (kept then: a client's blobs and pings cost one store read per isolate and window, not one each).
 /// The store failing means no limit (fail-open).
 async fn pull_limit<F, S, K: PullCounts, C, D>(
     ports: &Ports<'_, F, S, K, C, D>,
@@ -182,7 +183,7 @@ async fn pull_limit<F, S, K: PullCounts, C, D>(
         return PullVerdict::Pass(None);
     };
     if !counts {
-        let seen = counters.borrow().seen(&key, stored);
+        let seen = counters.borrow_mut().remember(&key, stored, limit, now);
         return PullVerdict::Pass(Some((limit, limit.count.saturating_sub(seen))));
     }
     // No await between reading this isolate's count and taking the pull: concurrent requests

@@ -21,8 +21,7 @@ thread_local! {
 }
 
 /// Takes the binding for this isolate's requests (the same object every time, when bound).
-pub fn bind(env: &Env) {
-    let ns = env.durable_object("COORDINATOR").ok();
+pub fn bind(ns: Option<ObjectNamespace>) {
     NAMESPACE.with(|n| *n.borrow_mut() = ns);
 }
 

@@ -19,6 +19,11 @@ thread_local! {
     /// The variables' values as the runtime gave them (the same objects on every request of an
     /// isolate, so comparing them costs no conversion), and the configuration parsed from them.
     static CACHE: RefCell<Option<(Vec<JsValue>, Parsed)>> = const { RefCell::new(None) };
+    /// The `env` object last seen, with the configuration and the bindings found in it. workerd
+    /// hands every request of an isolate the same `env` object: one identity check then stands
+    /// for eleven variable lookups and the bindings' (each a string made in JS and a property
+    /// read; a KV binding six).
+    static SEEN: RefCell<Option<(JsValue, Snapshot)>> = const { RefCell::new(None) };
 }
 
 fn raw(env: &Env, name: &str) -> JsValue {
@@ -52,10 +57,53 @@ pub fn var(env: &Env, name: &str) -> Option<String> {
     text(&raw(env, name))
 }
 
-/// The configuration, parsed again only when a variable's value is another object than last
-/// time (a deploy or a new secret makes a new isolate anyway): a request costs nine lookups, not
-/// nine conversions and a JSON serialisation of the upstream table.
-pub fn config(env: &Env) -> Parsed {
+/// The bindings the mirror uses, when bound.
+#[derive(Clone, Default)]
+pub struct Bindings {
+    pub blobs: Option<worker::Bucket>,
+    pub stats: Option<super::stats::Db>,
+    pub ratelimit: Option<worker::kv::KvStore>,
+    pub config: Option<worker::kv::KvStore>,
+    pub coordinator: Option<worker::ObjectNamespace>,
+}
+
+/// The static configuration and the bindings, as one `env` object holds them.
+#[derive(Clone)]
+pub struct Snapshot {
+    pub config: Parsed,
+    pub bindings: Bindings,
+}
+
+/// The configuration and bindings of `env`: looked up again only for another `env` object, and
+/// the configuration then parsed again only when a variable's value is another object than last
+/// time (a deploy or a new secret makes a new isolate anyway).
+pub fn snapshot(env: &Env) -> Snapshot {
+    let object: &JsValue = env.as_ref();
+    let seen = SEEN.with(|s| {
+        s.borrow()
+            .as_ref()
+            .filter(|(e, _)| js_sys::Object::is(e, object))
+            .map(|(_, snap)| snap.clone())
+    });
+    if let Some(snap) = seen {
+        return snap;
+    }
+    let snap = Snapshot {
+        config: config_from_vars(env),
+        bindings: Bindings {
+            blobs: env.bucket("BLOBS").ok(),
+            stats: env.d1("STATS").ok().map(Rc::new),
+            ratelimit: env.kv("RATELIMIT").ok(),
+            config: env.kv("CONFIG").ok(),
+            coordinator: env.durable_object("COORDINATOR").ok(),
+        },
+    };
+    SEEN.with(|s| *s.borrow_mut() = Some((object.clone(), snap.clone())));
+    snap
+}
+
+/// The configuration from the variables' values, parsed again only when one is another object.
+fn config_from_vars(env: &Env) -> Parsed {
     let values: Vec<JsValue> = VAR_NAMES.iter().map(|name| raw(env, name)).collect();
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
@@ -109,10 +157,11 @@ fn reload_ms(env: &Env) -> u64 {
     secs.unwrap_or(DEFAULT_RELOAD_SECS) * 1000
 }
 
-/// The configuration in force: the static table with the stored overrides merged in.
-pub async fn effective(env: &Env, now_ms: u64) -> Parsed {
-    let base = config(env)?;
-    let Some(store) = KvConfig::bound(env) else {
+/// The configuration in force: the static table `base` with the overrides in `store` (the
+/// `CONFIG` namespace, when bound) merged in.
+pub async fn effective(env: &Env, base: Parsed, store: Option<KvConfig>, now_ms: u64) -> Parsed {
+    let base = base?;
+    let Some(store) = store else {
         return Ok(base);
     };
     let fresh = MERGED.with(|m| {
@@ -159,13 +208,8 @@ pub async fn effective(env: &Env, now_ms: u64) -> Parsed {
 }
 
 /// The overrides in the `CONFIG` KV namespace.
-pub struct KvConfig(worker::kv::KvStore);
-
-impl KvConfig {
-    pub fn bound(env: &Env) -> Option<KvConfig> {
-        env.kv("CONFIG").ok().map(KvConfig)
-    }
-}
+#[derive(Clone)]
+pub struct KvConfig(pub worker::kv::KvStore);
 
 impl ConfigStore for KvConfig {
     async fn overrides(&self) -> Result<Option<String>, String> {

@@ -64,19 +64,23 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
             return convert::outgoing(crate::mirror::respond::oci_error(&method, &e));
         }
     };
-    coordinator::bind(&env);
-    let base = env::config(&env);
+    let env::Snapshot {
+        config: base,
+        bindings,
+    } = env::snapshot(&env);
+    coordinator::bind(bindings.coordinator);
+    let config_store = bindings.config.map(env::KvConfig);
     // The admin API edits the static table; everything else runs on the table in force.
     let config = if crate::admin::is_admin_path(arrival.url.path()) {
         base.clone()
     } else {
-        env::effective(&env, started).await
+        env::effective(&env, base.clone(), config_store.clone(), started).await
     };
     let secret = |name: &str| env::var(&env, name);
-    let db = stats::bound(&env);
+    let db = bindings.stats;
     let store = store::RuntimeStore {
         ctx: store::Deferred::Request(&ctx),
-        bucket: env.bucket("BLOBS").ok(),
+        bucket: bindings.blobs,
         inventory: db.clone(),
     };
     let stats_source = db.clone().map(|db| stats::D1Stats {
@@ -87,8 +91,7 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     // The Worker's names (a list of every binding) are read only for /healthz, the one place
     // that shows them: not on every request.
     let names = if health { env::names(&env) } else { Vec::new() };
-    let pulls = pulls::KvPulls::bound(&env, &ctx);
-    let config_store = env::KvConfig::bound(&env);
+    let pulls = bindings.ratelimit.map(|kv| pulls::KvPulls::new(kv, &ctx));
     let ports = Ports {
         fetcher: &fetch::RuntimeFetcher,
         store: &store,
@@ -169,13 +172,15 @@ async fn fetch_ahead(
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, ctx: ScheduleContext) {
     console_error_panic_hook::set_once();
-    let config = match env::effective(&env, worker::Date::now().as_millis()).await {
+    let env::Snapshot { config, bindings } = env::snapshot(&env);
+    let store = bindings.config.map(env::KvConfig);
+    let config = match env::effective(&env, config, store, worker::Date::now().as_millis()).await {
         Ok(c) => c,
         Err(_) => return, // already logged as an invalid configuration
     };
-    let bucket = env.bucket("BLOBS").ok();
+    let bucket = bindings.blobs;
     let blobs = bucket.is_some();
-    let db = stats::bound(&env);
+    let db = bindings.stats;
     // Eviction first: prewarm then finds what it needs missing and fetches it again.
     if let (Some(db), Some(bucket)) = (&db, &bucket) {
         stats::flush(db.clone()).await;

@@ -1,7 +1,7 @@
 //! Pull counters in the `RATELIMIT` KV namespace (the `PullCounts` port). Writes run after the
 //! response; a failing KV is logged and means no limit.
 
-use worker::{Context, Env};
+use worker::Context;
 
 use crate::ports::PullCounts;
 
@@ -11,8 +11,8 @@ pub struct KvPulls<'a> {
 }
 
 impl<'a> KvPulls<'a> {
-    pub fn bound(env: &Env, ctx: &'a Context) -> Option<KvPulls<'a>> {
-        env.kv("RATELIMIT").ok().map(|kv| KvPulls { kv, ctx })
+    pub fn new(kv: worker::kv::KvStore, ctx: &'a Context) -> KvPulls<'a> {
+        KvPulls { kv, ctx }
     }
 }
 

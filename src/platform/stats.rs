@@ -8,7 +8,7 @@ use std::rc::Rc;
 use serde_json::Value;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::JsValue;
-use worker::{Bucket, D1Database, D1PreparedStatement, Env};
+use worker::{Bucket, D1Database, D1PreparedStatement};
 
 use crate::stats::inventory::{self, Budget, Candidate};
 use crate::stats::report::{Day, Report, Top, Writes, DAYS_SHOWN};
@@ -22,11 +22,6 @@ thread_local! {
 }
 
 pub type Db = Rc<D1Database>;
-
-/// The `STATS` database, when bound.
-pub fn bound(env: &Env) -> Option<Db> {
-    env.d1("STATS").ok().map(Rc::new)
-}
 
 fn now_secs() -> u64 {
     worker::Date::now().as_millis() / 1000
