@@ -35,6 +35,7 @@ import { measureCpu, measureColdStart } from './lib/measure/cpu.mjs';
 import { measureMemory } from './lib/measure/memory.mjs';
 import { measureWasm } from './lib/measure/wasm.mjs';
 import { measureWrk } from './lib/measure/wrk.mjs';
+import { measureWan } from './lib/measure/wan.mjs';
 import { buildRows } from './lib/rows.mjs';
 import { evaluateTargets } from './lib/targets.mjs';
 import { renderTable, writeResults } from './lib/report.mjs';
@@ -103,6 +104,7 @@ async function main() {
   await phase('cpu', 'CPU per request and cold start', async () => { await measureCpu(many[0]); await measureColdStart(); });
   await phase('wasm', 'wasm', async () => measureWasm());
   await phase('wrk', 'wrk', () => measureWrk(images));
+  await phase('wan', 'first pull with the network in it', () => reps(measureWan));
 
   const rows = buildRows(big, huge, stored, many.length);
   const table = renderTable(rows);

@@ -60,7 +60,7 @@ async function launch(options, port, onLog) {
  *  creates its tables on first use); `state` persists KV/R2/D1/cache under that directory (else in memory), except the Cache API
  *  with `freshCache`; `onLog(line)` gets
  *  every line the worker prints. Returns { url, mf, stop }. */
-export async function startMirror({ port = 8787, vars = {}, state, r2 = false, kv = false, rateLimit = false, freshCache = false, coordinator = false, triggers = false, d1 = false, onLog } = {}) {
+export async function startMirror({ port = 8787, vars = {}, state, r2 = false, kv = false, rateLimit = false, freshCache = false, coordinator = false, triggers = false, d1 = false, outboundDelayMs = 0, onLog } = {}) {
   const persist = state ? { kvPersist: path.join(state, 'kv'), r2Persist: path.join(state, 'r2'), d1Persist: path.join(state, 'd1'), ...(freshCache ? {} : { cachePersist: path.join(state, 'cache') }) } : {};
   return launch({
     ...workerOptions({ vars, r2 }),
@@ -69,8 +69,20 @@ export async function startMirror({ port = 8787, vars = {}, state, r2 = false, k
     // `triggers`: /cdn-cgi/handler/scheduled runs the cron handler (the local prewarm).
     unsafeTriggerHandlers: triggers,
     d1Databases: d1 ? ['STATS'] : [],
+    ...(outboundDelayMs > 0 ? { outboundService: delayedOutbound(outboundDelayMs) } : {}),
     ...persist,
   }, port, onLog);
+}
+
+/** An outbound service (Miniflare's `outboundService`) that holds each of the worker's upstream
+ *  requests `ms` before sending it, redirects not followed: an upstream `ms` of round trip away
+ *  (the benchmark's WAN rows; `outboundDelayMs` of startMirror). */
+export function delayedOutbound(ms) {
+  return async (req) => {
+    await new Promise((r) => setTimeout(r, ms));
+    const body = ['GET', 'HEAD'].includes(req.method) ? undefined : await req.arrayBuffer();
+    return fetch(req.url, { method: req.method, headers: req.headers, body, redirect: 'manual' });
+  };
 }
 
 /** Several instances of the worker in one workerd, each its own isolate, answering on one port

@@ -11,10 +11,10 @@ export const MIRROR_PORT = 19787;
 export const WRK_CONTROL_PORT = 19789; // the constant-answer worker beside the wrk row
 export const FRONT_PORT = 19788; // TLS-rejecting front of the mirror, for skopeo (see clients.mjs)
 // the control workers (bench/controls/*.js, lib/controls.mjs), each in a Miniflare of its own
-export const CONTROL_PORTS = { pass: 19790, passFront: 19791, cache: 19792, r2: 19793, r2Front: 19794, log: 19795, branch: 19796, fleet: 19797 };
+export const CONTROL_PORTS = { pass: 19790, passFront: 19791, cache: 19792, r2: 19793, r2Front: 19794, log: 19795, branch: 19796, fleet: 19797, wan: 19798 };
 
 /** The run's phases, in order: `--only` picks some of them (rows of the others are absent). */
-export const PHASES = ['manifests', 'blobs', 'many', 'pulls', 'bursts', 'followers', 'fleet', 'memory', 'cpu', 'wasm', 'wrk'];
+export const PHASES = ['manifests', 'blobs', 'many', 'pulls', 'bursts', 'followers', 'fleet', 'memory', 'cpu', 'wasm', 'wrk', 'wan'];
 
 const USAGE = `usage: node bench/run.mjs [--smoke] [--reps N] [--big-mb N] [--only <phase,...>]\n  phases: ${PHASES.join(', ')}`;
 const argv = process.argv.slice(2);
@@ -55,6 +55,9 @@ export const CFG = {
   storedMb: SMOKE ? 50 : 500,
   wrk: { threads: 2, conns: 32, secs: SMOKE ? 1 : 8 },
   shortTagTtl: 3, // seconds, for the "re-pull after the tag TTL" row
+  // the WAN rows (measure/wan.mjs): every upstream exchange of the worker held this long, and the
+  // client this far (round trip) from the worker
+  wan: { upstreamMs: 30, clientMs: 15 },
   // concurrent cold pulls (measure/bursts.mjs): N clients pull one fresh image at once (manifest by
   // tag, then config + layers), for each N; the last N is the one the memory rows and the target use
   burst: {

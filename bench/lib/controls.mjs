@@ -11,6 +11,7 @@ import { HERE, ROOT, CONTROL_PORTS } from './config.mjs';
 import { anomaly } from './log.mjs';
 import { onCleanup, workerdPids } from './cleanup.mjs';
 import { startTlsRejectingFront } from './harness.mjs';
+import { delayedOutbound } from '../../scripts/serve.mjs';
 import { up } from './upstream.mjs';
 import { hr, waitFor } from './tools.mjs';
 
@@ -85,7 +86,7 @@ export async function stopControl(name) {
 
 /** A fresh instance of control `name` (empty state), on its own port (or `port`): ready, and with its
  *  first answer (`GET /v2/`) timed from the start. -> ctl[name] */
-export async function freshControl(name, { port = CONTROL_PORTS[name] } = {}) {
+export async function freshControl(name, { port = CONTROL_PORTS[name], outboundDelayMs = 0 } = {}) {
   if (!registered) {
     registered = true;
     onCleanup('control workers', async () => {
@@ -97,7 +98,7 @@ export async function freshControl(name, { port = CONTROL_PORTS[name] } = {}) {
   const { Miniflare } = await import('miniflare');
   const before = new Set(findWorkerd());
   const t0 = hr();
-  const mf = new Miniflare(options(name, port));
+  const mf = new Miniflare({ ...options(name, port), ...(outboundDelayMs > 0 ? { outboundService: delayedOutbound(outboundDelayMs) } : {}) });
   const ready = await within(mf.ready, 60_000);
   if (ready === 'timeout') { await mf.dispose(); throw new Error(`control ${name} did not start within 60 s`); }
   const startMs = hr() - t0;

@@ -64,6 +64,7 @@ function footnoteTexts(cores) {
   byPhase.push(['fleet', () => fleetNote()]);
   byPhase.push(['cpu', () => cpuNote()]);
   byPhase.push(['manifests', () => dockerFlowNote()]);
+  byPhase.push(['wan', () => `¹⁴ The network put back in (\`bench/lib/measure/wan.mjs\`): every upstream exchange of the worker held ${CFG.wan.upstreamMs} ms before it is sent (Miniflare's \`outboundService\`: an upstream ${CFG.wan.upstreamMs} ms of round trip away, as a registry is from a distant data centre), and the client ${CFG.wan.clientMs} ms of round trip from the worker (slept between the token's answer and the GET, while the worker works on). The flow of Docker, containerd and podman: the challenge (not timed), a token from the worker's realm, the GET with it; timed from the token request; a fresh instance with empty storage per series, then a second repository on the same instance. edgemirror answers the token at once; with the scope it fetches the upstream token ahead meanwhile (and, on first contact, the realm with an anonymous \`GET /v2/\`); without one it cannot, and the GET pays the 401 and the token exchange itself. The pass-through control (**P**) forwards the token request to the upstream's realm (after a \`GET /v2/\` to learn it) and the GET.`]);
   return { head, controls: controlsNote(), byPhase };
 }
 

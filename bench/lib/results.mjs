@@ -4,7 +4,7 @@ import { SYSTEMS } from './config.mjs';
 import { pct } from './tools.mjs';
 
 export const results = { manifest: {}, blob: {}, many: {}, pull: {}, memory: {}, wasm: {}, wrk: {}, burst: {}, burstMemory: {}, followers: {},
-  fleet: [], cpu: [], coldStart: [] };
+  fleet: [], cpu: [], coldStart: [], wan: [] };
 for (const k of ['manifest', 'blob', 'many', 'pull', 'burst', 'burstMemory']) for (const s of SYSTEMS) results[k][s] = [];
 for (const s of SYSTEMS) results.followers[s] = null;
 // the control workers' samples (lib/controls.mjs), beside the systems' in the same families

@@ -46,6 +46,7 @@ export function buildRows(big, huge, stored, manyN) {
       { digits: 0, cells: { direct: '—', proxy: '—', mirror: `${w.rawBytes.toLocaleString('en-US')} / ${w.gzipBytes.toLocaleString('en-US')} (${(w.gzipBytes / 1024).toFixed(0)} KiB)` } });
   }
   if (ran.has('wrk')) wrkRows(row);
+  if (ran.has('wan')) wanRows(row);
   const order = ['manifest_', 'blob_', 'many_', 'pull_', 'upstream_', 'burst_', 'fleet_', 'rss_', 'cpu_', 'start_', 'wasm', 'wrk_'];
   const rank = (r) => order.findIndex((p) => r.key.startsWith(p));
   return R.map((r, i) => [r, i]).sort((a, b) => rank(a[0]) - rank(b[0]) || a[1] - b[1]).map(([r]) => r);
@@ -54,6 +55,18 @@ export function buildRows(big, huge, stored, manyN) {
 /** A control's cell: its value and its tag (the footnote says which control each tag is). */
 export const controlCell = (r) => (r.cells?.control ? `${r.cells.control} ${CONTROLS[r.control].tag}`
   : r.control && r.values.control != null ? `${fmtNum(r.values.control, r.digits)} ${CONTROLS[r.control].tag}` : '—');
+
+/** The WAN rows: a first pull's token and manifest GET with the upstream and the client away. */
+function wanRows(row) {
+  const w = results.wan;
+  const { upstreamMs, clientMs } = CFG.wan;
+  for (const [i, which] of [[0, 'first contact with the registry'], [1, 'a second repository (realm known)']]) {
+    row(`wan_ahead_${i}`, `Token + manifest GET, ${upstreamMs} ms to the upstream, ${clientMs} ms to the client, ${which}¹⁴`, 'ms', 'lower',
+      { direct: null, proxy: null, mirror: medianBy(w, (r) => r.scoped[i]), control: medianBy(w, (r) => r.control[i]) }, { digits: 0, cold: true, control: 'pass' });
+    row(`wan_noscope_${i}`, `The same, the token asked without a scope (nothing fetched ahead)¹⁴`, 'ms', 'lower',
+      { direct: null, proxy: null, mirror: medianBy(w, (r) => r.unscoped[i]), control: medianBy(w, (r) => r.control[i]) }, { digits: 0, cold: true, control: 'pass' });
+  }
+}
 
 function manifestRows(row) {
   const man = results.manifest;

@@ -152,6 +152,9 @@ async fn fetch_ahead(
     list: Vec<crate::mirror::token_ahead::Ahead>,
 ) {
     use crate::mirror::token_ahead::{run, AHEAD_BUDGET, MAX_AHEAD};
+    // After the answer has left: a task deferred with wait_until starts in the same turn, and
+    // its first steps would otherwise delay the token the client is waiting for.
+    worker::Delay::from(std::time::Duration::ZERO).await;
     let secret = |name: &str| env::var(&env, name);
     let budget = crate::mirror::Budget::new(AHEAD_BUDGET * MAX_AHEAD as u32);
     let session = Session {
