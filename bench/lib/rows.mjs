@@ -47,7 +47,7 @@ export function buildRows(big, huge, stored, manyN) {
   }
   if (ran.has('wrk')) wrkRows(row);
   if (ran.has('wan')) wanRows(row);
-  const order = ['manifest_', 'blob_', 'many_', 'pull_', 'upstream_', 'burst_', 'fleet_', 'rss_', 'cpu_', 'start_', 'wasm', 'wrk_'];
+  const order = ['manifest_', 'wan_', 'blob_', 'many_', 'pull_', 'upstream_', 'burst_', 'fleet_', 'rss_', 'cpu_', 'start_', 'wasm', 'wrk_'];
   const rank = (r) => order.findIndex((p) => r.key.startsWith(p));
   return R.map((r, i) => [r, i]).sort((a, b) => rank(a[0]) - rank(b[0]) || a[1] - b[1]).map(([r]) => r);
 }
