@@ -230,6 +230,8 @@ function cpuRows(row) {
   const n = CFG.cpu.requests;
   row('cpu_v2', `CPU per request, \`GET /v2/\` answered by the worker itself (${n} requests × ${CFG.cpu.blocks})¹²`, 'ms', 'lower',
     { direct: null, proxy: null, mirror: perReq('v2', 'mirror'), control: perReq('v2', 'log') }, { digits: 3, warm: true, control: 'log' });
+  row('cpu_v2_ratelimit', `The same, with \`RATELIMIT\` bound (the default pull limit; a ping takes no pull)¹²`, 'ms', 'lower',
+    { direct: null, proxy: null, mirror: perReq('v2_ratelimit', 'mirror'), control: perReq('v2', 'log') }, { digits: 3, warm: true, control: 'log' });
   row('cpu_manifest', `CPU per request, warm manifest GET by tag (a hit; ${n} requests × ${CFG.cpu.blocks})¹²`, 'ms', 'lower',
     { direct: null, proxy: null, mirror: perReq('manifest', 'mirror'), control: perReq('manifest', 'cache') }, { digits: 3, warm: true, control: 'cache' });
   row('cpu_blob', `CPU per request, warm 1 MiB blob GET (an R2 hit; ${Math.ceil(n / 5)} requests × ${CFG.cpu.blocks})¹²`, 'ms', 'lower',

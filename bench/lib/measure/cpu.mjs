@@ -6,10 +6,12 @@ import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { request } from '../../../tests/e2e/lib/http.mjs';
 import { sleep } from '../../../tests/e2e/lib/proc.mjs';
-import { CFG, manifestPath } from '../config.mjs';
+import { CFG, CONTROL_PORTS, manifestPath } from '../config.mjs';
+import { findWorkerd } from '../../../tests/e2e/lib/procstats.mjs';
+import { startPinnedMirror } from '../build.mjs';
 import { log, anomaly } from '../log.mjs';
 import { U } from '../harness.mjs';
-import { sys, mirror, freshMirror, settleMirror, waitBlobsStored } from '../systems.mjs';
+import { sys, mirror, freshMirror, settleMirror, waitBlobsStored, mirrorTable } from '../systems.mjs';
 import { freshControl, stopControl, waitControlStored, ctl } from '../controls.mjs';
 import { results } from '../results.mjs';
 import { hr, newAgent, median } from '../tools.mjs';
@@ -61,24 +63,33 @@ export async function measureCpu(blob) {
   await request(`${r2.base}${blobPath}`);
   await waitControlStored('r2', [blob.digest]);
   await sleep(300);
+  // A second instance with RATELIMIT bound (the default limit): what the pull limit adds to a
+  // request that takes no pull.
+  const before = new Set(findWorkerd());
+  const rl = await startPinnedMirror({ port: CONTROL_PORTS.wan, vars: { UPSTREAMS: mirrorTable() }, rateLimit: true, onLog: () => {} });
+  const rlPid = findWorkerd().filter((p) => !before.has(p)).at(-1);
+  const rlBase = `http://127.0.0.1:${CONTROL_PORTS.wan}`;
   const hit = (r) => r.status === 200 && /hit/.test(r.headers['cache-status'] ?? '');
   const v2 = (r) => r.status === 200 || r.status === 401;
   const plan = [
     ['v2', 'mirror', () => [sys.mirror.base, '/v2/', mirror.pid, v2]],
     ['v2', 'log', () => [ctl.log.base, '/v2/', ctl.log.pid, v2]],
+    ['v2_ratelimit', 'mirror', () => [rlBase, '/v2/', rlPid, v2]],
     ['manifest', 'mirror', () => [sys.mirror.base, manifestPath, mirror.pid, hit]],
     ['manifest', 'cache', () => [ctl.cache.base, manifestPath, ctl.cache.pid, hit]],
     ['blob', 'mirror', () => [sys.mirror.base, blobPath, mirror.pid, hit, nBlob]],
     ['blob', 'r2', () => [ctl.r2.base, blobPath, ctl.r2.pid, hit, nBlob]],
   ];
-  for (let b = 0; b < CFG.cpu.blocks; b++) {
-    for (const [what, system, args] of (b % 2 ? [...plan].reverse() : plan)) {
-      const [base, path, pid, check, count = n] = args();
-      const r = await block(base, path, pid, count, check);
-      results.cpu.push({ block: b, what, system, ...r });
-      log(`CPU ${what} ${system} block ${b}: ${r.perReqMs.toFixed(3)} ms/request (${r.cpuMs.toFixed(0)} ms over ${count}, wall ${(r.wallMs / count).toFixed(2)} ms/request)`);
+  try {
+    for (let b = 0; b < CFG.cpu.blocks; b++) {
+      for (const [what, system, args] of (b % 2 ? [...plan].reverse() : plan)) {
+        const [base, path, pid, check, count = n] = args();
+        const r = await block(base, path, pid, count, check);
+        results.cpu.push({ block: b, what, system, ...r });
+        log(`CPU ${what} ${system} block ${b}: ${r.perReqMs.toFixed(3)} ms/request (${r.cpuMs.toFixed(0)} ms over ${count}, wall ${(r.wallMs / count).toFixed(2)} ms/request)`);
+      }
     }
-  }
+  } finally { await rl.stop(); }
   for (const c of ['log', 'cache', 'r2']) await stopControl(c);
 }
 
