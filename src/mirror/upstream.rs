@@ -99,6 +99,21 @@ struct Auth {
     first_realm: Option<url::Url>,
 }
 
+impl Auth {
+    /// An identity's authentication before its first attempt: nothing sent yet.
+    fn new(login: Option<String>, key: Option<String>) -> Auth {
+        Auth {
+            login,
+            key,
+            header: None,
+            from_cache: false,
+            asked_peer: false,
+            fresh: 0,
+            first_realm: None,
+        }
+    }
+}
+
 /// What to do after the registry refused an attempt.
 enum Next<B> {
     Retry,
@@ -159,15 +174,7 @@ impl<F: Fetcher> Session<'_, F> {
         // A token belongs to the registry and to the credential that obtained it: two upstreams
         // on one registry with different accounts never share one.
         let key = keep.then(|| token_key(call, login.as_deref()));
-        let mut auth = Auth {
-            login,
-            key,
-            header: None,
-            from_cache: false,
-            asked_peer: false,
-            fresh: 0,
-            first_realm: None,
-        };
+        let mut auth = Auth::new(login, key);
         let Some(key) = auth.key.as_deref() else {
             return auth;
         };
@@ -230,31 +237,18 @@ impl<F: Fetcher> Session<'_, F> {
             }
         }
         let _mark = FetchMark::new(self.tokens, &key, call.scope, self.now);
-        let known = self.tokens.borrow().realm_of(registry);
-        let challenge = match known {
-            Some(c) => c,
-            None => match self.realm_of(registry, call.private).await {
-                Ok(Some(c)) => {
-                    self.tokens.borrow_mut().learn_realm(registry, &c);
-                    c
-                }
-                Ok(None) => {
-                    self.tokens.borrow_mut().learn_no_realm(registry, self.now);
-                    return;
-                }
+        let known = self.tokens.borrow().realm_of(registry).is_some();
+        if !known {
+            match self.realm_of(registry, call.private).await {
+                Ok(Some(c)) => self.tokens.borrow_mut().learn_realm(registry, &c),
+                Ok(None) => return self.tokens.borrow_mut().learn_no_realm(registry, self.now),
                 Err(_) => return,
-            },
-        };
-        let auth = Auth {
-            login,
-            key: Some(key),
-            header: None,
-            from_cache: false,
-            asked_peer: true,
-            fresh: 1,
-            first_realm: None,
-        };
-        let _ = self.token_for(call, &challenge, &auth).await;
+            }
+        }
+        // The realm is known now: the token as a pull would fetch it first.
+        let _ = self
+            .token_first(call, &mut Auth::new(login, Some(key)))
+            .await;
     }
 
     /// The registry answered 401: answer its challenge (a token, or Basic), or give its answer back.

@@ -144,6 +144,24 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     convert::outgoing(out.response)
 }
 
+/// A session outside a client's request (the cron, tokens fetched ahead): the isolate's tokens
+/// and flights, the clock read now, and a budget of upstream requests.
+fn background_session<'a>(
+    secret: &'a dyn Fn(&str) -> Option<String>,
+    budget: &'a crate::mirror::Budget,
+    timeout_ms: u32,
+) -> Session<'a, fetch::RuntimeFetcher> {
+    Session {
+        fetcher: &fetch::RuntimeFetcher,
+        tokens: &isolate().tokens,
+        flights: &isolate().flights,
+        now: worker::Date::now().as_millis() / 1000,
+        timeout_ms,
+        secret,
+        budget: Some(budget),
+    }
+}
+
 /// Upstream tokens a token request's pull will need, fetched after its answer (with a budget of
 /// upstream requests; see `mirror::token_ahead`).
 async fn fetch_ahead(
@@ -157,15 +175,7 @@ async fn fetch_ahead(
     worker::Delay::from(std::time::Duration::ZERO).await;
     let secret = |name: &str| env::var(&env, name);
     let budget = crate::mirror::Budget::new(AHEAD_BUDGET * MAX_AHEAD as u32);
-    let session = Session {
-        fetcher: &fetch::RuntimeFetcher,
-        tokens: &isolate().tokens,
-        flights: &isolate().flights,
-        now: worker::Date::now().as_millis() / 1000,
-        timeout_ms: config.upstream_timeout_ms,
-        secret: &secret,
-        budget: Some(&budget),
-    };
+    let session = background_session(&secret, &budget, config.upstream_timeout_ms);
     run(&config, &session, &list).await;
 }
 
@@ -196,17 +206,8 @@ async fn scheduled(event: ScheduledEvent, env: Env, ctx: ScheduleContext) {
     };
     // The same fetcher as requests use (one copy of the flow in the wasm), with a budget.
     let budget = crate::mirror::Budget::new(config.prewarm_budget);
-    let now = worker::Date::now().as_millis() / 1000;
     let secret = |name: &str| env::var(&env, name);
-    let session = Session {
-        fetcher: &fetch::RuntimeFetcher,
-        tokens: &ISOLATE.with(|i| *i).tokens,
-        flights: &ISOLATE.with(|i| *i).flights,
-        now,
-        timeout_ms: config.upstream_timeout_ms,
-        secret: &secret,
-        budget: Some(&budget),
-    };
+    let session = background_session(&secret, &budget, config.upstream_timeout_ms);
     for r in crate::prewarm::run(&config, &session, &store, blobs).await {
         worker::console_log!(
             "{}",
