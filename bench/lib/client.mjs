@@ -1,8 +1,11 @@
 // A registry client as a puller is: GET the manifest by tag, then every blob it names at once, each
 // body hashed while it streams and checked against its digest. Timed to the response headers, the
-// first body byte and the last one. Used by the concurrent-pull rows (measure/bursts.mjs).
+// first body byte and the last one. Used by the concurrent-pull rows (measure/bursts.mjs); and a
+// first request after a token, as clients make it (the cold manifest and WAN rows).
 import crypto from 'node:crypto';
 import http from 'node:http';
+import { request } from '../../tests/e2e/lib/http.mjs';
+import { sleep } from '../../tests/e2e/lib/proc.mjs';
 import { U } from './harness.mjs';
 import { hr } from './tools.mjs';
 
@@ -79,4 +82,22 @@ export async function pullImage(base, repo, tag, { manifestDigest, headers = {},
     }
   });
   return { ms: hr() - t0, manifestMs: m.ms, blobs: blobs.length, bytes: got.reduce((a, g) => a + g.bytes, 0) };
+}
+
+/**
+ * A client's first request as docker, containerd and podman make it after the registry's
+ * challenge: a token from `tokenPath` on `base`, then `method path` with it, on `agent`;
+ * `gapMs` slept between them (the client's round trip). Throws on any answer but 200.
+ * -> ms from the token request to the end of the answer
+ */
+export async function tokenThenRequest(base, tokenPath, path, { agent, method = 'GET', gapMs = 0 } = {}) {
+  const t0 = hr();
+  const t = await request(`${base}${tokenPath}`, { agent });
+  if (t.status !== 200) throw new Error(`${base}${tokenPath}: ${t.status} ${t.body}`);
+  if (gapMs > 0) await sleep(gapMs);
+  const token = JSON.parse(t.body).token;
+  const r = await request(`${base}${path}`, { method, headers: { accept: U.ACCEPT_ALL, authorization: `Bearer ${token}` }, agent });
+  const ms = hr() - t0;
+  if (r.status !== 200) throw new Error(`${method} ${base}${path} with the token of ${tokenPath}: ${r.status} ${r.body}`);
+  return ms;
 }

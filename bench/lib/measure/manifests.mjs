@@ -10,6 +10,7 @@ import { sys } from '../systems.mjs';
 import { ctl, freshControl } from '../controls.mjs';
 import { results } from '../results.mjs';
 import { hr, pct, newAgent } from '../tools.mjs';
+import { tokenThenRequest } from '../client.mjs';
 
 /** Cold: the first request for the manifest after a fresh start with empty storage (the process has
  *  answered one GET /v2/ first). Direct: a new client's first request: anonymous token, then the
@@ -49,14 +50,8 @@ async function coldDockerFlow() {
   try {
     await request(`${s.base}/v2/`, { agent });
     const mark = markUpstream();
-    const t0 = hr();
     const q = new URLSearchParams({ service: 'edgemirror', scope: `repository:${MANIFEST_REF.repo}:pull` });
-    const t = await request(`${s.base}/token?${q}`, { agent });
-    if (t.status !== 200) throw new Error(`mirror /token: ${t.status} ${t.body}`);
-    const token = JSON.parse(t.body).token;
-    const r = await request(`${s.base}${manifestPath}`, { headers: { accept: U.ACCEPT_ALL, authorization: `Bearer ${token}` }, agent });
-    const ms = hr() - t0;
-    if (r.status !== 200) throw new Error(`mirror cold GET after /token: ${r.status} ${r.body}`);
+    const ms = await tokenThenRequest(s.base, `/token?${q}`, manifestPath, { agent });
     return { ms, upstream: await upstreamSince(mark) };
   } finally { agent.destroy(); }
 }
@@ -119,14 +114,8 @@ async function controlManifests(rep) {
     const agent = newAgent();
     try {
       await request(`${c.base}/v2/`, { agent });
-      const t0 = hr();
       const q = new URLSearchParams({ scope: `repository:${MANIFEST_REF.repo}:pull` });
-      const t = await request(`${c.base}/v2/auth?${q}`, { agent });
-      if (t.status !== 200) throw new Error(`pass-through control /v2/auth: ${t.status} ${t.body}`);
-      const token = JSON.parse(t.body).token;
-      const r = await request(`${c.base}${manifestPath}`, { method, headers: { accept: U.ACCEPT_ALL, authorization: `Bearer ${token}` }, agent });
-      if (r.status !== 200) throw new Error(`pass-through control ${method} ${manifestPath}: ${r.status} ${r.body}`);
-      out[method] = { coldMs: hr() - t0 };
+      out[method] = { coldMs: await tokenThenRequest(c.base, `/v2/auth?${q}`, manifestPath, { agent, method }) };
     } finally { agent.destroy(); }
   }
   results.manifest.pass.push(out);

@@ -7,29 +7,18 @@
 // first contact with the registry and for a second repository (the realm known); the
 // pass-through control does the same pair through its /v2/auth.
 import { request } from '../../../tests/e2e/lib/http.mjs';
-import { sleep, within } from '../../../tests/e2e/lib/proc.mjs';
+import { within } from '../../../tests/e2e/lib/proc.mjs';
 import { CFG, CONTROL_PORTS, MANIFEST_REF, PULL_REF } from '../config.mjs';
 import { log } from '../log.mjs';
-import { U } from '../harness.mjs';
 import { startPinnedMirror } from '../build.mjs';
 import { mirrorTable } from '../systems.mjs';
 import { freshControl, stopControl } from '../controls.mjs';
 import { results } from '../results.mjs';
-import { hr, newAgent } from '../tools.mjs';
+import { newAgent } from '../tools.mjs';
+import { tokenThenRequest } from '../client.mjs';
 
 const REPOS = [MANIFEST_REF.repo, PULL_REF.split(':')[0]];
 const path = (repo) => `/v2/${repo}/manifests/latest`;
-
-/** One client's token then GET on `base`, the client's round trip slept between them. */
-async function tokenThenGet(base, tokenPath, repo, agent) {
-  const t0 = hr();
-  const t = await request(`${base}${tokenPath}`, { agent });
-  if (t.status !== 200) throw new Error(`wan ${base}${tokenPath}: ${t.status} ${t.body}`);
-  await sleep(CFG.wan.clientMs);
-  const r = await request(`${base}${path(repo)}`, { headers: { accept: U.ACCEPT_ALL, authorization: `Bearer ${JSON.parse(t.body).token}` }, agent });
-  if (r.status !== 200) throw new Error(`wan GET ${path(repo)}: ${r.status} ${r.body}`);
-  return hr() - t0;
-}
 
 async function mirrorSeries(scoped) {
   const port = CONTROL_PORTS.wan;
@@ -42,7 +31,7 @@ async function mirrorSeries(scoped) {
     const out = [];
     for (const repo of REPOS) {
       const q = new URLSearchParams({ service: 'edgemirror', ...(scoped ? { scope: `repository:${repo}:pull` } : {}) });
-      out.push(await tokenThenGet(base, `/token?${q}`, repo, agent));
+      out.push(await tokenThenRequest(base, `/token?${q}`, path(repo), { agent, gapMs: CFG.wan.clientMs }));
     }
     return out;
   } finally { agent.destroy(); await m.stop(); }
@@ -56,7 +45,7 @@ async function controlSeries() {
     const out = [];
     for (const repo of REPOS) {
       const q = new URLSearchParams({ scope: `repository:${repo}:pull` });
-      out.push(await tokenThenGet(c.base, `/v2/auth?${q}`, repo, agent));
+      out.push(await tokenThenRequest(c.base, `/v2/auth?${q}`, path(repo), { agent, gapMs: CFG.wan.clientMs }));
     }
     return out;
   } finally { agent.destroy(); await stopControl('pass'); }
