@@ -66,6 +66,8 @@ pub struct Config {
     pub upstream_secrets: Vec<String>,
     /// What the scheduled run keeps the store within (`STORE_MAX_BYTES`, `STORE_MAX_IDLE_DAYS`).
     pub store_budget: crate::stats::inventory::Budget,
+    /// Manifest bytes each isolate keeps in memory (`MANIFEST_MEMORY`; 0: none).
+    pub manifest_memory: u64,
 }
 
 /// Upstream requests a scheduled run makes at most by default: under the free plan's 50 subrequests.
@@ -92,7 +94,7 @@ fn err(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
 }
 
 /// The variables the configuration is read from, in the order of `Vars::from_values`.
-pub const VAR_NAMES: [&str; 11] = [
+pub const VAR_NAMES: [&str; 12] = [
     "UPSTREAMS",
     "DEFAULT_UPSTREAM",
     "UPSTREAM_TIMEOUT_MS",
@@ -104,11 +106,12 @@ pub const VAR_NAMES: [&str; 11] = [
     "UPSTREAM_SECRETS",
     "STORE_MAX_BYTES",
     "STORE_MAX_IDLE_DAYS",
+    "MANIFEST_MEMORY",
 ];
 
 impl<'a> Vars<'a> {
     /// The variables from their values, in `VAR_NAMES` order.
-    pub fn from_values(v: &'a [Option<String>; 11]) -> Vars<'a> {
+    pub fn from_values(v: &'a [Option<String>; 12]) -> Vars<'a> {
         Vars {
             upstreams: v[0].as_deref(),
             default_upstream: v[1].as_deref(),
@@ -121,6 +124,7 @@ impl<'a> Vars<'a> {
             upstream_secrets: v[8].as_deref(),
             store_max_bytes: v[9].as_deref(),
             store_max_idle_days: v[10].as_deref(),
+            manifest_memory: v[11].as_deref(),
         }
     }
 }
@@ -144,6 +148,8 @@ pub struct Vars<'a> {
     pub store_max_bytes: Option<&'a str>,
     /// Days an object may go unread before the scheduled run evicts it.
     pub store_max_idle_days: Option<&'a str>,
+    /// Manifest bytes an isolate keeps in memory (with KiB/MiB; `0`: none).
+    pub manifest_memory: Option<&'a str>,
 }
 
 /// Names of the mirror's own secrets, other variables and bindings (besides `VAR_NAMES`): none is
@@ -218,6 +224,7 @@ impl Config {
             rate_limit: None,
             upstream_secrets: vec![],
             store_budget: Default::default(),
+            manifest_memory: crate::mirror::memo::DEFAULT_CAPACITY,
         }
     }
 
@@ -235,6 +242,7 @@ impl Config {
                 rate_limit: None,
                 upstream_secrets: vec![],
                 store_budget: Default::default(),
+                manifest_memory: 0,
             },
         };
         config.default = match vars.default_upstream.map(str::trim) {
@@ -273,6 +281,7 @@ impl Config {
             )
             .map(|d| (d > 0).then_some(u64::from(d) * 86_400))?,
         };
+        config.manifest_memory = parse_memory(vars.manifest_memory)?;
         config.prewarm_budget = number(
             vars.prewarm_budget,
             DEFAULT_PREWARM_BUDGET,
@@ -453,26 +462,42 @@ fn parse_bytes(text: Option<&str>) -> Result<Option<u64>, ConfigError> {
     let Some(t) = text.map(str::trim).filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
-    let problem = || {
+    bytes_of(t).filter(|b| *b > 0).map(Some).ok_or_else(|| {
         err(
             "STORE_MAX_BYTES",
             "must be a whole number of bytes of at least 1, optionally with KiB, MiB, GiB or TiB (e.g. 10GiB)",
         )
+    })
+}
+
+/// `MANIFEST_MEMORY`: `""` or absent for the default, `0` for none, else bytes (`8MiB`) up to
+/// `memo::MAX_CAPACITY`.
+fn parse_memory(text: Option<&str>) -> Result<u64, ConfigError> {
+    use crate::mirror::memo::{DEFAULT_CAPACITY, MAX_CAPACITY};
+    let Some(t) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(DEFAULT_CAPACITY);
     };
+    bytes_of(t).filter(|b| *b <= MAX_CAPACITY).ok_or_else(|| {
+        err(
+            "MANIFEST_MEMORY",
+            "must be a whole number of bytes from 0 to 16MiB, optionally with KiB or MiB (e.g. 8MiB)",
+        )
+    })
+}
+
+/// A whole number of bytes, optionally with a binary unit.
+fn bytes_of(t: &str) -> Option<u64> {
     let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let n: u64 = t[..digits].parse().map_err(|_| problem())?;
+    let n: u64 = t[..digits].parse().ok()?;
     let unit: u64 = match t[digits..].trim() {
         "" | "B" => 1,
         "KiB" => 1 << 10,
         "MiB" => 1 << 20,
         "GiB" => 1 << 30,
         "TiB" => 1 << 40,
-        _ => return Err(problem()),
+        _ => return None,
     };
     n.checked_mul(unit)
-        .filter(|b| *b > 0)
-        .map(Some)
-        .ok_or_else(problem)
 }
 
 /// `["docker.io/library/alpine:latest", "ghcr.io/owner/img:v1", "alpine:3.19"]`: names as a client

@@ -191,6 +191,10 @@ pub enum CacheStatus {
     Hit {
         ttl: u64,
     },
+    /// A hit answered from the isolate's memory (`mirror::memo`), not the store.
+    MemoryHit {
+        ttl: u64,
+    },
     /// Forwarded; `stored` says whether the answer was stored, and if not, why.
     Miss {
         stored: Result<(), &'static str>,
@@ -209,6 +213,9 @@ impl CacheStatus {
     pub fn header(&self) -> String {
         match self {
             CacheStatus::Hit { ttl } => format!("{CACHE_NAME}; hit; ttl={ttl}"),
+            CacheStatus::MemoryHit { ttl } => {
+                format!("{CACHE_NAME}; hit; ttl={ttl}; detail=memory")
+            }
             CacheStatus::Miss { stored: Ok(()) } => format!("{CACHE_NAME}; fwd=miss; stored"),
             CacheStatus::Miss { stored: Err(why) } => {
                 format!("{CACHE_NAME}; fwd=miss; detail=\"{why}\"")
@@ -222,7 +229,7 @@ impl CacheStatus {
     }
     pub fn short(&self) -> &'static str {
         match self {
-            CacheStatus::Hit { .. } => "hit",
+            CacheStatus::Hit { .. } | CacheStatus::MemoryHit { .. } => "hit",
             CacheStatus::Miss { .. } => "miss",
             CacheStatus::Revalidated => "revalidated",
             CacheStatus::Stale => "stale",

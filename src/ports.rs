@@ -242,6 +242,11 @@ pub trait Store {
     fn max_blob(&self) -> u64 {
         crate::policy::MAX_STORED_BLOB
     }
+    /// Whether this is the mirror's shared store: only requests it serves may be answered from
+    /// the isolate's memory of it (`mirror::memo`).
+    fn shared(&self) -> bool {
+        true
+    }
     /// A small note of the mirror's own (the prewarm cursor).
     async fn note(&self, key: &str) -> Option<String>;
     fn put_note(&self, key: &str, value: &str, keep_secs: u64);

@@ -135,7 +135,7 @@ fn a_second_pull_within_the_tag_ttl_costs_the_upstream_nothing() {
         sha(&up.manifest.borrow()).as_str()
     );
     assert_eq!(second.headers()["content-type"], V2);
-    assert_eq!(h_cache(&second), "edgemirror; hit; ttl=1");
+    assert_eq!(h_cache(&second), "edgemirror; hit; ttl=1; detail=memory");
     assert_eq!(w.net.urls().len(), n, "no upstream request");
     // By digest too.
     let by_digest = get(
@@ -298,7 +298,9 @@ fn a_manifest_that_does_not_match_its_digest_is_refused_and_not_stored() {
 
 #[test]
 fn a_held_manifest_is_served_as_the_stores_body_and_never_read_by_the_core() {
-    let (w, up) = world();
+    let (mut w, up) = world();
+    // The store's way (the isolate's memory is tested in tests/memo.rs).
+    w.config.manifest_memory = 0;
     let m = up.manifest.borrow().clone();
     let digest = sha(&m);
     assert_eq!(tag(&w).status(), 200);
@@ -379,7 +381,9 @@ fn a_held_manifest_is_served_as_the_stores_body_and_never_read_by_the_core() {
 
 #[test]
 fn a_head_miss_records_the_tag_and_the_next_head_is_a_hit() {
-    let (w, _up) = world();
+    let (mut w, _up) = world();
+    // The store's way (the isolate's memory is tested in tests/memo.rs).
+    w.config.manifest_memory = 0;
     let h1 = get(
         &w,
         Method::HEAD,

@@ -11,6 +11,7 @@
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
+mod memory;
 mod miss;
 
 use super::budget;
@@ -53,17 +54,6 @@ fn cached_response<B>(
     resp
 }
 
-/// What a hit sends: the store's body as it is for a GET; for a HEAD nothing, the body let go
-/// unread.
-fn stored_body<F: Fetcher, S>(r: &Request<'_, F, S>, body: F::Body) -> Reply<F::Body> {
-    if *r.method == Method::HEAD {
-        r.session.fetcher.discard(body);
-        Reply::Empty
-    } else {
-        Reply::Stream(body)
-    }
-}
-
 /// The 503 for a request that found no room in the manifest budget: the client retries shortly.
 fn busy<B>(method: &Method) -> http::Response<Reply<B>> {
     let e = OciError::new(
@@ -91,6 +81,9 @@ async fn by_digest<F: Fetcher, S: Store<Body = F::Body>>(
     digest: &Digest,
 ) -> Answer<F::Body> {
     let key = cache_key::manifest(&r.upstream.name, r.name, digest);
+    if let Some(answer) = memory::digest_hit(r, &key) {
+        return Ok(answer);
+    }
     if let Some(answer) = held_by_digest(r, &key, digest).await {
         return Ok(answer);
     }
@@ -121,8 +114,14 @@ async fn held_by_digest<F: Fetcher, S: Store<Body = F::Body>>(
         r.session.fetcher.discard(m.body);
         return None;
     }
-    let reply = stored_body(r, m.body);
-    let resp = cached_response(&m.media_type, digest.as_str(), m.size, reply);
+    let rec = TagRecord {
+        digest: digest.to_string(),
+        media_type: m.media_type,
+        size: m.size,
+        stored_at: r.session.now,
+    };
+    let reply = memory::fill(r, None, &rec, m.body).await?;
+    let resp = cached_response(&rec.media_type, digest.as_str(), rec.size, reply);
     let ttl = r.upstream.ttls.manifest;
     Some((resp, CacheStatus::Hit { ttl }))
 }
@@ -132,6 +131,9 @@ async fn by_tag<F: Fetcher, S: Store<Body = F::Body>>(
     tag: &Tag,
 ) -> Answer<F::Body> {
     let tag_key = cache_key::tag(&r.upstream.name, r.name, tag, &r.accept);
+    if let Some(answer) = memory::tag_hit(r, &tag_key) {
+        return Ok(answer);
+    }
     let mut may_wait = true;
     loop {
         let stored = r.store.tag(&tag_key).await;
@@ -183,7 +185,7 @@ async fn by_record<F: Fetcher, S: Store<Body = F::Body>>(
     let ttls = r.upstream.ttls;
     let now = r.session.now;
     match freshness(record.stored_at, ttls.tag, ttls.stale_if_error, now) {
-        Freshness::Fresh { remaining } => match from_record(r, &record, body).await {
+        Freshness::Fresh { remaining } => match from_record(r, tag_key, &record, body).await {
             Some(resp) => Ok((resp, CacheStatus::Hit { ttl: remaining })),
             None => fetch(r, None, Some(tag_key)).await,
         },
@@ -247,11 +249,8 @@ async fn resolve<F: Fetcher, S: Store<Body = F::Body>>(
             size: 0,
             stored_at: r.session.now,
         };
-        if let Some(held) = held_manifest(r, &rec).await {
-            let rec = TagRecord {
-                size: held.size,
-                ..rec
-            };
+        if let Some((reply, size)) = held_manifest(r, &rec).await {
+            let rec = TagRecord { size, ..rec };
             let facts = Facts {
                 client_credentials: r.client_auth.is_some(),
                 status: 200,
@@ -260,8 +259,9 @@ async fn resolve<F: Fetcher, S: Store<Body = F::Body>>(
                 ..Default::default()
             };
             // Storing the record is best effort; the answer is the same either way.
-            let _ = store_record(r, tag_key, facts, rec.clone(), None);
-            let reply = stored_body(r, held.body);
+            if store_record(r, tag_key, facts, rec.clone(), None).is_ok() {
+                memory::keep_record(r, tag_key, &rec);
+            }
             return Ok((
                 cached_response(&rec.media_type, &rec.digest, rec.size, reply),
                 CacheStatus::Revalidated,
@@ -287,65 +287,60 @@ async fn repository_held<F: Fetcher, S: Store<Body = F::Body>>(r: &Request<'_, F
     r.store.note(&key).await.is_some()
 }
 
-/// The stored manifest a record points at, if held and accepted, its body unread. It is not
-/// hashed again: writes are verified before they are stored (`fetch` hashes the bytes, and the
-/// store is given exactly those bytes, by the runtime), so the store's stream goes to the client
-/// as it is and the bytes never enter wasm.
+/// The manifest a record points at, if held and accepted, as the reply (nothing for a HEAD) with
+/// its size: from the isolate's memory, else the store's (not hashed again when streamed as it
+/// is: writes are verified before they are stored; see `memory::fill` for when it is read).
 async fn held_manifest<F: Fetcher, S: Store<Body = F::Body>>(
     r: &Request<'_, F, S>,
     rec: &TagRecord,
-) -> Option<StoredManifest<F::Body>> {
+) -> Option<(Reply<F::Body>, u64)> {
     if !r.accept.is_empty() && !crate::policy::accepts(&r.accept, &rec.media_type) {
         return None;
     }
     let digest = Digest::parse(&rec.digest).ok()?;
-    r.store
-        .manifest(&cache_key::manifest(&r.upstream.name, r.name, &digest))
-        .await
+    let key = cache_key::manifest(&r.upstream.name, r.name, &digest);
+    if let Some((reply, kept)) = memory::held(r, &key) {
+        return Some((reply, kept.size));
+    }
+    let m = r.store.manifest(&key).await?;
+    let rec = TagRecord {
+        media_type: m.media_type,
+        size: m.size,
+        ..rec.clone()
+    };
+    let reply = memory::fill(r, None, &rec, m.body).await?;
+    Some((reply, rec.size))
 }
 
 /// A tag response from a record: a HEAD needs only the record, a GET the manifest's bytes too:
-/// those kept with the record (`body`), else the stored manifest.
+/// those kept with the record (`body`), else the held manifest. The isolate's memory keeps the
+/// record (and the bytes, when read).
 async fn from_record<F: Fetcher, S: Store<Body = F::Body>>(
     r: &Request<'_, F, S>,
+    tag_key: &str,
     rec: &TagRecord,
     body: Option<F::Body>,
 ) -> Option<http::Response<Reply<F::Body>>> {
     let accepted = r.accept.is_empty() || crate::policy::accepts(&r.accept, &rec.media_type);
-    let body = match body {
-        Some(b) if *r.method == Method::HEAD || !accepted => {
-            r.session.fetcher.discard(b);
-            None
-        }
-        b => b,
-    };
     if !accepted {
+        if let Some(b) = body {
+            r.session.fetcher.discard(b);
+        }
         return None;
     }
-    if *r.method == Method::HEAD {
-        return Some(cached_response(
-            &rec.media_type,
-            &rec.digest,
-            rec.size,
-            Reply::Empty,
-        ));
-    }
-    if let Some(body) = body {
-        let reply = Reply::Stream(body);
-        return Some(cached_response(
-            &rec.media_type,
-            &rec.digest,
-            rec.size,
-            reply,
-        ));
-    }
-    let held = held_manifest(r, rec).await?;
-    Some(cached_response(
-        &rec.media_type,
-        &rec.digest,
-        held.size,
-        Reply::Stream(held.body),
-    ))
+    let (reply, size) = match body {
+        Some(b) => (memory::fill(r, Some(tag_key), rec, b).await?, rec.size),
+        None if *r.method == Method::HEAD => {
+            memory::keep_record(r, tag_key, rec);
+            (Reply::Empty, rec.size)
+        }
+        None => {
+            let held = held_manifest(r, rec).await?;
+            memory::keep_record(r, tag_key, rec);
+            held
+        }
+    };
+    Some(cached_response(&rec.media_type, &rec.digest, size, reply))
 }
 
 /// A stale record: one HEAD upstream decides. Same digest: serve what is held and restart the TTL.
@@ -368,7 +363,7 @@ async fn revalidate<F: Fetcher, S: Store<Body = F::Body>>(
                 rec.stored_at = r.session.now;
                 r.store
                     .put_tag(tag_key, &rec, None, keep_tag(r), r.landing.clone());
-                if let Some(out) = from_record(r, &rec, None).await {
+                if let Some(out) = from_record(r, tag_key, &rec, None).await {
                     return Ok((out, CacheStatus::Revalidated));
                 }
             }
@@ -382,6 +377,7 @@ async fn revalidate<F: Fetcher, S: Store<Body = F::Body>>(
         }
         Ok(resp) => {
             r.store.delete_tag(tag_key);
+            memory::forget(tag_key);
             let out = r.relay(r.method, resp).await;
             return Ok((
                 out,
@@ -392,7 +388,7 @@ async fn revalidate<F: Fetcher, S: Store<Body = F::Body>>(
         }
         Err(_) => {}
     }
-    match from_record(r, &rec, None).await {
+    match from_record(r, tag_key, &rec, None).await {
         Some(mut out) => {
             out.headers_mut().insert(
                 "warning",

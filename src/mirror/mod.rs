@@ -4,6 +4,7 @@
 pub mod blobs;
 pub mod budget;
 pub mod manifests;
+pub mod memo;
 pub mod no_store;
 pub mod query;
 pub mod realm;
@@ -171,6 +172,7 @@ async fn serve<F: Fetcher, S: Store<Body = F::Body>>(
         }
         (Ok(c), _) => c,
     };
+    memo::configure(config.manifest_memory);
     let (name, resource) = match route {
         Route::Landing => {
             let origin = req.url.origin().ascii_serialization();

@@ -74,6 +74,12 @@ impl<S: Store> Store for MaybeStore<'_, S> {
             MaybeStore::Nothing => crate::policy::MAX_STORED_BLOB,
         }
     }
+    fn shared(&self) -> bool {
+        match self {
+            MaybeStore::Shared(s) => s.shared(),
+            MaybeStore::Nothing => false,
+        }
+    }
     async fn note(&self, key: &str) -> Option<String> {
         match self {
             MaybeStore::Shared(s) => s.note(key).await,

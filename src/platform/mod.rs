@@ -117,6 +117,10 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
             "edgemirror-wasm-memory",
             http::HeaderValue::from(wasm_memory()),
         );
+        out.response.headers_mut().insert(
+            "edgemirror-manifest-memory",
+            http::HeaderValue::from(crate::mirror::memo::used()),
+        );
     }
     if let (false, Ok(config)) = (out.ahead.is_empty(), &config) {
         let list = std::mem::take(&mut out.ahead);

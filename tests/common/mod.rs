@@ -356,6 +356,8 @@ impl World {
             ..Default::default()
         })
         .unwrap();
+        // Each world is a fresh isolate: nothing in its memory.
+        edgemirror::mirror::memo::clear();
         World {
             net,
             tokens: RefCell::new(TokenCache::default()),

@@ -1,5 +1,5 @@
 // The cache end to end, counted from the upstream's own access log: a second pull within the tag
-// TTL costs 0 upstream requests; after it, one HEAD; a re-tag is picked up; with the upstream down
+// TTL costs 0 upstream requests (its manifests answered from the isolate's memory); after it, one HEAD; a re-tag is picked up; with the upstream down
 // a cached image still pulls (stale) and an uncached one fails cleanly; R2 survives a restart with
 // a fresh Cache API and serves Range; an upstream that lies about bytes never poisons any store.
 import { describe, it, before, after } from 'node:test';
@@ -65,6 +65,14 @@ describe('cache with split TTLs, R2 and integrity', { timeout: 600_000 }, () => 
     assert.deepEqual(second.token, [], 'no token request');
     const registry = second.mirror.filter((e) => e.route !== 'base' && e.route !== 'token');
     assert.ok(registry.length >= 4 && registry.every((e) => e.cache === 'hit'), JSON.stringify(registry.map((e) => e.cache)));
+    // The manifests this isolate fetched are answered from its memory (no store lookup), the
+    // blobs from the store.
+    const manifests = registry.filter((e) => e.route === 'manifest');
+    assert.ok(manifests.length >= 3, JSON.stringify(manifests));
+    assert.ok(manifests.every((e) => /detail=memory/.test(e.cache_status)), JSON.stringify(manifests.map((e) => e.cache_status)));
+    assert.ok(registry.filter((e) => e.route === 'blob').every((e) => !/memory/.test(e.cache_status)));
+    const health = await raw({ port: PORT, path: '/healthz' });
+    assert.ok(Number(health.headers['edgemirror-manifest-memory']) > 0, JSON.stringify(health.headers));
   });
 
   it('after the tag TTL: exactly one upstream HEAD and 0 GETs when unchanged', async () => {

@@ -2,6 +2,8 @@
 //! (as long as it said, hashing to the digest asked for or announced, not Docker schema 1),
 //! stored as the policy allows (by digest, and with its tag's record), and answered.
 
+use std::rc::Rc;
+
 use super::*;
 
 /// A miss: fetch upstream, verify, store what the policy allows, answer.
@@ -42,7 +44,13 @@ pub(super) async fn fetch<F: Fetcher, S: Store<Body = F::Body>>(
             _ => None,
         };
         let stored = match (tag_key, rec) {
-            (Some(key), Some(rec)) => store_record(r, key, fact_sheet(r, true, None), rec, None),
+            (Some(key), Some(rec)) => {
+                let stored = store_record(r, key, fact_sheet(r, true, None), rec.clone(), None);
+                if stored.is_ok() {
+                    memory::keep_record(r, key, &rec);
+                }
+                stored
+            }
             _ => Err("HEAD without Docker-Content-Digest"),
         };
         let mut out = http::Response::new(Reply::Empty);
@@ -62,6 +70,8 @@ pub(super) async fn fetch<F: Fetcher, S: Store<Body = F::Body>>(
     let expected = want.map(Digest::as_str).or(announced.as_deref());
     let (bytes, actual) = read_verified(r, body, declared, expected).await?;
     let size = bytes.len() as u64;
+    // A small manifest stays in the isolate's memory too (if stored; see `memory`).
+    let kept = (size <= crate::mirror::memo::ENTRY_MAX).then(|| Rc::<[u8]>::from(bytes.as_slice()));
     // Verified: from here on the runtime holds the bytes, once, and wasm lets go of them.
     let body = r.session.fetcher.body_of(bytes);
     drop(reservation);
@@ -80,6 +90,7 @@ pub(super) async fn fetch<F: Fetcher, S: Store<Body = F::Body>>(
         media_type,
         size,
         facts,
+        kept,
     };
     let (body, stored) = keep(r, tag_key, fetched);
     let mut out = http::Response::new(Reply::Stream(body));
@@ -167,6 +178,8 @@ struct Fetched<B> {
     media_type: Option<String>,
     size: u64,
     facts: Facts,
+    /// The bytes for the isolate's memory, when small enough.
+    kept: Option<Rc<[u8]>>,
 }
 
 /// Stores a verified manifest (and the tag's record) when the policy allows: the runtime splits
@@ -194,21 +207,24 @@ fn keep<F: Fetcher, S: Store<Body = F::Body>>(
     r.store.put_manifest(&key, stored, ttl, r.landing.clone());
     let marker = cache_key::repository_held(&r.upstream.name, r.name);
     r.store.put_note(&marker, "1", ttl);
+    let rec = TagRecord {
+        digest: m.digest.to_string(),
+        media_type,
+        size: m.size,
+        stored_at: r.session.now,
+    };
     let stored = match tag_key {
         Some(tag_key) => {
-            let rec = TagRecord {
-                digest: m.digest.to_string(),
-                media_type,
-                size: m.size,
-                stored_at: r.session.now,
-            };
             // The bytes go with the record too: a warm GET by tag is then one store lookup.
             let (client, with_record) = r.session.fetcher.tee(to_client);
             to_client = client;
-            store_record(r, tag_key, m.facts, rec, Some(with_record))
+            store_record(r, tag_key, m.facts, rec.clone(), Some(with_record))
         }
         None => Ok(()),
     };
+    if let Some(bytes) = m.kept {
+        memory::keep_verified(r, tag_key.filter(|_| stored.is_ok()), &rec, bytes);
+    }
     (to_client, stored)
 }
 
