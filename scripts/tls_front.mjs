@@ -11,13 +11,15 @@ import net from 'node:net';
 export async function startTlsRejectingFront({ port, targetPort }) {
   const target = typeof targetPort === 'function' ? targetPort : () => targetPort;
   const conns = new Set();
-  const server = net.createServer((c) => {
+  // No Nagle on either side: a relay forwards each chunk as it comes, and a small one held back
+  // until the peer's delayed ACK costs a request 40 ms.
+  const server = net.createServer({ noDelay: true }, (c) => {
     conns.add(c);
     c.on('close', () => conns.delete(c));
     c.on('error', () => c.destroy());
     c.once('data', (first) => {
       if (first[0] === 0x16) return c.destroy();
-      const u = net.connect(target(), '127.0.0.1');
+      const u = net.connect({ port: target(), host: '127.0.0.1', noDelay: true });
       conns.add(u);
       u.on('close', () => { conns.delete(u); c.destroy(); });
       u.on('error', () => c.destroy());

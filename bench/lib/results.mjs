@@ -8,7 +8,7 @@ export const results = { manifest: {}, blob: {}, many: {}, pull: {}, memory: {},
 for (const k of ['manifest', 'blob', 'many', 'pull', 'burst', 'burstMemory']) for (const s of SYSTEMS) results[k][s] = [];
 for (const s of SYSTEMS) results.followers[s] = null;
 // the control workers' samples (lib/controls.mjs), beside the systems' in the same families
-results.manifest.pass = []; results.manifest.cache = [];
+results.manifest.pass = []; results.manifest.cache = []; results.manifest.store = [];
 results.blob.pass = []; results.blob.cache = []; results.blob.r2 = [];
 results.many.r2 = []; results.pull.pass = []; results.pull.r2 = [];
 results.followers.branch = null;

@@ -1,7 +1,8 @@
 // CPU per request and the cold start (issue 17): the workerd process's CPU time (utime + stime from
 // /proc/<pid>/stat) over a block of sequential requests, edgemirror's and the matching control's
 // blocks interleaved (`GET /v2/` vs a one-log-line worker, a manifest hit vs the Cache API control's,
-// a 1 MiB blob hit vs the R2 control's); and a fresh instance's first answer, vs the smallest JS worker.
+// a 1 MiB blob hit vs the R2 control's; a manifest hit from the store, MANIFEST_MEMORY=0); and a
+// fresh instance's first answer, vs the smallest JS worker.
 import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { request } from '../../../tests/e2e/lib/http.mjs';
@@ -69,6 +70,13 @@ export async function measureCpu(blob) {
   const rl = await startPinnedMirror({ port: CONTROL_PORTS.wan, vars: { UPSTREAMS: mirrorTable() }, rateLimit: true, onLog: () => {} });
   const rlPid = findWorkerd().filter((p) => !before.has(p)).at(-1);
   const rlBase = `http://127.0.0.1:${CONTROL_PORTS.wan}`;
+  // A third with MANIFEST_MEMORY=0: a manifest hit from the store, as the Cache API control's.
+  const before2 = new Set(findWorkerd());
+  const st = await startPinnedMirror({ port: CONTROL_PORTS.store, vars: { UPSTREAMS: mirrorTable(), MANIFEST_MEMORY: '0' }, onLog: () => {} });
+  const stPid = findWorkerd().filter((p) => !before2.has(p)).at(-1);
+  const stBase = `http://127.0.0.1:${CONTROL_PORTS.store}`;
+  if ((await request(`${stBase}${manifestPath}`, { headers: { accept: U.ACCEPT_ALL } })).status !== 200) throw new Error('CPU phase: store-only mirror manifest');
+  await sleep(300);
   const hit = (r) => r.status === 200 && /hit/.test(r.headers['cache-status'] ?? '');
   const v2 = (r) => r.status === 200 || r.status === 401;
   const plan = [
@@ -77,6 +85,7 @@ export async function measureCpu(blob) {
     ['v2_ratelimit', 'mirror', () => [rlBase, '/v2/', rlPid, v2]],
     ['manifest', 'mirror', () => [sys.mirror.base, manifestPath, mirror.pid, hit]],
     ['manifest', 'cache', () => [ctl.cache.base, manifestPath, ctl.cache.pid, hit]],
+    ['manifest_store', 'mirror', () => [stBase, manifestPath, stPid, hit]],
     ['blob', 'mirror', () => [sys.mirror.base, blobPath, mirror.pid, hit, nBlob]],
     ['blob', 'r2', () => [ctl.r2.base, blobPath, ctl.r2.pid, hit, nBlob]],
   ];
@@ -89,7 +98,7 @@ export async function measureCpu(blob) {
         log(`CPU ${what} ${system} block ${b}: ${r.perReqMs.toFixed(3)} ms/request (${r.cpuMs.toFixed(0)} ms over ${count}, wall ${(r.wallMs / count).toFixed(2)} ms/request)`);
       }
     }
-  } finally { await rl.stop(); }
+  } finally { await rl.stop(); await st.stop(); }
   for (const c of ['log', 'cache', 'r2']) await stopControl(c);
 }
 

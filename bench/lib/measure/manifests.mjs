@@ -1,12 +1,14 @@
 // Manifest HEAD and GET by tag: cold (the first request after a fresh start) and warm series; the
-// same through the pass-through control (cold: it holds nothing) and the Cache API control (warm).
+// same through the pass-through control (cold: it holds nothing) and the Cache API control (warm);
+// and warm series of edgemirror with MANIFEST_MEMORY=0 (every hit a store lookup).
 import { request } from '../../../tests/e2e/lib/http.mjs';
 import { sleep } from '../../../tests/e2e/lib/proc.mjs';
-import { MANIFEST_REF, SYSTEMS, manifestPath, perRepN } from '../config.mjs';
+import { CONTROL_PORTS, MANIFEST_REF, SYSTEMS, manifestPath, perRepN } from '../config.mjs';
 import { log, anomaly } from '../log.mjs';
 import { U } from '../harness.mjs';
 import { fetchToken, markUpstream, upstreamSince } from '../upstream.mjs';
-import { sys } from '../systems.mjs';
+import { sys, mirrorTable } from '../systems.mjs';
+import { startPinnedMirror } from '../build.mjs';
 import { ctl, freshControl } from '../controls.mjs';
 import { results } from '../results.mjs';
 import { hr, pct, newAgent } from '../tools.mjs';
@@ -58,7 +60,7 @@ async function coldDockerFlow() {
 
 /** Warm: `n` requests one after another on one keep-alive connection, after 10 unrecorded ones. */
 async function warmSeries(name, method, n, agent, p = manifestPath) {
-  const s = sys[name] ?? ctl[name];
+  const s = sys[name] ?? ctl[name] ?? others[name];
   const headers = { accept: U.ACCEPT_ALL, ...(await s.headers?.() ?? {}) };
   const url = `${s.base}${p}`;
   const times = [];
@@ -67,12 +69,16 @@ async function warmSeries(name, method, n, agent, p = manifestPath) {
     const r = await request(url, { method, headers, agent });
     // GET /v2/ (the floor series) may answer the mirror's own Bearer challenge: 401, no store, no upstream
     if (r.status !== 200 && !(p === '/v2/' && r.status === 401)) throw new Error(`${name} warm ${method} ${p}: ${r.status} ${r.body}`);
-    if ((name === 'mirror' || name === 'cache') && p === manifestPath && !/hit/.test(r.headers['cache-status'] ?? '')) notHit++;
+    if (['mirror', 'cache', 'store'].includes(name) && p === manifestPath && !/hit/.test(r.headers['cache-status'] ?? '')) notHit++;
     if (i >= 10) times.push(r.ms);
   }
   return { n, p50: pct(times, 0.5), p99: pct(times, 0.99), mean: times.reduce((a, b) => a + b, 0) / n, notHit,
     times: times.map((t) => +t.toFixed(3)) };
 }
+
+/** Instances of this phase besides the systems and controls: `store`, edgemirror with
+ *  MANIFEST_MEMORY=0. */
+const others = {};
 
 /** One repetition: every system, HEAD then GET, each cold then warm. */
 export async function measureManifests(rep) {
@@ -101,6 +107,31 @@ export async function measureManifests(rep) {
     log(`manifest ${name} rep ${rep}: HEAD cold ${out.HEAD.coldMs.toFixed(1)} ms, warm p50 ${out.HEAD.warm.p50.toFixed(2)}; GET cold ${out.GET.coldMs.toFixed(1)} ms, warm p50 ${out.GET.warm.p50.toFixed(2)}`);
   }
   await controlManifests(rep);
+  await storeManifests(rep);
+}
+
+/** edgemirror with MANIFEST_MEMORY=0: the isolate keeps no manifest, so every warm hit is the
+ *  store's (the tag's record and its bytes from the Cache API), as the Cache API control's is. */
+async function storeManifests(rep) {
+  const port = CONTROL_PORTS.store;
+  const m = await startPinnedMirror({ port, vars: { UPSTREAMS: mirrorTable(), MANIFEST_MEMORY: '0' }, onLog: () => {} });
+  others.store = { base: `http://127.0.0.1:${port}` };
+  const out = { rep };
+  try {
+    for (const method of ['HEAD', 'GET']) {
+      const agent = newAgent();
+      try {
+        const r = await request(`${others.store.base}${manifestPath}`, { method, headers: { accept: U.ACCEPT_ALL }, agent });
+        if (r.status !== 200) throw new Error(`store-only mirror ${method} ${manifestPath}: ${r.status} ${r.body}`);
+        await sleep(300); // its store writes run after the answer
+        const warm = await warmSeries('store', method, perRepN(), agent);
+        if (warm.notHit) anomaly(`store-only mirror warm ${method}: ${warm.notHit} of ${warm.n + 10} responses were not hits`);
+        out[method] = { warm };
+      } finally { agent.destroy(); }
+    }
+  } finally { await m.stop(); }
+  results.manifest.store.push(out);
+  log(`manifest store-only mirror rep ${rep}: warm p50 HEAD ${out.HEAD.warm.p50.toFixed(2)} / GET ${out.GET.warm.p50.toFixed(2)} ms`);
 }
 
 /** The pass-through control: a client's first request through it (GET /v2/ answered first, as for
