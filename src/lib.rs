@@ -16,6 +16,7 @@ pub mod flights;
 pub mod front;
 pub mod gate;
 pub mod health;
+pub mod join;
 pub mod landing;
 pub mod mirror;
 pub mod mirror_auth;

@@ -179,3 +179,53 @@ fn an_upstream_nobody_configured_is_never_asked() {
     ));
     assert!(w.net.urls().is_empty());
 }
+
+/// The hub, with a second repository.
+fn hub_and_busybox(
+    req: &edgemirror::ports::UpstreamRequest,
+) -> Result<http::Response<Vec<u8>>, edgemirror::ports::FetchError> {
+    let authed = req
+        .headers
+        .get("authorization")
+        .is_some_and(|v| v == "Bearer tok-1");
+    if authed && req.url.path() == "/v2/library/busybox/manifests/latest" {
+        let digest = sha(MANIFEST);
+        let ct = "application/vnd.docker.distribution.manifest.v2+json";
+        return resp(
+            200,
+            &[("content-type", ct), ("docker-content-digest", &digest)],
+            MANIFEST,
+        );
+    }
+    hub(req)
+}
+
+#[test]
+fn a_cold_tag_asks_the_store_and_fetches_its_token_side_by_side() {
+    let w = std::rc::Rc::new(World::new(FakeNet::new(hub_and_busybox)));
+    // The registry's realm, learned on a first repository.
+    assert_eq!(w.get("/v2/library/alpine/manifests/latest").0.status(), 200);
+    let n = w.net.urls().len();
+    // The store answers whether busybox is held only once its token was asked for: one after
+    // the other, the lookup would wait in vain.
+    let weak = std::rc::Rc::downgrade(&w);
+    *w.store.note_gate.borrow_mut() = Some(Box::new(move || {
+        weak.upgrade()
+            .is_some_and(|w| w.net.urls().iter().any(|u| u.contains("library%2Fbusybox")))
+    }));
+    let (r, _) = w.get("/v2/library/busybox/manifests/latest");
+    assert_eq!(r.status(), 200);
+    assert_eq!(body(&r), MANIFEST);
+    assert!(
+        !w.store.note_gave_up.get(),
+        "the lookup and the token fetch ran side by side"
+    );
+    assert_eq!(
+        w.net.urls()[n..],
+        [
+            "GET http://auth.test/token?service=hub&scope=repository%3Alibrary%2Fbusybox%3Apull",
+            "GET http://hub.test/v2/library/busybox/manifests/latest",
+        ]
+    );
+    *w.store.note_gate.borrow_mut() = None;
+}

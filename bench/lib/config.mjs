@@ -79,6 +79,9 @@ export const CFG = {
 export const MANIFEST_REF = { repo: 'library/alpine', tag: 'latest' };
 export const PULL_REF = 'library/multi:latest';
 export const manifestPath = `/v2/${MANIFEST_REF.repo}/manifests/${MANIFEST_REF.tag}`;
+/** A second repository's manifest, cold on an instance that answered `manifestPath` already. */
+export const SECOND_REF = { repo: 'library/multi', tag: 'latest' };
+export const secondPath = `/v2/${SECOND_REF.repo}/manifests/${SECOND_REF.tag}`;
 /** Warm manifest requests per series and repetition: CFG.latencyN over all repetitions together. */
 export const perRepN = () => Math.ceil(CFG.latencyN / CFG.reps);
 

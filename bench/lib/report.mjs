@@ -4,7 +4,7 @@ import { updatePerformanceDoc } from '../../scripts/perf_doc.mjs';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CFG, SMOKE, ONLY, HERE, SYSTEMS, PROXY_PORTS, MIRROR_PORT, FRONT_PORT, CONTROL_PORTS, MANIFEST_REF, PULL_REF, perRepN } from './config.mjs';
+import { CFG, SMOKE, ONLY, HERE, SYSTEMS, PROXY_PORTS, MIRROR_PORT, FRONT_PORT, CONTROL_PORTS, MANIFEST_REF, PULL_REF, secondPath, perRepN } from './config.mjs';
 import { T0, anomalies } from './log.mjs';
 import { U } from './harness.mjs';
 import { sys, mirrorStarts } from './systems.mjs';
@@ -66,6 +66,7 @@ function footnoteTexts(cores) {
   byPhase.push(['manifests', () => dockerFlowNote()]);
   byPhase.push(['wan', () => `¹⁴ The network put back in (\`bench/lib/measure/wan.mjs\`): every upstream exchange of the worker held ${CFG.wan.upstreamMs} ms before it is sent (Miniflare's \`outboundService\`: an upstream ${CFG.wan.upstreamMs} ms of round trip away, as a registry is from a distant data centre), and the client ${CFG.wan.clientMs} ms of round trip from the worker (slept between the token's answer and the GET, while the worker works on). The flow of Docker, containerd and podman: the challenge (not timed), a token from the worker's realm, the GET with it; timed from the token request; a fresh instance with empty storage per series, then a second repository on the same instance. edgemirror answers the token at once; with the scope it fetches the upstream token ahead meanwhile (and, on first contact, the realm with an anonymous \`GET /v2/\`); without one it cannot, and the GET pays the 401 and the token exchange itself. The pass-through control (**P**) forwards the token request to the upstream's realm (after a \`GET /v2/\` to learn it) and the GET.`]);
   byPhase.push(['manifests', () => `¹⁵ edgemirror keeps the manifests it fetched or read from the store in the isolate's memory (\`MANIFEST_MEMORY\`, 4 MiB by default), so the warm rows above make no store lookup; a second instance with \`MANIFEST_MEMORY=0\` (started per repetition, the manifest fetched once, then the same series) answers every hit from the store: the tag's record with the manifest's bytes, one Cache API lookup, as the Cache API control (**C**) does.`]);
+  byPhase.push(['manifests', () => `¹⁶ After the cold request of row ¹ (and its store writes), a GET of \`${secondPath}\` on the same instance, on a new connection: a repository it has not seen, so a miss with a token of its own, but the instance's one-time costs (its code's first run, the local stores' first use, the registry's realm) are paid already. The pass-through control (**P**): its \`/v2/auth\` for that repository and the GET, after its first pair. The Cache API control (**C**), the same GET after its warm series: ${fmtNum(median(results.manifest.cache.map((r) => r.secondRepoMs)), 1)} ms.`]);
   return { head, controls: controlsNote(), byPhase };
 }
 

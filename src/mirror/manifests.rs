@@ -223,8 +223,13 @@ async fn resolve<F: Fetcher, S: Store<Body = F::Body>>(
     if *r.method == Method::HEAD {
         return fetch(r, None, Some(tag_key)).await;
     }
-    if hint == Hint::None && !repository_held(r).await {
-        return fetch(r, None, Some(tag_key)).await;
+    if hint == Hint::None {
+        // Either way (a HEAD first, or the GET) the request goes upstream with a token: fetched
+        // while the store is asked whether the repository is held.
+        let (held, ()) = crate::join::both(repository_held(r), r.prefetch_token()).await;
+        if !held {
+            return fetch(r, None, Some(tag_key)).await;
+        }
     }
     let resp = r.send(Method::HEAD).await?;
     let header = |name: &str| {

@@ -106,6 +106,30 @@ impl<F: Fetcher, S> Request<'_, F, S> {
             .await
     }
 
+    /// Fetches the token this request will need now, when the mirror's own identity asks and the
+    /// registry's realm is known (see `Session::fetch_ahead`): for a caller that has something
+    /// else to wait for first. Nothing otherwise; `send` then finds it kept, or fetches it.
+    pub async fn prefetch_token(&self) {
+        if self.client_auth.is_some() {
+            return;
+        }
+        let (Ok(private), Ok(operator)) = (
+            private_headers(self.upstream, self.session.secret),
+            operator_credentials(self.upstream, self.session.secret),
+        ) else {
+            return;
+        };
+        let call = upstream::Call {
+            upstream: self.upstream,
+            scope: &self.scope,
+            private: &private,
+            identity: Identity::Mirror {
+                credentials: operator.as_deref(),
+            },
+        };
+        self.session.fetch_ahead(&call, false).await;
+    }
+
     /// The upstream's final answer to this request, as the client gets it (for `method`).
     pub async fn relay(
         &self,

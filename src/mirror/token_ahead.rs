@@ -81,6 +81,6 @@ pub async fn run<F: Fetcher>(config: &Config, session: &Session<'_, F>, list: &[
                 credentials: operator.as_deref(),
             },
         };
-        session.fetch_ahead(&call).await;
+        session.fetch_ahead(&call, true).await;
     }
 }

@@ -217,10 +217,11 @@ impl<F: Fetcher> Session<'_, F> {
     }
 
     /// Fetches ahead the token `call` will need (see `token_ahead`): nothing when it is kept or
-    /// being fetched; the realm discovered with an anonymous `GET /v2/` when this registry's is
-    /// not known yet (a registry without token auth is not asked again for a while). The token is
-    /// marked as being fetched from the start, so a pull arriving meanwhile waits for it.
-    pub async fn fetch_ahead(&self, call: &Call<'_>) {
+    /// being fetched; with `discover`, the realm discovered with an anonymous `GET /v2/` when this
+    /// registry's is not known yet (a registry without token auth is not asked again for a
+    /// while), else nothing then. The token is marked as being fetched from the start, so a
+    /// request arriving meanwhile waits for it.
+    pub async fn fetch_ahead(&self, call: &Call<'_>, discover: bool) {
         let Identity::Mirror { credentials } = call.identity else {
             return;
         };
@@ -236,8 +237,11 @@ impl<F: Fetcher> Session<'_, F> {
                 return;
             }
         }
-        let _mark = FetchMark::new(self.tokens, &key, call.scope, self.now);
         let known = self.tokens.borrow().realm_of(registry).is_some();
+        if !known && !discover {
+            return;
+        }
+        let _mark = FetchMark::new(self.tokens, &key, call.scope, self.now);
         if !known {
             match self.realm_of(registry, call.private).await {
                 Ok(Some(c)) => self.tokens.borrow_mut().learn_realm(registry, &c),

@@ -175,6 +175,11 @@ pub struct FakeStore {
     pub blobs: RefCell<HashMap<String, Vec<u8>>>,
     pub refused: Cell<usize>,
     pub notes: RefCell<HashMap<String, String>>,
+    /// When set, a note lookup answers only once this says so (it looks again each time the task
+    /// is polled, 100 times at most): for tests of what runs beside a lookup.
+    pub note_gate: RefCell<Option<Box<dyn Fn() -> bool>>>,
+    /// A gated note lookup that answered without the gate opening.
+    pub note_gave_up: Cell<bool>,
 }
 
 pub fn sha(bytes: &[u8]) -> String {
@@ -262,6 +267,18 @@ impl Store for FakeStore {
         self.blobs.borrow_mut().insert(key.to_string(), body);
     }
     async fn note(&self, key: &str) -> Option<String> {
+        let mut polls = 0;
+        std::future::poll_fn(|cx| {
+            let open = self.note_gate.borrow().as_ref().is_none_or(|g| g());
+            polls += 1;
+            if open || polls > 100 {
+                self.note_gave_up.set(self.note_gave_up.get() || !open);
+                return std::task::Poll::Ready(());
+            }
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        })
+        .await;
         self.notes.borrow().get(key).cloned()
     }
     fn put_note(&self, key: &str, value: &str, _keep: u64) {

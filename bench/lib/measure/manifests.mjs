@@ -3,7 +3,7 @@
 // and warm series of edgemirror with MANIFEST_MEMORY=0 (every hit a store lookup).
 import { request } from '../../../tests/e2e/lib/http.mjs';
 import { sleep } from '../../../tests/e2e/lib/proc.mjs';
-import { CONTROL_PORTS, MANIFEST_REF, SYSTEMS, manifestPath, perRepN } from '../config.mjs';
+import { CONTROL_PORTS, MANIFEST_REF, SECOND_REF, SYSTEMS, manifestPath, secondPath, perRepN } from '../config.mjs';
 import { log, anomaly } from '../log.mjs';
 import { U } from '../harness.mjs';
 import { fetchToken, markUpstream, upstreamSince } from '../upstream.mjs';
@@ -87,6 +87,11 @@ export async function measureManifests(rep) {
     for (const method of ['HEAD', 'GET']) {
       const cold = await coldManifest(name, method);
       await sys[name].settle();
+      // A second repository, cold, on the instance that has answered one: what a fresh instance's
+      // first request pays once (its code's first run, the stores' first use, the registry's realm)
+      // left out.
+      const second = name === 'mirror' && method === 'GET' ? await coldSecond(sys.mirror.base) : null;
+      if (second) await sys[name].settle();
       const m = markUpstream();
       const warm = await warmSeries(name, method, perRepN(), cold.agent);
       const u = await upstreamSince(m);
@@ -96,7 +101,7 @@ export async function measureManifests(rep) {
         warm.floorV2 = await warmSeries(name, 'GET', perRepN(), cold.agent, '/v2/');
       }
       cold.agent.destroy();
-      out[method] = { coldMs: cold.ms, coldFirstWithTokenMs: cold.firstWithToken, coldCacheStatus: cold.cacheStatus, coldUpstream: cold.upstream, warm };
+      out[method] = { secondRepoMs: second, coldMs: cold.ms, coldFirstWithTokenMs: cold.firstWithToken, coldCacheStatus: cold.cacheStatus, coldUpstream: cold.upstream, warm };
       if (warm.notHit) anomaly(`${name} warm ${method}: ${warm.notHit} of ${warm.n + 10} responses were not cache hits`);
     }
     if (name === 'mirror') {
@@ -134,6 +139,17 @@ async function storeManifests(rep) {
   log(`manifest store-only mirror rep ${rep}: warm p50 HEAD ${out.HEAD.warm.p50.toFixed(2)} / GET ${out.GET.warm.p50.toFixed(2)} ms`);
 }
 
+/** A GET of `secondPath`, cold, on a new connection, ms. */
+async function coldSecond(base) {
+  const agent = newAgent();
+  try {
+    const t0 = hr();
+    const r = await request(`${base}${secondPath}`, { headers: { accept: U.ACCEPT_ALL }, agent });
+    if (r.status !== 200) throw new Error(`${base}${secondPath}: ${r.status} ${r.body}`);
+    return hr() - t0;
+  } finally { agent.destroy(); }
+}
+
 /** The pass-through control: a client's first request through it (GET /v2/ answered first, as for
  *  the systems), i.e. a token from its /v2/auth (forwarded to the upstream's realm) and the request
  *  with it; it holds nothing, so every request is this one. The Cache API control: the first request
@@ -147,6 +163,11 @@ async function controlManifests(rep) {
       await request(`${c.base}/v2/`, { agent });
       const q = new URLSearchParams({ scope: `repository:${MANIFEST_REF.repo}:pull` });
       out[method] = { coldMs: await tokenThenRequest(c.base, `/v2/auth?${q}`, manifestPath, { agent, method }) };
+      if (method === 'GET') { // a second repository: its token (the realm known) and the GET
+        const q2 = new URLSearchParams({ scope: `repository:${SECOND_REF.repo}:pull` });
+        const a2 = newAgent();
+        try { out.secondRepoMs = await tokenThenRequest(c.base, `/v2/auth?${q2}`, secondPath, { agent: a2 }); } finally { a2.destroy(); }
+      }
     } finally { agent.destroy(); }
   }
   results.manifest.pass.push(out);
@@ -164,6 +185,7 @@ async function controlManifests(rep) {
       const warm = await warmSeries('cache', method, perRepN(), agent);
       if (warm.notHit) anomaly(`Cache API control warm ${method}: ${warm.notHit} of ${warm.n + 10} responses were not hits`);
       cache[method] = { coldMs, warm };
+      if (method === 'GET') cache.secondRepoMs = await coldSecond(c.base);
     } finally { agent.destroy(); }
   }
   results.manifest.cache.push(cache);
