@@ -32,14 +32,15 @@ fn check(c: &Config) {
     if let Some(d) = c.default {
         assert!(d < c.upstreams.len());
     }
+    assert!(c.manifest_memory <= edgemirror::mirror::memo::MAX_CAPACITY);
 }
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     // Fields separated by NUL: UPSTREAMS, DEFAULT_UPSTREAM, UPSTREAM_TIMEOUT_MS, PREWARM,
     // PREWARM_BUDGET, ALLOW_CIDRS, TRUSTED_CIDRS, RATE_LIMIT, then KV overrides, then
-    // UPSTREAM_SECRETS, STORE_MAX_BYTES, STORE_MAX_IDLE_DAYS (last, so older seeds keep their
-    // meaning).
+    // UPSTREAM_SECRETS, STORE_MAX_BYTES, STORE_MAX_IDLE_DAYS, MANIFEST_MEMORY (last, so older
+    // seeds keep their meaning).
     let mut f = text.split('\0');
     let mut next = || f.next();
     let vars = Vars {
@@ -54,12 +55,14 @@ fuzz_target!(|data: &[u8]| {
         upstream_secrets: None,
         store_max_bytes: None,
         store_max_idle_days: None,
+        manifest_memory: None,
     };
     let overrides = next();
     let vars = Vars {
         upstream_secrets: next(),
         store_max_bytes: next(),
         store_max_idle_days: next(),
+        manifest_memory: next(),
         ..vars
     };
     let base = match Config::from_vars(&vars) {
