@@ -229,3 +229,25 @@ fn a_cold_tag_asks_the_store_and_fetches_its_token_side_by_side() {
     );
     *w.store.note_gate.borrow_mut() = None;
 }
+
+#[test]
+fn a_token_fetched_beside_the_lookup_that_fails_is_the_answer_and_is_not_asked_twice() {
+    let w = World::new(FakeNet::new(|req| {
+        if req.url.host_str() == Some("auth.test")
+            && req.url.query().is_some_and(|q| q.contains("busybox"))
+        {
+            return resp(200, &[], b"not json");
+        }
+        hub_and_busybox(req)
+    }));
+    assert_eq!(w.get("/v2/library/alpine/manifests/latest").0.status(), 200);
+    let n = w.net.urls().len();
+    let (r, _) = w.get("/v2/library/busybox/manifests/latest");
+    assert_eq!(r.status(), 502);
+    assert_eq!(error_code(&r), "UNAVAILABLE");
+    assert_eq!(
+        w.net.urls()[n..],
+        ["GET http://auth.test/token?service=hub&scope=repository%3Alibrary%2Fbusybox%3Apull"],
+        "one token request, and nothing sent to the registry without a token"
+    );
+}

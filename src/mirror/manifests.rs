@@ -226,7 +226,8 @@ async fn resolve<F: Fetcher, S: Store<Body = F::Body>>(
     if hint == Hint::None {
         // Either way (a HEAD first, or the GET) the request goes upstream with a token: fetched
         // while the store is asked whether the repository is held.
-        let (held, ()) = crate::join::both(repository_held(r), r.prefetch_token()).await;
+        let (held, token) = crate::join::both(repository_held(r), r.prefetch_token()).await;
+        token?;
         if !held {
             return fetch(r, None, Some(tag_key)).await;
         }

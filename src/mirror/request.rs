@@ -108,16 +108,19 @@ impl<F: Fetcher, S> Request<'_, F, S> {
 
     /// Fetches the token this request will need now, when the mirror's own identity asks and the
     /// registry's realm is known (see `Session::fetch_ahead`): for a caller that has something
-    /// else to wait for first. Nothing otherwise; `send` then finds it kept, or fetches it.
-    pub async fn prefetch_token(&self) {
+    /// else to wait for first. Nothing otherwise; `send` then finds it kept, or fetches it. A
+    /// token exchange that fails is the request's answer, as it would be in `send` (not tried
+    /// twice).
+    pub async fn prefetch_token(&self) -> Result<(), OciError> {
         if self.client_auth.is_some() {
-            return;
+            return Ok(());
         }
+        // A missing secret is `send`'s to report.
         let (Ok(private), Ok(operator)) = (
             private_headers(self.upstream, self.session.secret),
             operator_credentials(self.upstream, self.session.secret),
         ) else {
-            return;
+            return Ok(());
         };
         let call = upstream::Call {
             upstream: self.upstream,
@@ -127,7 +130,7 @@ impl<F: Fetcher, S> Request<'_, F, S> {
                 credentials: operator.as_deref(),
             },
         };
-        self.session.fetch_ahead(&call, false).await;
+        self.session.fetch_ahead(&call, false).await
     }
 
     /// The upstream's final answer to this request, as the client gets it (for `method`).

@@ -220,10 +220,11 @@ impl<F: Fetcher> Session<'_, F> {
     /// being fetched; with `discover`, the realm discovered with an anonymous `GET /v2/` when this
     /// registry's is not known yet (a registry without token auth is not asked again for a
     /// while), else nothing then. The token is marked as being fetched from the start, so a
-    /// request arriving meanwhile waits for it.
-    pub async fn fetch_ahead(&self, call: &Call<'_>, discover: bool) {
+    /// request arriving meanwhile waits for it. The error is the token exchange's, as the
+    /// request would meet it (a failed discovery is not one: the request meets the 401 itself).
+    pub async fn fetch_ahead(&self, call: &Call<'_>, discover: bool) -> Result<(), OciError> {
         let Identity::Mirror { credentials } = call.identity else {
-            return;
+            return Ok(());
         };
         let login = credentials.map(basic);
         let key = token_key(call, login.as_deref());
@@ -234,25 +235,27 @@ impl<F: Fetcher> Session<'_, F> {
                 || tokens.is_fetching(&key, call.scope, self.now)
                 || tokens.lacks_realm(registry, self.now)
             {
-                return;
+                return Ok(());
             }
         }
         let known = self.tokens.borrow().realm_of(registry).is_some();
         if !known && !discover {
-            return;
+            return Ok(());
         }
         let _mark = FetchMark::new(self.tokens, &key, call.scope, self.now);
         if !known {
             match self.realm_of(registry, call.private).await {
                 Ok(Some(c)) => self.tokens.borrow_mut().learn_realm(registry, &c),
-                Ok(None) => return self.tokens.borrow_mut().learn_no_realm(registry, self.now),
-                Err(_) => return,
+                Ok(None) => {
+                    self.tokens.borrow_mut().learn_no_realm(registry, self.now);
+                    return Ok(());
+                }
+                Err(_) => return Ok(()),
             }
         }
         // The realm is known now: the token as a pull would fetch it first.
-        let _ = self
-            .token_first(call, &mut Auth::new(login, Some(key)))
-            .await;
+        self.token_first(call, &mut Auth::new(login, Some(key)))
+            .await
     }
 
     /// The registry answered 401: answer its challenge (a token, or Basic), or give its answer back.
