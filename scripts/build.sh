@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 STAMP=build/.sources.sha256
 sources_sum() {
-  { find src -type f -print0 | sort -z | xargs -0 sha256sum; sha256sum Cargo.toml Cargo.lock scripts/build.sh; echo "keep_names=$keep_names"; } |
+  { find src -type f -print0 | sort -z | xargs -0 sha256sum; sha256sum Cargo.toml Cargo.lock scripts/build.sh scripts/wasm_tools.sh; echo "keep_names=$keep_names"; } |
     sha256sum | cut -d' ' -f1
 }
 keep_names=
@@ -26,32 +26,12 @@ if [ "${1:-}" = "--if-stale" ]; then
     exit 0
   fi
 fi
-# esbuild's binary for this platform (its npm package installs only the host's).
-case "$(uname -s)-$(uname -m)" in
-  Linux-x86_64) esbuild_pkg=linux-x64 ;;
-  Linux-aarch64 | Linux-arm64) esbuild_pkg=linux-arm64 ;;
-  Darwin-x86_64) esbuild_pkg=darwin-x64 ;;
-  Darwin-arm64) esbuild_pkg=darwin-arm64 ;;
-  *) esbuild_pkg= ;;
-esac
-if [ -z "${ESBUILD_BIN:-}" ]; then
-  if [ -n "$esbuild_pkg" ] && [ -x "node_modules/@esbuild/$esbuild_pkg/bin/esbuild" ]; then
-    ESBUILD_BIN=$PWD/node_modules/@esbuild/$esbuild_pkg/bin/esbuild
-  else
-    ESBUILD_BIN=$PWD/node_modules/.bin/esbuild # the package's launcher finds the binary itself
-  fi
-fi
-export ESBUILD_BIN
-export WASM_BINDGEN_BIN=${WASM_BINDGEN_BIN:-$HOME/.cargo/bin/wasm-bindgen}
-export WASM_OPT_BIN=${WASM_OPT_BIN:-$PWD/node_modules/binaryen/bin/wasm-opt}
+REPO=$PWD
+# shellcheck source=scripts/wasm_tools.sh
+. scripts/wasm_tools.sh
 sum=$(sources_sum)
-"${WORKER_BUILD:-$HOME/.cargo/bin/worker-build}" --release "$@"
+"$WORKER_BUILD" --release "$@"
 if [ -z "$keep_names" ]; then
-  # worker-build runs wasm-opt with --debuginfo (names kept); strip them in a pass of their own,
-  # with the feature set worker-build enables.
-  "$WASM_OPT_BIN" build/index_bg.wasm -o build/index_bg.stripped.wasm --strip-debug \
-    --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
-    --enable-bulk-memory --enable-multivalue --enable-reference-types --enable-exception-handling
-  mv build/index_bg.stripped.wasm build/index_bg.wasm
+  strip_names build/index_bg.wasm
 fi
 echo "$sum" > "$STAMP"

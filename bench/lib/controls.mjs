@@ -5,7 +5,7 @@
 // job in the plainest way: pass-through (no cache), a Cache API hit, an R2 hit or fill.
 import fs from 'node:fs';
 import path from 'node:path';
-import { within } from '../../tests/e2e/lib/proc.mjs';
+import { within, run } from '../../tests/e2e/lib/proc.mjs';
 import { rssKb, findWorkerd } from '../../tests/e2e/lib/procstats.mjs';
 import { HERE, ROOT, CONTROL_PORTS } from './config.mjs';
 import { anomaly } from './log.mjs';
@@ -21,6 +21,7 @@ export const CONTROLS = {
   cache: { tag: 'C', label: 'Cache API cache', script: 'store.js' },
   r2: { tag: 'R', label: 'R2 cache (blobs in R2, manifests in the Cache API)', script: 'store.js', r2: true, front: CONTROL_PORTS.r2Front },
   log: { tag: 'L', label: 'a worker answering every request itself with one log line', script: 'log.js' },
+  rust: { tag: 'W', label: 'the same as L, the smallest workers-rs worker (Rust → wasm, built as edgemirror is)', script: 'log-rs/build/worker/shim.mjs', root: 'log-rs' },
   branch: { tag: 'B', label: 'followers get a tee() branch of the leader\'s stream (Durable Object)', script: 'branch.js', r2: true, flight: true },
 };
 
@@ -48,8 +49,10 @@ function options(name, port) {
   fs.rmSync(state, { recursive: true, force: true });
   return {
     scriptPath: path.join(HERE, 'controls', c.script),
+    // A built worker imports its glue and wasm from the directory above its shim.
+    ...(c.root ? { modulesRoot: path.join(HERE, 'controls', c.root) } : {}),
     modules: true,
-    modulesRules: [{ type: 'ESModule', include: ['**/*.js'] }],
+    modulesRules: [{ type: 'ESModule', include: ['**/*.js', '**/*.mjs'] }, { type: 'CompiledWasm', include: ['**/*.wasm'] }],
     compatibilityDate: '2026-04-01',
     bindings: { UPSTREAM: up.hub },
     cache: true,
@@ -114,6 +117,14 @@ export async function freshControl(name, { port = CONTROL_PORTS[name], outboundD
   ctl[name] = { name, tag: c.tag, label: c.label, base, pid: pids.at(-1), mf, startMs, firstAnswerMs };
   if (c.front && !fronts[name]) fronts[name] = await startTlsRejectingFront({ port: c.front, targetPort: port });
   return ctl[name];
+}
+
+/** Builds control W (`bench/controls/log-rs/build.sh`: worker-build, as edgemirror is built); false,
+ *  with an anomaly, when it cannot. */
+export async function buildRustControl() {
+  const r = await run('bash', [path.join(HERE, 'controls', 'log-rs', 'build.sh')], { timeout: 600_000 });
+  if (r.code !== 0) anomaly(`control W did not build (${r.code}${r.timedOut ? ', timed out' : ''}): ${r.stderr.slice(-400)}`);
+  return r.code === 0;
 }
 
 /** A pull token for `repos` from the pass-through control's /v2/auth (which forwards to the upstream's realm). */

@@ -239,6 +239,10 @@ function cpuRows(row) {
   const n = CFG.cpu.requests;
   row('cpu_v2', `CPU per request, \`GET /v2/\` answered by the worker itself (${n} requests × ${CFG.cpu.blocks})¹²`, 'ms', 'lower',
     { direct: null, proxy: null, mirror: perReq('v2', 'mirror'), control: perReq('v2', 'log') }, { digits: 3, warm: true, control: 'log' });
+  if (c.some((x) => x.system === 'rust')) {
+    row('cpu_v2_rust', `The same, against the smallest workers-rs worker (Rust → wasm, one log line)¹²`, 'ms', 'lower',
+      { direct: null, proxy: null, mirror: perReq('v2', 'mirror'), control: perReq('v2', 'rust') }, { digits: 3, warm: true, control: 'rust' });
+  }
   row('cpu_v2_ratelimit', `The same, with \`RATELIMIT\` bound (the default pull limit; a ping takes no pull)¹²`, 'ms', 'lower',
     { direct: null, proxy: null, mirror: perReq('v2_ratelimit', 'mirror'), control: perReq('v2', 'log') }, { digits: 3, warm: true, control: 'log' });
   row('cpu_manifest', `CPU per request, warm manifest GET by tag (a hit from the isolate's memory; ${n} requests × ${CFG.cpu.blocks})¹²`, 'ms', 'lower',

@@ -1,7 +1,8 @@
 // CPU per request and the cold start (issue 17): the workerd process's CPU time (utime + stime from
 // /proc/<pid>/stat) over a block of sequential requests, edgemirror's and the matching control's
 // blocks interleaved (`GET /v2/` vs a one-log-line worker, a manifest hit vs the Cache API control's,
-// a 1 MiB blob hit vs the R2 control's; a manifest hit from the store, MANIFEST_MEMORY=0); and a
+// a 1 MiB blob hit vs the R2 control's; a manifest hit from the store, MANIFEST_MEMORY=0; `GET /v2/`
+// of the smallest workers-rs worker, W); and a
 // fresh instance's first answer, vs the smallest JS worker.
 import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -13,7 +14,7 @@ import { startPinnedMirror } from '../build.mjs';
 import { log, anomaly } from '../log.mjs';
 import { U } from '../harness.mjs';
 import { sys, mirror, freshMirror, settleMirror, waitBlobsStored, mirrorTable } from '../systems.mjs';
-import { freshControl, stopControl, waitControlStored, ctl } from '../controls.mjs';
+import { freshControl, stopControl, waitControlStored, ctl, buildRustControl } from '../controls.mjs';
 import { results } from '../results.mjs';
 import { hr, newAgent, median } from '../tools.mjs';
 
@@ -58,6 +59,7 @@ export async function measureCpu(blob) {
   await waitBlobsStored([blob.digest]);
   await settleMirror();
   await freshControl('log');
+  const rust = await buildRustControl() ? await freshControl('rust') : null;
   const cache = await freshControl('cache');
   await request(`${cache.base}${manifestPath}`, { headers: { accept: U.ACCEPT_ALL } });
   const r2 = await freshControl('r2');
@@ -82,6 +84,7 @@ export async function measureCpu(blob) {
   const plan = [
     ['v2', 'mirror', () => [sys.mirror.base, '/v2/', mirror.pid, v2]],
     ['v2', 'log', () => [ctl.log.base, '/v2/', ctl.log.pid, v2]],
+    ...(rust ? [['v2', 'rust', () => [rust.base, '/v2/', rust.pid, v2]]] : []),
     ['v2_ratelimit', 'mirror', () => [rlBase, '/v2/', rlPid, v2]],
     ['manifest', 'mirror', () => [sys.mirror.base, manifestPath, mirror.pid, hit]],
     ['manifest', 'cache', () => [ctl.cache.base, manifestPath, ctl.cache.pid, hit]],
@@ -99,7 +102,7 @@ export async function measureCpu(blob) {
       }
     }
   } finally { await rl.stop(); await st.stop(); }
-  for (const c of ['log', 'cache', 'r2']) await stopControl(c);
+  for (const c of ['log', 'rust', 'cache', 'r2']) await stopControl(c);
 }
 
 /** A fresh instance's first answer to `GET /v2/`, from the call that starts it: edgemirror (the
