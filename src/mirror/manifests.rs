@@ -54,6 +54,17 @@ fn cached_response<B>(
     resp
 }
 
+/// Whether this client takes `media_type` (a client that sends no Accept list takes any).
+fn accepted<F: Fetcher, S>(r: &Request<'_, F, S>, media_type: &str) -> bool {
+    r.accept.is_empty() || crate::policy::accepts(&r.accept, media_type)
+}
+
+/// The store key of the manifest `digest` (as a record names it) in this request's repository.
+fn digest_key<F: Fetcher, S>(r: &Request<'_, F, S>, digest: &str) -> Option<String> {
+    let digest = Digest::parse(digest).ok()?;
+    Some(cache_key::manifest(&r.upstream.name, r.name, &digest))
+}
+
 /// The 503 for a request that found no room in the manifest budget: the client retries shortly.
 fn busy<B>(method: &Method) -> http::Response<Reply<B>> {
     let e = OciError::new(
@@ -109,7 +120,7 @@ async fn held_by_digest<F: Fetcher, S: Store<Body = F::Body>>(
     digest: &Digest,
 ) -> Option<(http::Response<Reply<F::Body>>, CacheStatus)> {
     let m = r.store.manifest(key).await?;
-    if !r.accept.is_empty() && !crate::policy::accepts(&r.accept, &m.media_type) {
+    if !accepted(r, &m.media_type) {
         // Held in a type this client does not take: fetched for its Accept list instead.
         r.session.fetcher.discard(m.body);
         return None;
@@ -300,11 +311,10 @@ async fn held_manifest<F: Fetcher, S: Store<Body = F::Body>>(
     r: &Request<'_, F, S>,
     rec: &TagRecord,
 ) -> Option<(Reply<F::Body>, u64)> {
-    if !r.accept.is_empty() && !crate::policy::accepts(&r.accept, &rec.media_type) {
+    if !accepted(r, &rec.media_type) {
         return None;
     }
-    let digest = Digest::parse(&rec.digest).ok()?;
-    let key = cache_key::manifest(&r.upstream.name, r.name, &digest);
+    let key = digest_key(r, &rec.digest)?;
     if let Some((reply, kept)) = memory::held(r, &key) {
         return Some((reply, kept.size));
     }
@@ -327,8 +337,7 @@ async fn from_record<F: Fetcher, S: Store<Body = F::Body>>(
     rec: &TagRecord,
     body: Option<F::Body>,
 ) -> Option<http::Response<Reply<F::Body>>> {
-    let accepted = r.accept.is_empty() || crate::policy::accepts(&r.accept, &rec.media_type);
-    if !accepted {
+    if !accepted(r, &rec.media_type) {
         if let Some(b) = body {
             r.session.fetcher.discard(b);
         }

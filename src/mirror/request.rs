@@ -115,22 +115,7 @@ impl<F: Fetcher, S> Request<'_, F, S> {
         if self.client_auth.is_some() {
             return Ok(());
         }
-        // A missing secret is `send`'s to report.
-        let (Ok(private), Ok(operator)) = (
-            private_headers(self.upstream, self.session.secret),
-            operator_credentials(self.upstream, self.session.secret),
-        ) else {
-            return Ok(());
-        };
-        let call = upstream::Call {
-            upstream: self.upstream,
-            scope: &self.scope,
-            private: &private,
-            identity: Identity::Mirror {
-                credentials: operator.as_deref(),
-            },
-        };
-        self.session.fetch_ahead(&call, false).await
+        fetch_ahead_as_mirror(self.session, self.upstream, &self.scope, false).await
     }
 
     /// The upstream's final answer to this request, as the client gets it (for `method`).
@@ -152,7 +137,33 @@ impl<F: Fetcher, S> Request<'_, F, S> {
 }
 
 /// The operator's credentials for an upstream, from the secret it names.
-pub(super) fn operator_credentials(
+/// `Session::fetch_ahead` for `scope` of `upstream` with the mirror's own identity (the
+/// operator's credentials, if any, and the upstream's private headers). A secret that is not set
+/// fetches nothing: the request itself reports it.
+pub(super) async fn fetch_ahead_as_mirror<F: Fetcher>(
+    session: &Session<'_, F>,
+    upstream: &Upstream,
+    scope: &str,
+    discover: bool,
+) -> Result<(), OciError> {
+    let (Ok(private), Ok(operator)) = (
+        private_headers(upstream, session.secret),
+        operator_credentials(upstream, session.secret),
+    ) else {
+        return Ok(());
+    };
+    let call = upstream::Call {
+        upstream,
+        scope,
+        private: &private,
+        identity: Identity::Mirror {
+            credentials: operator.as_deref(),
+        },
+    };
+    session.fetch_ahead(&call, discover).await
+}
+
+fn operator_credentials(
     upstream: &Upstream,
     secret: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<String>, OciError> {

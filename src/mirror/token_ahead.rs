@@ -9,8 +9,8 @@
 //! budget of upstream requests per scope, and only for upstreams the client would pull from with
 //! the mirror's own identity (a client's login is never used when nobody asked for it).
 
-use super::upstream::{Call, Session};
-use super::{operator_credentials, private_headers, Identity};
+use super::request::fetch_ahead_as_mirror;
+use super::upstream::Session;
 use crate::challenge::RepoScope;
 use crate::config::Config;
 use crate::ports::Fetcher;
@@ -67,21 +67,7 @@ pub async fn run<F: Fetcher>(config: &Config, session: &Session<'_, F>, list: &[
         let Some(upstream) = config.upstreams.iter().find(|u| u.name == ahead.upstream) else {
             continue;
         };
-        let (Ok(private), Ok(operator)) = (
-            private_headers(upstream, session.secret),
-            operator_credentials(upstream, session.secret),
-        ) else {
-            continue;
-        };
-        let call = Call {
-            upstream,
-            scope: &ahead.scope,
-            private: &private,
-            identity: Identity::Mirror {
-                credentials: operator.as_deref(),
-            },
-        };
         // A failure is the pull's to meet (it fetches its own token then).
-        let _ = session.fetch_ahead(&call, true).await;
+        let _ = fetch_ahead_as_mirror(session, upstream, &ahead.scope, true).await;
     }
 }

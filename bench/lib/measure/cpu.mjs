@@ -48,6 +48,14 @@ async function block(base, path, pid, n, check) {
   } finally { agent.destroy(); }
 }
 
+/** Another instance of the pinned build on `port` (the run's upstream table, plus `vars` and
+ *  startMirror `options`), with its workerd process. -> { base, pid, stop } */
+async function secondMirror(port, { vars = {}, ...options } = {}) {
+  const before = new Set(findWorkerd());
+  const m = await startPinnedMirror({ port, vars: { UPSTREAMS: mirrorTable(), ...vars }, ...options, onLog: () => {} });
+  return { base: `http://127.0.0.1:${port}`, pid: findWorkerd().filter((p) => !before.has(p)).at(-1), stop: () => m.stop() };
+}
+
 /** `blob`: a 1 MiB blob of library/many, for the warm blob row (an R2 hit, vs the R2 control's). */
 export async function measureCpu(blob) {
   const n = CFG.cpu.requests, nBlob = Math.ceil(n / 5);
@@ -68,16 +76,10 @@ export async function measureCpu(blob) {
   await sleep(300);
   // A second instance with RATELIMIT bound (the default limit): what the pull limit adds to a
   // request that takes no pull.
-  const before = new Set(findWorkerd());
-  const rl = await startPinnedMirror({ port: CONTROL_PORTS.wan, vars: { UPSTREAMS: mirrorTable() }, rateLimit: true, onLog: () => {} });
-  const rlPid = findWorkerd().filter((p) => !before.has(p)).at(-1);
-  const rlBase = `http://127.0.0.1:${CONTROL_PORTS.wan}`;
+  const rl = await secondMirror(CONTROL_PORTS.wan, { rateLimit: true });
   // A third with MANIFEST_MEMORY=0: a manifest hit from the store, as the Cache API control's.
-  const before2 = new Set(findWorkerd());
-  const st = await startPinnedMirror({ port: CONTROL_PORTS.store, vars: { UPSTREAMS: mirrorTable(), MANIFEST_MEMORY: '0' }, onLog: () => {} });
-  const stPid = findWorkerd().filter((p) => !before2.has(p)).at(-1);
-  const stBase = `http://127.0.0.1:${CONTROL_PORTS.store}`;
-  if ((await request(`${stBase}${manifestPath}`, { headers: { accept: U.ACCEPT_ALL } })).status !== 200) throw new Error('CPU phase: store-only mirror manifest');
+  const st = await secondMirror(CONTROL_PORTS.store, { vars: { MANIFEST_MEMORY: '0' } });
+  if ((await request(`${st.base}${manifestPath}`, { headers: { accept: U.ACCEPT_ALL } })).status !== 200) throw new Error('CPU phase: store-only mirror manifest');
   await sleep(300);
   const hit = (r) => r.status === 200 && /hit/.test(r.headers['cache-status'] ?? '');
   const v2 = (r) => r.status === 200 || r.status === 401;
@@ -85,10 +87,10 @@ export async function measureCpu(blob) {
     ['v2', 'mirror', () => [sys.mirror.base, '/v2/', mirror.pid, v2]],
     ['v2', 'log', () => [ctl.log.base, '/v2/', ctl.log.pid, v2]],
     ...(rust ? [['v2', 'rust', () => [rust.base, '/v2/', rust.pid, v2]]] : []),
-    ['v2_ratelimit', 'mirror', () => [rlBase, '/v2/', rlPid, v2]],
+    ['v2_ratelimit', 'mirror', () => [rl.base, '/v2/', rl.pid, v2]],
     ['manifest', 'mirror', () => [sys.mirror.base, manifestPath, mirror.pid, hit]],
     ['manifest', 'cache', () => [ctl.cache.base, manifestPath, ctl.cache.pid, hit]],
-    ['manifest_store', 'mirror', () => [stBase, manifestPath, stPid, hit]],
+    ['manifest_store', 'mirror', () => [st.base, manifestPath, st.pid, hit]],
     ['blob', 'mirror', () => [sys.mirror.base, blobPath, mirror.pid, hit, nBlob]],
     ['blob', 'r2', () => [ctl.r2.base, blobPath, ctl.r2.pid, hit, nBlob]],
   ];

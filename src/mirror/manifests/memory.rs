@@ -12,10 +12,6 @@ fn usable<F: Fetcher, S: Store>(r: &Request<'_, F, S>) -> bool {
     r.store.shared() && memo::enabled()
 }
 
-fn accepted<F: Fetcher, S>(r: &Request<'_, F, S>, media_type: &str) -> bool {
-    r.accept.is_empty() || crate::policy::accepts(&r.accept, media_type)
-}
-
 /// The reply for a kept manifest: nothing for a HEAD, its bytes for a GET (`None` without them).
 fn reply_of<F: Fetcher, S>(
     r: &Request<'_, F, S>,
@@ -58,8 +54,7 @@ pub(super) fn tag_hit<F: Fetcher, S: Store>(
 }
 
 fn recall_digest<F: Fetcher, S>(r: &Request<'_, F, S>, digest: &str) -> Option<Kept> {
-    let digest = Digest::parse(digest).ok()?;
-    memo::recall(&cache_key::manifest(&r.upstream.name, r.name, &digest))
+    memo::recall(&digest_key(r, digest)?)
 }
 
 /// A manifest by digest answered from memory, when kept with bytes in a type this client takes.
@@ -99,8 +94,7 @@ pub(super) fn keep_verified<F: Fetcher, S: Store>(
     if !usable(r) {
         return;
     }
-    if let Ok(digest) = Digest::parse(&rec.digest) {
-        let key = cache_key::manifest(&r.upstream.name, r.name, &digest);
+    if let Some(key) = digest_key(r, &rec.digest) {
         memo::keep(
             &key,
             Kept {
