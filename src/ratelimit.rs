@@ -31,8 +31,10 @@ impl Limit {
 
 /// The key a client is counted under: its address, or for IPv6 its /64 (one host, many addresses).
 pub fn client_key(ip: &str) -> Option<String> {
-    match ip.trim().parse::<IpAddr>().ok()? {
-        IpAddr::V4(v4) => Some(v4.to_string()),
+    let ip = ip.trim();
+    match ip.parse::<IpAddr>().ok()? {
+        // The parser takes only the dotted quad, as it would write it back.
+        IpAddr::V4(_) => Some(ip.to_string()),
         IpAddr::V6(v6) => {
             let s = v6.segments();
             Some(format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]))
@@ -271,6 +273,9 @@ mod tests {
 
     #[rstest]
     #[case("203.0.113.7", Some("203.0.113.7"))]
+    #[case(" 203.0.113.7\t", Some("203.0.113.7"))]
+    #[case("203.0.113.07", None)]
+    #[case("203.0.113", None)]
     #[case("2001:db8:1:2:aaaa::1", Some("2001:db8:1:2::/64"))]
     #[case("2001:db8:1:2:ffff:ffff:ffff:ffff", Some("2001:db8:1:2::/64"))]
     #[case("2001:db8:1:3::1", Some("2001:db8:1:3::/64"))]

@@ -34,12 +34,17 @@ pub fn arrival(req: &web_sys::Request, id: String, now_ms: u64) -> Result<Arriva
             headers.insert(HeaderName::from_static(name), v);
         }
     }
+    // Only a body the mirror reads (a form, the admin API's JSON) needs it: not a GET's.
+    let declared_length = (method != Method::GET && method != Method::HEAD)
+        .then(|| header("content-length").and_then(|v| v.parse().ok()))
+        .flatten();
     Ok(Arrival {
         method,
         url,
         headers,
         body: req.body(),
-        declared_length: header("content-length").and_then(|v| v.parse().ok()),
+        // Only a body the mirror reads (a form, the admin API's JSON) needs it: not a GET's.
+        declared_length,
         ip: header("cf-connecting-ip").unwrap_or_default(),
         id,
         now_ms,

@@ -57,6 +57,44 @@ pub fn var(env: &Env, name: &str) -> Option<String> {
     text(&raw(env, name))
 }
 
+/// Names the isolate keeps the values of (they come from the configuration, never from a
+/// request; past this many the list starts again).
+const MAX_KEPT_VARS: usize = 32;
+
+/// A name and its value (`None`: not set).
+type KeptVar = (String, Option<String>);
+
+thread_local! {
+    /// Variables and secrets read for requests, by name, for the `env` object they were read
+    /// from: a secret the front door checks on every request (`MIRROR_CREDENTIALS`, set or not)
+    /// costs a string made in JS and a property read each time otherwise.
+    static KEPT: RefCell<Option<(JsValue, Vec<KeptVar>)>> = const { RefCell::new(None) };
+}
+
+/// `var`, kept for the isolate's `env` object (a new secret or deploy makes a new isolate).
+pub fn kept_var(env: &Env, name: &str) -> Option<String> {
+    let object: &JsValue = env.as_ref();
+    KEPT.with(|k| {
+        let mut kept = k.borrow_mut();
+        if !kept
+            .as_ref()
+            .is_some_and(|(e, _)| js_sys::Object::is(e, object))
+        {
+            *kept = Some((object.clone(), Vec::new()));
+        }
+        let (_, list) = kept.as_mut()?;
+        if let Some((_, value)) = list.iter().find(|(n, _)| n == name) {
+            return value.clone();
+        }
+        if list.len() >= MAX_KEPT_VARS {
+            list.clear();
+        }
+        let value = var(env, name);
+        list.push((name.to_string(), value.clone()));
+        value
+    })
+}
+
 /// The bindings the mirror uses, when bound.
 #[derive(Clone, Default)]
 pub struct Bindings {

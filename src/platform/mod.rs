@@ -56,7 +56,7 @@ fn wasm_memory() -> u32 {
 // request (a measurable share of a hit's CPU) for nothing the mirror uses.
 async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     console_error_panic_hook::set_once();
-    let started = worker::Date::now().as_millis();
+    let started = js_sys::Date::now() as u64;
     let arrival = match convert::arrival(&req, request_id(&req), started) {
         Ok(a) => a,
         Err(e) => {
@@ -76,7 +76,7 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     } else {
         env::effective(&env, base.clone(), config_store.clone(), started).await
     };
-    let secret = |name: &str| env::var(&env, name);
+    let secret = |name: &str| env::kept_var(&env, name);
     let db = bindings.stats;
     let store = store::RuntimeStore {
         ctx: store::Deferred::Request(&ctx),
@@ -136,7 +136,7 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     if !landed.is_empty() {
         ctx.wait_until(coordinator::tell_landed(landed));
     }
-    let ended = worker::Date::now().as_millis();
+    let ended = js_sys::Date::now() as u64;
     out.log.ms = Some(ended.saturating_sub(started));
     worker::console_log!("{}", out.log.to_json());
     // Counted in the isolate; written in a bounded batch now and then (see `stats::tally`).
