@@ -2,14 +2,14 @@
 use super::*;
 use rstest::rstest;
 
-fn vars(upstreams: &str) -> Vars<'_> {
+pub(super) fn vars(upstreams: &str) -> Vars<'_> {
     Vars {
         upstreams: Some(upstreams),
         ..Default::default()
     }
 }
 
-const GOOD: &str = r#"{
+pub(super) const GOOD: &str = r#"{
     "docker.io": {"registry": "http://127.0.0.1:15100/", "prefixes": ["docker.io"], "ns": ["docker.io"], "library": true},
     "plain": {"registry": "http://127.0.0.1:15000", "hosts": ["Plain.Example.com"], "prefixes": ["plain"]}
 }"#;
@@ -218,43 +218,6 @@ fn ttls_per_upstream_with_defaults() {
 }
 
 #[test]
-fn prewarm_lists() {
-    let v = Vars {
-        prewarm: Some(r#"["docker.io/library/alpine:latest", "alpine:3.19"]"#),
-        prewarm_budget: Some("25"),
-        ..Default::default()
-    };
-    let c = Config::from_vars(&v).unwrap();
-    assert_eq!(
-        c.prewarm
-            .iter()
-            .map(|(n, t)| format!("{}:{}", n, t.as_str()))
-            .collect::<Vec<_>>(),
-        ["docker.io/library/alpine:latest", "alpine:3.19"]
-    );
-    assert_eq!(c.prewarm_budget, 25);
-    assert_eq!(
-        Config::from_vars(&Vars::default()).unwrap().prewarm_budget,
-        DEFAULT_PREWARM_BUDGET
-    );
-    for (list, budget, field) in [
-        (r#"["alpine"]"#, None, "PREWARM[0]"),
-        (r#"["alpine:latest", "Bad:1"]"#, None, "PREWARM[1]"),
-        (r#"["alpine:-x"]"#, None, "PREWARM[0]"),
-        (r#"{"a": 1}"#, None, "PREWARM"),
-        ("[]", Some("0"), "PREWARM_BUDGET"),
-        ("[]", Some("lots"), "PREWARM_BUDGET"),
-    ] {
-        let v = Vars {
-            prewarm: Some(list),
-            prewarm_budget: budget,
-            ..Default::default()
-        };
-        assert_eq!(Config::from_vars(&v).unwrap_err().field, field, "{list}");
-    }
-}
-
-#[test]
 fn header_secrets_are_named_not_held() {
     let ok = r#"{"p": {"registry": "https://p", "headers": {"CF-Access-Client-Id": "ACCESS_ID", "CF-Access-Client-Secret": "ACCESS_SECRET"}}}"#;
     let c = Config::from_vars(&vars(ok)).unwrap();
@@ -312,67 +275,6 @@ fn overrides_extend_replace_and_remove_and_bad_ones_are_skipped() {
     assert_eq!(c.upstreams.len(), 1);
     let (same, skipped) = base.with_overrides("not json");
     assert_eq!((same.upstreams.len(), skipped.len()), (2, 1));
-}
-
-#[test]
-fn access_and_rate_limit_keys() {
-    let v = Vars {
-        allow_cidrs: Some("10.0.0.0/8, 2001:db8::/32"),
-        trusted_cidrs: Some(r#"["127.0.0.1"]"#),
-        rate_limit: Some("20/1h"),
-        ..Default::default()
-    };
-    let c = Config::from_vars(&v).unwrap();
-    assert_eq!((c.allow.len(), c.trusted.len()), (2, 1));
-    assert_eq!(c.rate_limit, crate::ratelimit::Limit::parse("20/1h"));
-    assert_eq!(
-        Config::from_vars(&Vars::default()).unwrap().rate_limit,
-        Some(crate::ratelimit::DEFAULT_LIMIT)
-    );
-    assert_eq!(
-        Config::from_vars(&Vars {
-            rate_limit: Some("off"),
-            ..Default::default()
-        })
-        .unwrap()
-        .rate_limit,
-        None
-    );
-    for (v, field) in [
-        (
-            Vars {
-                allow_cidrs: Some("10.0.0.0/99"),
-                ..Default::default()
-            },
-            "ALLOW_CIDRS",
-        ),
-        (
-            Vars {
-                trusted_cidrs: Some("x"),
-                ..Default::default()
-            },
-            "TRUSTED_CIDRS",
-        ),
-        (
-            Vars {
-                rate_limit: Some("lots"),
-                ..Default::default()
-            },
-            "RATE_LIMIT",
-        ),
-    ] {
-        assert_eq!(Config::from_vars(&v).unwrap_err().field, field);
-    }
-}
-
-#[test]
-fn timeout_in_range() {
-    let v = Vars {
-        upstreams: Some(GOOD),
-        upstream_timeout_ms: Some("2500"),
-        ..Default::default()
-    };
-    assert_eq!(Config::from_vars(&v).unwrap().upstream_timeout_ms, 2500);
 }
 
 /// A credential pasted where a secret's *name* belongs is refused without being echoed: the error
@@ -538,65 +440,4 @@ fn messages_point_at_what_was_written(
     assert_eq!(e.field, field, "{e}");
     assert!(e.problem.contains(says), "{e}");
     assert!(!e.to_string().contains(never), "{e}");
-}
-
-/// A `PREWARM` image that routes to no upstream is refused when the configuration is read,
-/// naming the entry.
-#[rstest]
-#[case(r#"["plain/x:1", "nope.example/x:1"]"#, Some(("PREWARM[1]", "nope.example/x:1")))]
-#[case(r#"["alpine:3"]"#, Some(("PREWARM[0]", "alpine:3")))]
-#[case(r#"["plain/x:1", "plain/y/z:2"]"#, None)]
-fn prewarm_entries_must_route_to_an_upstream(
-    #[case] prewarm: &str,
-    #[case] want: Option<(&str, &str)>,
-) {
-    let table = r#"{"plain": {"registry": "https://p", "prefixes": ["plain"]}}"#;
-    let v = Vars {
-        prewarm: Some(prewarm),
-        default_upstream: Some(""),
-        ..vars(table)
-    };
-    match (Config::from_vars(&v), want) {
-        (Err(e), Some((field, image))) => {
-            assert_eq!(e.field, field);
-            assert!(e.problem.contains(image), "{e}");
-        }
-        (Ok(c), None) => assert_eq!(c.prewarm.len(), 2),
-        (got, _) => panic!("{got:?}"),
-    }
-}
-
-#[test]
-fn the_store_budget_is_parsed_with_units_and_refused_when_wrong() {
-    let parse = |bytes: Option<&str>, days: Option<&str>| {
-        Config::from_vars(&Vars {
-            store_max_bytes: bytes,
-            store_max_idle_days: days,
-            ..Default::default()
-        })
-        .map(|c| c.store_budget)
-    };
-    let b = parse(None, None).unwrap();
-    assert!(b.is_off());
-    assert_eq!(
-        parse(Some("300MiB"), None).unwrap().max_bytes,
-        Some(300 << 20)
-    );
-    assert_eq!(
-        parse(Some(" 10 GiB "), None).unwrap().max_bytes,
-        Some(10 << 30)
-    );
-    assert_eq!(parse(Some("1234"), None).unwrap().max_bytes, Some(1234));
-    assert_eq!(
-        parse(None, Some("30")).unwrap().max_idle_secs,
-        Some(30 * 86_400)
-    );
-    for bad in ["0", "-1", "1.5GiB", "10GB", "lots", "99999999999TiB"] {
-        let e = parse(Some(bad), None).unwrap_err();
-        assert_eq!(e.field, "STORE_MAX_BYTES", "{bad}");
-    }
-    assert_eq!(
-        parse(None, Some("0")).unwrap_err().field,
-        "STORE_MAX_IDLE_DAYS"
-    );
 }
