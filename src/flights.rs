@@ -14,8 +14,11 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-/// How often a follower looks whether its flight landed.
-const POLL_MS: u32 = 20;
+use crate::backoff::{look_until, Backoff, Look};
+
+/// How often a follower looks whether its flight landed: after 2 ms, doubling up to every 20 ms
+/// (a small object's write lands in milliseconds; a large layer's takes seconds).
+pub const FOLLOW: Backoff = Backoff { first: 2, cap: 20 };
 /// A flight not landed after this long is no longer waited for (its leader may have gone away
 /// without dropping its landing, e.g. an isolate-wide timeout).
 const FORGOTTEN_AFTER_SECS: u64 = 300;
@@ -88,20 +91,13 @@ impl Flights {
         P: Fn(u32) -> Fut,
         Fut: std::future::Future<Output = ()>,
     {
-        let mut waited = 0;
-        loop {
-            match self.0.borrow().get(key).copied() {
-                Some(State::Landed { ok, .. }) => return Some(ok),
-                // Forgotten (the table was pruned): as good as landed; the store says the rest.
-                None => return Some(false),
-                Some(State::Flying { .. }) => {}
-            }
-            if waited >= max_ms {
-                return None;
-            }
-            pause(POLL_MS).await;
-            waited += POLL_MS;
-        }
+        let look = || match self.0.borrow().get(key).copied() {
+            Some(State::Landed { ok, .. }) => Look::Done(ok),
+            // Forgotten (the table was pruned): as good as landed; the store says the rest.
+            None => Look::Done(false),
+            Some(State::Flying { .. }) => Look::Wait,
+        };
+        look_until(look, pause, FOLLOW, max_ms).await
     }
 
     fn land(&self, key: &str, ok: bool, since: u64, remote: bool) {

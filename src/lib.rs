@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod authorization;
+pub mod backoff;
 pub mod cache_key;
 pub mod challenge;
 pub mod config;

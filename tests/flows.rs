@@ -764,7 +764,7 @@ fn concurrent_cold_manifests_are_read_a_budget_at_a_time_and_all_verified() {
         "four were read side by side: {peak}"
     );
     assert!(
-        w.net.pauses.borrow().iter().all(|&p| p == budget::POLL_MS)
+        w.net.pauses.borrow().iter().all(|&p| p <= budget::ROOM.cap)
             && !w.net.pauses.borrow().is_empty(),
         "the others waited for room: {:?}",
         w.net.pauses.borrow()
@@ -784,11 +784,10 @@ fn a_manifest_that_gets_no_budget_waits_the_upstream_timeout_then_is_a_503_with_
     assert_eq!(error_code(&r), "UNAVAILABLE");
     assert_eq!(r.headers()["retry-after"], "1");
     let pauses = w.net.pauses.borrow().clone();
-    assert!(pauses.iter().all(|&p| p == budget::POLL_MS), "{pauses:?}");
     assert_eq!(
-        pauses.iter().map(|&p| u64::from(p)).sum::<u64>(),
-        1_000,
-        "waited the session's upstream timeout"
+        pauses,
+        budget::ROOM.pauses(1_000),
+        "waited the session's upstream timeout, looking again sooner at first"
     );
     assert_eq!(w.net.bytes_read.get(), 0, "the body was never read");
     assert_eq!(

@@ -11,12 +11,13 @@
 
 use std::cell::RefCell;
 
+use crate::backoff::{look_until, Backoff, Look};
 use crate::ports::Fetcher;
 
 /// Manifest bytes being read at once, at most: four of the largest manifests.
 pub const MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
-/// How often a request waiting for room looks again, in milliseconds.
-pub const POLL_MS: u32 = 20;
+/// How often a request waiting for room looks again: after 2 ms, doubling up to every 20 ms.
+pub const ROOM: Backoff = Backoff { first: 2, cap: 20 };
 /// `Retry-After` (seconds) of the 503 for a request that got no room: a manifest is read in
 /// milliseconds once its bytes come, so room is back soon.
 pub const RETRY_AFTER_SECS: u32 = 1;
@@ -83,20 +84,13 @@ pub fn try_reserve(bytes: u64) -> Option<Reservation> {
         .then(|| Reservation { bytes })
 }
 
-/// Reserves `bytes`, looking again every `POLL_MS` for at most `wait_ms` when they do not fit.
-/// The wait is counted in pauses taken, so it is bounded however slowly the runtime schedules.
+/// Reserves `bytes`, looking again as `ROOM` says for at most `wait_ms` when they do not fit.
 pub async fn reserve<F: Fetcher>(fetcher: &F, bytes: u64, wait_ms: u32) -> Option<Reservation> {
-    let mut waited = 0u32;
-    loop {
-        if let Some(r) = try_reserve(bytes) {
-            return Some(r);
-        }
-        if waited >= wait_ms {
-            return None;
-        }
-        fetcher.pause(POLL_MS).await;
-        waited = waited.saturating_add(POLL_MS);
-    }
+    let look = || match try_reserve(bytes) {
+        Some(r) => Look::Done(r),
+        None => Look::Wait,
+    };
+    look_until(look, |ms| fetcher.pause(ms), ROOM, wait_ms).await
 }
 
 /// Manifest bytes the isolate holds reserved right now (for tests and diagnostics).

@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use http::header::{ACCEPT_ENCODING, USER_AGENT, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
+use crate::backoff::{look_until, Backoff, Look};
 use crate::challenge::{self, BearerChallenge};
 use crate::config::Upstream;
 use crate::error::{ErrorCode, OciError};
@@ -20,11 +21,10 @@ pub use super::realm::{credentials_may_go_to, RealmRequest};
 pub use crate::authorization::basic;
 pub use hops::{Budget, MAX_REDIRECTS};
 
-/// How often a request waiting for another's token fetch looks for the token: after 2 ms, then
-/// every 5 ms (a look is a timer and a table lookup; a token fetch takes one upstream round trip,
-/// two on first contact, and the pause is added to the pull's wait).
-const PEER_POLL_FIRST_MS: u32 = 2;
-const PEER_POLL_MS: u32 = 5;
+/// How often a request waiting for another's token fetch looks for the token: after 1 ms,
+/// doubling up to every 5 ms (a look is a timer and a table lookup; a token fetch takes one
+/// upstream round trip, two on first contact, and the pause is added to the pull's wait).
+const PEER_POLL: Backoff = Backoff { first: 1, cap: 5 };
 /// The longest wait for another request's token fetch (one whose request went away unseen is
 /// marked for up to 30 s); after it a request fetches its own.
 const PEER_WAIT_MAX_MS: u32 = 5_000;
@@ -397,21 +397,18 @@ impl<F: Fetcher> Session<'_, F> {
     /// no future is shared across requests). `None` when nobody is fetching it, or after the
     /// upstream timeout or `PEER_WAIT_MAX_MS`, whichever is shorter.
     async fn peer_token(&self, key: &str, scope: &str) -> Option<String> {
-        let mut waited = 0;
-        // Short pauses first: a token fetched ahead is often a few milliseconds from landing.
-        let mut step = PEER_POLL_FIRST_MS;
-        loop {
-            if let Some(t) = self.tokens.borrow().get(key, scope, self.now) {
-                return Some(t.header_value());
+        let look = || {
+            let tokens = self.tokens.borrow();
+            match tokens.get(key, scope, self.now) {
+                Some(t) => Look::Done(Some(t.header_value())),
+                None if !tokens.is_fetching(key, scope, self.now) => Look::Done(None),
+                None => Look::Wait,
             }
-            let bound = self.timeout_ms.min(PEER_WAIT_MAX_MS);
-            if waited >= bound || !self.tokens.borrow().is_fetching(key, scope, self.now) {
-                return None;
-            }
-            self.fetcher.pause(step).await;
-            waited += step;
-            step = (step * 2).min(PEER_POLL_MS);
-        }
+        };
+        let bound = self.timeout_ms.min(PEER_WAIT_MAX_MS);
+        look_until(look, |ms| self.fetcher.pause(ms), PEER_POLL, bound)
+            .await
+            .flatten()
     }
 
     /// A fresh token from the realm `challenge` names, kept (and marked as being fetched while it
