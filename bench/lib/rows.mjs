@@ -258,6 +258,14 @@ function cpuRows(row) {
   row('start_first_request', `Cold start: the first request after ready (\`GET /v2/\`)¹²`, 'ms', 'lower',
     { direct: null, proxy: null, mirror: cs('mirror', (x) => x.firstAnswerMs - x.startMs), control: cs('log', (x) => x.firstAnswerMs - x.startMs) },
     { digits: 1, cold: true, control: 'log' });
+  if (results.coldStart.some((x) => x.system === 'rust')) {
+    row('start_first_answer_rust', `The same start, against the smallest workers-rs worker¹²`, 'ms', 'lower',
+      { direct: null, proxy: null, mirror: cs('mirror', (x) => x.firstAnswerMs), control: cs('rust', (x) => x.firstAnswerMs) },
+      { digits: 0, cold: true, control: 'rust' });
+    row('start_first_request_rust', `The same first request, against the smallest workers-rs worker¹²`, 'ms', 'lower',
+      { direct: null, proxy: null, mirror: cs('mirror', (x) => x.firstAnswerMs - x.startMs), control: cs('rust', (x) => x.firstAnswerMs - x.startMs) },
+      { digits: 1, cold: true, control: 'rust' });
+  }
 }
 
 /** wrk on a warm manifest: the median run, and every run's p99 (the tail differs between runs). */

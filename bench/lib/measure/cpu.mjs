@@ -28,6 +28,9 @@ function cpuMs(pid) {
 }
 
 /** `n` sequential requests on one keep-alive connection (after 10 unrecorded), the process's CPU over them. */
+/** Whether control W built (in the CPU phase), for the cold start's rows. */
+let rustBuilt = false;
+
 async function block(base, path, pid, n, check) {
   const agent = newAgent();
   try {
@@ -67,7 +70,8 @@ export async function measureCpu(blob) {
   await waitBlobsStored([blob.digest]);
   await settleMirror();
   await freshControl('log');
-  const rust = await buildRustControl() ? await freshControl('rust') : null;
+  rustBuilt = await buildRustControl();
+  const rust = rustBuilt ? await freshControl('rust') : null;
   const cache = await freshControl('cache');
   await request(`${cache.base}${manifestPath}`, { headers: { accept: U.ACCEPT_ALL } });
   const r2 = await freshControl('r2');
@@ -110,14 +114,19 @@ export async function measureCpu(blob) {
 /** A fresh instance's first answer to `GET /v2/`, from the call that starts it: edgemirror (the
  *  pinned build through scripts/serve.mjs) and the one-log-line control, in turn. */
 export async function measureColdStart() {
+  // W beside L: what any Rust → wasm worker's first request costs in this runtime, against
+  // what edgemirror's own code adds (the first run of more code: V8 compiles a wasm function
+  // when it is first called).
+  const systems = ['mirror', 'log', ...(rustBuilt ? ['rust'] : [])];
   for (let i = 0; i < CFG.cpu.coldStarts; i++) {
-    for (const system of i % 2 ? ['log', 'mirror'] : ['mirror', 'log']) {
-      const c = system === 'mirror' ? await freshMirror() : await freshControl('log');
+    for (const system of i % 2 ? [...systems].reverse() : systems) {
+      const c = system === 'mirror' ? await freshMirror() : await freshControl(system);
       results.coldStart.push({ i, system, startMs: c.startMs, firstAnswerMs: c.firstAnswerMs });
-      if (system === 'log') await stopControl('log');
+      if (system !== 'mirror') await stopControl(system);
     }
   }
   const m = (s, f) => median(results.coldStart.filter((x) => x.system === s).map(f))?.toFixed(0);
   log(`cold start, first answer (ready): edgemirror ${m('mirror', (x) => x.firstAnswerMs)} (${m('mirror', (x) => x.startMs)}) ms, ` +
-    `log-line control ${m('log', (x) => x.firstAnswerMs)} (${m('log', (x) => x.startMs)}) ms`);
+    `log-line control ${m('log', (x) => x.firstAnswerMs)} (${m('log', (x) => x.startMs)}) ms` +
+    (rustBuilt ? `, W ${m('rust', (x) => x.firstAnswerMs)} (${m('rust', (x) => x.startMs)}) ms` : ''));
 }
