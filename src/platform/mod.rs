@@ -51,6 +51,15 @@ fn wasm_memory() -> u32 {
     js_sys::ArrayBuffer::from(memory.buffer()).byte_length()
 }
 
+/// When the isolate starts: one line, so the logs count fresh isolates (whose first requests pay
+/// the first run of the code). It is also the isolate's first log line, and the runtime's first
+/// one costs ~1.6 ms (`GET /v2/` after ready, 14.8 → 13.2 ms, 11 starts each): paid here, not by
+/// the first request.
+#[event(start)]
+fn start() {
+    worker::console_log!("{{\"msg\":\"isolate started\"}}");
+}
+
 #[event(fetch)]
 // The runtime's own request object: `worker::Request` would read its `cf` properties on every
 // request (a measurable share of a hit's CPU) for nothing the mirror uses.
