@@ -201,22 +201,13 @@ fn without_a_token_the_api_does_not_exist() {
     assert_eq!(r.status(), 404);
 }
 
-#[test]
-fn other_paths_and_methods() {
-    let s = Mem::default();
-    assert_eq!(call(&s, Method::GET, "/_admin/other", AUTH, "").0, 404);
-    assert_eq!(
-        call(&s, Method::GET, "/_admin/upstreams/a/b", AUTH, "").0,
-        404
-    );
-    assert_eq!(
-        call(&s, Method::POST, "/_admin/upstreams/a", AUTH, "").0,
-        405
-    );
-    assert_eq!(
-        call(&s, Method::DELETE, "/_admin/upstreams/none", AUTH, "").0,
-        404
-    );
+#[rstest::rstest]
+#[case(Method::GET, "/_admin/other", 404)]
+#[case(Method::GET, "/_admin/upstreams/a/b", 404)]
+#[case(Method::POST, "/_admin/upstreams/a", 405)]
+#[case(Method::DELETE, "/_admin/upstreams/none", 404)]
+fn other_paths_and_methods(#[case] method: Method, #[case] path: &str, #[case] status: u16) {
+    assert_eq!(call(&Mem::default(), method, path, AUTH, "").0, status);
 }
 
 #[test]
