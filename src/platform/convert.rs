@@ -43,7 +43,6 @@ pub fn arrival(req: &web_sys::Request, id: String, now_ms: u64) -> Result<Arriva
         url,
         headers,
         body: req.body(),
-        // Only a body the mirror reads (a form, the admin API's JSON) needs it: not a GET's.
         declared_length,
         ip: header("cf-connecting-ip").unwrap_or_default(),
         id,
