@@ -55,6 +55,14 @@ async function stopMirror() {
   if (m.pid && rssKb(m.pid) == null) workerdPids.delete(m.pid);
 }
 
+/** Another instance of the pinned build on `port` (the run's upstream table, plus `vars` and
+ *  startMirror `options`), with its workerd process. -> { base, pid, stop } */
+export async function secondMirror(port, { vars = {}, ...options } = {}) {
+  const before = new Set(findWorkerd());
+  const m = await startPinnedMirror({ port, vars: { UPSTREAMS: mirrorTable(), ...vars }, ...options, onLog: () => {} });
+  return { base: `http://127.0.0.1:${port}`, pid: findWorkerd().filter((p) => !before.has(p)).at(-1), stop: () => m.stop() };
+}
+
 /** A new mirror with a new, empty state directory (Cache API, R2). */
 export async function freshMirror() {
   await stopMirror();

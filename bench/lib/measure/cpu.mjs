@@ -2,18 +2,16 @@
 // /proc/<pid>/stat) over a block of sequential requests, edgemirror's and the matching control's
 // blocks interleaved (`GET /v2/` vs a one-log-line worker, a manifest hit vs the Cache API control's,
 // a 1 MiB blob hit vs the R2 control's; a manifest hit from the store, MANIFEST_MEMORY=0; `GET /v2/`
-// of the smallest workers-rs worker, W); and a
-// fresh instance's first answer, vs the smallest JS worker.
+// of the smallest workers-rs worker, W); and a fresh instance's first answer, vs the smallest JS
+// worker and W.
 import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { request } from '../../../tests/e2e/lib/http.mjs';
 import { sleep } from '../../../tests/e2e/lib/proc.mjs';
 import { CFG, CONTROL_PORTS, manifestPath } from '../config.mjs';
-import { findWorkerd } from '../../../tests/e2e/lib/procstats.mjs';
-import { startPinnedMirror } from '../build.mjs';
 import { log, anomaly } from '../log.mjs';
 import { U } from '../harness.mjs';
-import { sys, mirror, freshMirror, settleMirror, waitBlobsStored, mirrorTable } from '../systems.mjs';
+import { sys, mirror, freshMirror, settleMirror, waitBlobsStored, secondMirror } from '../systems.mjs';
 import { freshControl, stopControl, waitControlStored, ctl, buildRustControl } from '../controls.mjs';
 import { results } from '../results.mjs';
 import { hr, newAgent, median } from '../tools.mjs';
@@ -27,10 +25,10 @@ function cpuMs(pid) {
   return (Number(f[11]) + Number(f[12])) * TICK_MS;
 }
 
-/** `n` sequential requests on one keep-alive connection (after 10 unrecorded), the process's CPU over them. */
 /** Whether control W built (in the CPU phase), for the cold start's rows. */
 let rustBuilt = false;
 
+/** `n` sequential requests on one keep-alive connection (after 10 unrecorded), the process's CPU over them. */
 async function block(base, path, pid, n, check) {
   const agent = newAgent();
   try {
@@ -49,14 +47,6 @@ async function block(base, path, pid, n, check) {
     if (bad) anomaly(`CPU block ${base}${path}: ${bad} of ${n} answers not as expected`);
     return { n, cpuMs: cpu, perReqMs: cpu / n, wallMs };
   } finally { agent.destroy(); }
-}
-
-/** Another instance of the pinned build on `port` (the run's upstream table, plus `vars` and
- *  startMirror `options`), with its workerd process. -> { base, pid, stop } */
-async function secondMirror(port, { vars = {}, ...options } = {}) {
-  const before = new Set(findWorkerd());
-  const m = await startPinnedMirror({ port, vars: { UPSTREAMS: mirrorTable(), ...vars }, ...options, onLog: () => {} });
-  return { base: `http://127.0.0.1:${port}`, pid: findWorkerd().filter((p) => !before.has(p)).at(-1), stop: () => m.stop() };
 }
 
 /** `blob`: a 1 MiB blob of library/many, for the warm blob row (an R2 hit, vs the R2 control's). */

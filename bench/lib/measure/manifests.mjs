@@ -7,8 +7,7 @@ import { CONTROL_PORTS, MANIFEST_REF, SECOND_REF, SYSTEMS, manifestPath, secondP
 import { log, anomaly } from '../log.mjs';
 import { U } from '../harness.mjs';
 import { fetchToken, markUpstream, upstreamSince } from '../upstream.mjs';
-import { sys, mirrorTable } from '../systems.mjs';
-import { startPinnedMirror } from '../build.mjs';
+import { sys, secondMirror } from '../systems.mjs';
 import { ctl, freshControl } from '../controls.mjs';
 import { results } from '../results.mjs';
 import { hr, pct, newAgent } from '../tools.mjs';
@@ -118,9 +117,8 @@ export async function measureManifests(rep) {
 /** edgemirror with MANIFEST_MEMORY=0: the isolate keeps no manifest, so every warm hit is the
  *  store's (the tag's record and its bytes from the Cache API), as the Cache API control's is. */
 async function storeManifests(rep) {
-  const port = CONTROL_PORTS.store;
-  const m = await startPinnedMirror({ port, vars: { UPSTREAMS: mirrorTable(), MANIFEST_MEMORY: '0' }, onLog: () => {} });
-  others.store = { base: `http://127.0.0.1:${port}` };
+  const m = await secondMirror(CONTROL_PORTS.store, { vars: { MANIFEST_MEMORY: '0' } });
+  others.store = { base: m.base };
   const out = { rep };
   try {
     for (const method of ['HEAD', 'GET']) {
