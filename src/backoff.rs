@@ -25,15 +25,24 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// The pauses, in order, without end.
+    fn steps(self) -> impl Iterator<Item = u32> {
+        let cap = self.cap.max(1);
+        std::iter::successors(Some(self.first.max(1)), move |s| {
+            Some(s.saturating_mul(2).min(cap))
+        })
+    }
+
     /// The pauses taken for a wait of at least `bound` ms, in order (for tests and docs).
     pub fn pauses(self, bound: u32) -> Vec<u32> {
-        let (mut out, mut waited, mut step) = (Vec::new(), 0u32, self.first.max(1));
-        while waited < bound {
-            out.push(step);
-            waited = waited.saturating_add(step);
-            step = step.saturating_mul(2).min(self.cap.max(1));
-        }
-        out
+        let mut waited = 0u32;
+        self.steps()
+            .take_while(|s| {
+                let more = waited < bound;
+                waited = waited.saturating_add(*s);
+                more
+            })
+            .collect()
     }
 }
 
@@ -49,7 +58,7 @@ where
     P: Fn(u32) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let (mut waited, mut step) = (0u32, backoff.first.max(1));
+    let (mut waited, mut steps) = (0u32, backoff.steps());
     loop {
         if let Look::Done(t) = look() {
             return Some(t);
@@ -57,9 +66,9 @@ where
         if waited >= bound {
             return None;
         }
+        let step = steps.next().unwrap_or(1);
         pause(step).await;
         waited = waited.saturating_add(step);
-        step = step.saturating_mul(2).min(backoff.cap.max(1));
     }
 }
 

@@ -276,9 +276,7 @@ async fn resolve<F: Fetcher, S: Store<Body = F::Body>>(
                 ..Default::default()
             };
             // Storing the record is best effort; the answer is the same either way.
-            if store_record(r, tag_key, facts, rec.clone(), None).is_ok() {
-                memory::keep_record(r, tag_key, &rec);
-            }
+            let _ = store_record(r, tag_key, facts, rec.clone(), None);
             return Ok((
                 cached_response(&rec.media_type, &rec.digest, rec.size, reply),
                 CacheStatus::Revalidated,

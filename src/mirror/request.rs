@@ -136,7 +136,6 @@ impl<F: Fetcher, S> Request<'_, F, S> {
     }
 }
 
-/// The operator's credentials for an upstream, from the secret it names.
 /// `Session::fetch_ahead` for `scope` of `upstream` with the mirror's own identity (the
 /// operator's credentials, if any, and the upstream's private headers). A secret that is not set
 /// fetches nothing: the request itself reports it.
@@ -163,6 +162,7 @@ pub(super) async fn fetch_ahead_as_mirror<F: Fetcher>(
     session.fetch_ahead(&call, discover).await
 }
 
+/// The operator's credentials for an upstream, from the secret it names.
 fn operator_credentials(
     upstream: &Upstream,
     secret: &dyn Fn(&str) -> Option<String>,

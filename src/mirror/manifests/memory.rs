@@ -94,20 +94,14 @@ pub(super) fn keep_verified<F: Fetcher, S: Store>(
     if !usable(r) {
         return;
     }
+    let kept = Kept {
+        record: rec.clone(),
+        bytes: Some(bytes),
+    };
     if let Some(key) = digest_key(r, &rec.digest) {
-        memo::keep(
-            &key,
-            Kept {
-                record: rec.clone(),
-                bytes: Some(bytes.clone()),
-            },
-        );
+        memo::keep(&key, kept.clone());
     }
     if let Some(tag_key) = tag_key {
-        let kept = Kept {
-            record: rec.clone(),
-            bytes: Some(bytes),
-        };
         memo::keep(tag_key, kept);
     }
 }

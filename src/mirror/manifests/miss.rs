@@ -44,13 +44,7 @@ pub(super) async fn fetch<F: Fetcher, S: Store<Body = F::Body>>(
             _ => None,
         };
         let stored = match (tag_key, rec) {
-            (Some(key), Some(rec)) => {
-                let stored = store_record(r, key, fact_sheet(r, true, None), rec.clone(), None);
-                if stored.is_ok() {
-                    memory::keep_record(r, key, &rec);
-                }
-                stored
-            }
+            (Some(key), Some(rec)) => store_record(r, key, fact_sheet(r, true, None), rec, None),
             _ => Err("HEAD without Docker-Content-Digest"),
         };
         let mut out = http::Response::new(Reply::Empty);
@@ -237,6 +231,11 @@ pub(super) fn store_record<F: Fetcher, S: Store<Body = F::Body>>(
 ) -> Result<(), &'static str> {
     match decide(Kind::TagRecord, &facts, &r.upstream.ttls) {
         Decision::Cacheable { .. } => {
+            if body.is_none() {
+                // Stored without bytes: the isolate keeps the record with the bytes it holds for
+                // that digest (a caller with bytes keeps them itself: `memory::keep_verified`).
+                memory::keep_record(r, key, &rec);
+            }
             r.store
                 .put_tag(key, &rec, body, keep_tag(r), r.landing.clone());
             Ok(())
