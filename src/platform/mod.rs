@@ -52,9 +52,8 @@ fn wasm_memory() -> u32 {
 }
 
 /// When the isolate starts: one line, so the logs count fresh isolates (whose first requests pay
-/// the first run of the code). It is also the isolate's first log line, and the runtime's first
-/// one costs ~1.6 ms (`GET /v2/` after ready, 14.8 → 13.2 ms, 11 starts each): paid here, not by
-/// the first request.
+/// the first run of the code). It is also the isolate's first log line, whose extra cost in the
+/// runtime is then paid here, not by the first request (docs/cold-path.md).
 #[event(start)]
 fn start() {
     worker::console_log!("{{\"msg\":\"isolate started\"}}");
