@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const SCRIPT = path.join(ROOT, 'build/worker/shim.mjs');
-const VAR_NAMES = ['UPSTREAMS', 'DEFAULT_UPSTREAM', 'UPSTREAM_TIMEOUT_MS', 'PREWARM', 'PREWARM_BUDGET', 'CONFIG_RELOAD_SECS', 'ADMIN_TOKEN', 'ADMIN_TOKEN_NAME', 'ALLOW_CIDRS', 'TRUSTED_CIDRS', 'RATE_LIMIT', 'UPSTREAM_SECRETS', 'STORE_MAX_BYTES', 'STORE_MAX_IDLE_DAYS'];
+const VAR_NAMES = ['UPSTREAMS', 'DEFAULT_UPSTREAM', 'UPSTREAM_TIMEOUT_MS', 'PREWARM', 'PREWARM_BUDGET', 'CONFIG_RELOAD_SECS', 'ADMIN_TOKEN', 'ADMIN_TOKEN_NAME', 'ALLOW_CIDRS', 'TRUSTED_CIDRS', 'RATE_LIMIT', 'UPSTREAM_SECRETS', 'STORE_MAX_BYTES', 'STORE_MAX_IDLE_DAYS', 'MANIFEST_MEMORY', 'BLOB_FILL'];
 
 /** The built worker as Miniflare runs it, with variables `vars` and an R2 bucket as BLOBS (`r2`). */
 function workerOptions({ vars, r2 }) {

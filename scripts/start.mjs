@@ -5,7 +5,7 @@
 //
 //   npm start -- [--port 8787] [--state .state] [--no-r2] [--var NAME:VALUE]... [--env-file .dev.vars]
 //
-// Variables, later ones winning: wrangler.toml [vars]; the env file (`.dev.vars` by default, as
+// Variables, later ones winning: npm start's own defaults (`LOCAL_DEFAULTS`); wrangler.toml [vars]; the env file (`.dev.vars` by default, as
 // wrangler dev reads it: NAME=value lines, for secrets such as HUB_CREDS or ADMIN_TOKEN);
 // EDGEMIRROR_<NAME> environment variables; --var NAME:VALUE. PORT sets the default port.
 // The scheduled prewarm runs on `curl 'http://127.0.0.1:8787/cdn-cgi/handler/scheduled'`.
@@ -16,6 +16,11 @@ import { startMirror, varsFromConfig } from './serve.mjs';
 import { startTlsRejectingFront } from './tls_front.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** What `npm start` sets unless a variable says otherwise. BLOB_FILL: the local R2 simulator
+ *  writes at ~190 MB/s, so a blob split between it and the client holds the client to that pace;
+ *  filled after the answer, a first pull goes at the upstream's pace (docs/cold-path.md). */
+export const LOCAL_DEFAULTS = { BLOB_FILL: 'after-answer' };
 
 /** `NAME=value` lines (dotenv, as wrangler's .dev.vars): `#` comments, optional `export `,
  *  values in "double quotes" (with \n escapes) or 'single quotes' or bare. */
@@ -79,7 +84,7 @@ export function describeHealth(status, h) {
 
 async function main() {
   const o = parseArgs(process.argv.slice(2));
-  const vars = await varsFromConfig();
+  const vars = { ...LOCAL_DEFAULTS, ...(await varsFromConfig()) };
   const envFile = o.envFile ?? path.join(ROOT, '.dev.vars');
   if (existsSync(envFile)) {
     const fromFile = parseEnvFile(readFileSync(envFile, 'utf8'));
@@ -98,6 +103,7 @@ async function main() {
   mirrorPort = Number(new URL(mirror.url).port);
   const r = await fetch(`${mirror.url}/healthz`);
   for (const line of describeHealth(r.status, await r.json())) console.log(line);
+  if (vars.BLOB_FILL === 'after-answer') console.log('blobs: stored after each answer, fetched a second time (BLOB_FILL=after-answer; --var BLOB_FILL:with-answer stores them from the answer itself)');
   console.log(`edgemirror listening on ${front.url} (state in ${o.state}); prewarm now: curl '${front.url}/cdn-cgi/handler/scheduled'; Ctrl-C stops it`);
   const stop = async () => { await front.stop(); await mirror.stop(); process.exit(0); };
   process.on('SIGINT', stop);

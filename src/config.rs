@@ -68,6 +68,8 @@ pub struct Config {
     pub store_budget: crate::stats::inventory::Budget,
     /// Manifest bytes each isolate keeps in memory (`MANIFEST_MEMORY`; 0: none).
     pub manifest_memory: u64,
+    /// How a blob fetched on a miss reaches the store (`BLOB_FILL`).
+    pub blob_fill: crate::ports::BlobFill,
 }
 
 /// Upstream requests a scheduled run makes at most by default: under the free plan's 50 subrequests.
@@ -94,7 +96,7 @@ fn err(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
 }
 
 /// The variables the configuration is read from, in the order of `Vars::from_values`.
-pub const VAR_NAMES: [&str; 12] = [
+pub const VAR_NAMES: [&str; 13] = [
     "UPSTREAMS",
     "DEFAULT_UPSTREAM",
     "UPSTREAM_TIMEOUT_MS",
@@ -107,11 +109,12 @@ pub const VAR_NAMES: [&str; 12] = [
     "STORE_MAX_BYTES",
     "STORE_MAX_IDLE_DAYS",
     "MANIFEST_MEMORY",
+    "BLOB_FILL",
 ];
 
 impl<'a> Vars<'a> {
     /// The variables from their values, in `VAR_NAMES` order.
-    pub fn from_values(v: &'a [Option<String>; 12]) -> Vars<'a> {
+    pub fn from_values(v: &'a [Option<String>; 13]) -> Vars<'a> {
         Vars {
             upstreams: v[0].as_deref(),
             default_upstream: v[1].as_deref(),
@@ -125,6 +128,7 @@ impl<'a> Vars<'a> {
             store_max_bytes: v[9].as_deref(),
             store_max_idle_days: v[10].as_deref(),
             manifest_memory: v[11].as_deref(),
+            blob_fill: v[12].as_deref(),
         }
     }
 }
@@ -150,6 +154,8 @@ pub struct Vars<'a> {
     pub store_max_idle_days: Option<&'a str>,
     /// Manifest bytes an isolate keeps in memory (with KiB/MiB; `0`: none).
     pub manifest_memory: Option<&'a str>,
+    /// `with-answer` or `after-answer`.
+    pub blob_fill: Option<&'a str>,
 }
 
 /// Names of the mirror's own secrets, other variables and bindings (besides `VAR_NAMES`): none is
@@ -225,6 +231,7 @@ impl Config {
             upstream_secrets: vec![],
             store_budget: Default::default(),
             manifest_memory: crate::mirror::memo::DEFAULT_CAPACITY,
+            blob_fill: Default::default(),
         }
     }
 
@@ -243,6 +250,7 @@ impl Config {
                 upstream_secrets: vec![],
                 store_budget: Default::default(),
                 manifest_memory: 0,
+                blob_fill: Default::default(),
             },
         };
         config.default = match vars.default_upstream.map(str::trim) {
@@ -282,6 +290,7 @@ impl Config {
             .map(|d| (d > 0).then_some(u64::from(d) * 86_400))?,
         };
         config.manifest_memory = parse_memory(vars.manifest_memory)?;
+        config.blob_fill = parse_blob_fill(vars.blob_fill)?;
         config.prewarm_budget = number(
             vars.prewarm_budget,
             DEFAULT_PREWARM_BUDGET,
@@ -424,7 +433,9 @@ mod values;
 
 pub(crate) use table::secret_name_problem;
 use table::{check_all_unique, parse_table};
-use values::{number, parse_bytes, parse_memory, parse_prewarm, parse_upstream_secrets};
+use values::{
+    number, parse_blob_fill, parse_bytes, parse_memory, parse_prewarm, parse_upstream_secrets,
+};
 
 #[cfg(test)]
 mod tests;

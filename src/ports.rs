@@ -198,6 +198,19 @@ pub enum BlobLookup<B> {
     Missing,
 }
 
+/// How a blob fetched on a miss reaches the store (`BLOB_FILL`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BlobFill {
+    /// The upstream's body is split by the runtime: one branch to the client, one to the store.
+    /// One upstream GET; the client goes at the pace of both.
+    #[default]
+    WithAnswer,
+    /// The client's answer is the upstream's body untouched; once it has been sent, the blob is
+    /// fetched again and stored (`mirror::refill`). Two upstream GETs; the client goes at the
+    /// upstream's pace even when the store is slower (as local simulators are).
+    AfterAnswer,
+}
+
 /// Where the mirror keeps what it fetched. Writes happen after the response (the platform defers
 /// them); a blob is committed only if its bytes hash to its digest and its length is as announced.
 #[allow(async_fn_in_trait)]
@@ -238,6 +251,16 @@ pub trait Store {
         keep_secs: u64,
         landing: Landing,
     );
+    /// How blobs fetched on a miss are stored.
+    fn blob_fill(&self) -> BlobFill {
+        BlobFill::WithAnswer
+    }
+    /// Takes a blob to fetch again and store after the answer (`BlobFill::AfterAnswer`); the
+    /// platform runs it (`mirror::refill::run`) once the answer's body has been sent. A store
+    /// that cannot says its flight failed, so followers fetch for themselves.
+    fn fill_after(&self, refill: crate::mirror::refill::Refill) {
+        refill.landing.failed();
+    }
     /// The largest blob `put_blob` keeps.
     fn max_blob(&self) -> u64 {
         crate::policy::MAX_STORED_BLOB

@@ -39,8 +39,8 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     // Fields separated by NUL: UPSTREAMS, DEFAULT_UPSTREAM, UPSTREAM_TIMEOUT_MS, PREWARM,
     // PREWARM_BUDGET, ALLOW_CIDRS, TRUSTED_CIDRS, RATE_LIMIT, then KV overrides, then
-    // UPSTREAM_SECRETS, STORE_MAX_BYTES, STORE_MAX_IDLE_DAYS, MANIFEST_MEMORY (last, so older
-    // seeds keep their meaning).
+    // UPSTREAM_SECRETS, STORE_MAX_BYTES, STORE_MAX_IDLE_DAYS, MANIFEST_MEMORY, BLOB_FILL (last, so
+    // older seeds keep their meaning).
     let mut f = text.split('\0');
     let mut next = || f.next();
     let vars = Vars {
@@ -56,6 +56,7 @@ fuzz_target!(|data: &[u8]| {
         store_max_bytes: None,
         store_max_idle_days: None,
         manifest_memory: None,
+        blob_fill: None,
     };
     let overrides = next();
     let vars = Vars {
@@ -63,6 +64,7 @@ fuzz_target!(|data: &[u8]| {
         store_max_bytes: next(),
         store_max_idle_days: next(),
         manifest_memory: next(),
+        blob_fill: next(),
         ..vars
     };
     let base = match Config::from_vars(&vars) {

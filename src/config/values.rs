@@ -70,6 +70,17 @@ pub(super) fn parse_memory(text: Option<&str>) -> Result<u64, ConfigError> {
     })
 }
 
+/// `BLOB_FILL`: `""` or absent for the default (`with-answer`), else `with-answer` or
+/// `after-answer`.
+pub(super) fn parse_blob_fill(text: Option<&str>) -> Result<crate::ports::BlobFill, ConfigError> {
+    use crate::ports::BlobFill;
+    match text.map(str::trim) {
+        None | Some("") | Some("with-answer") => Ok(BlobFill::WithAnswer),
+        Some("after-answer") => Ok(BlobFill::AfterAnswer),
+        Some(_) => Err(err("BLOB_FILL", "must be with-answer or after-answer")),
+    }
+}
+
 /// A whole number of bytes, optionally with a binary unit.
 fn bytes_of(t: &str) -> Option<u64> {
     let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());

@@ -1,16 +1,18 @@
 //! Blobs through the store: a hit (whole or a single range) is served from the store without the
 //! upstream; a miss streams from the upstream to the client and, split by the runtime, to the
-//! store, which commits it only if its bytes hash to the digest.
+//! store, which commits it only if its bytes hash to the digest (or, with `BLOB_FILL=after-answer`,
+//! is fetched again for the store once the client's answer has been sent: `refill`).
 
 use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
+use super::refill::Refill;
 use super::respond::{API_VERSION, API_VERSION_HEADER, DIGEST_HEADER};
 use super::{Reply, Request};
 use crate::cache_key;
 use crate::error::{ErrorCode, OciError};
 use crate::policy::{decide, CacheStatus, Decision, Facts, Kind};
-use crate::ports::{BlobLookup, Fetcher, RangeSpec, Store};
+use crate::ports::{BlobFill, BlobLookup, Fetcher, RangeSpec, Store};
 use crate::reference::Digest;
 
 type Answer<B> = Result<(http::Response<Reply<B>>, CacheStatus), OciError>;
@@ -140,6 +142,22 @@ async fn miss<F: Fetcher, S: Store<Body = F::Body>>(
         decide(Kind::Blob, &facts, &r.upstream.ttls)
     };
     let (resp, stored) = match (decision, content_length) {
+        (Decision::Cacheable { ttl, .. }, Some(size))
+            if r.store.blob_fill() == BlobFill::AfterAnswer =>
+        {
+            // The client's answer is the upstream's body as it is; the store's copy is fetched
+            // again once that answer has been sent (`refill`).
+            r.store.fill_after(Refill {
+                upstream: r.upstream.name.clone(),
+                name: r.name.clone(),
+                digest: digest.clone(),
+                key: key.to_string(),
+                size,
+                keep_secs: ttl,
+                landing: r.landing.clone(),
+            });
+            (resp, Ok(()))
+        }
         (Decision::Cacheable { ttl, .. }, Some(size)) => {
             let (parts, body) = resp.into_parts();
             let (to_client, to_store) = r.session.fetcher.tee(body);

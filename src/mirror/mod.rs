@@ -8,6 +8,7 @@ pub mod memo;
 pub mod no_store;
 pub mod query;
 pub mod realm;
+pub mod refill;
 mod request;
 pub mod respond;
 pub mod token_ahead;

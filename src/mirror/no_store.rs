@@ -68,6 +68,18 @@ impl<S: Store> Store for MaybeStore<'_, S> {
             s.put_blob(key, digest, size, body, keep, landing)
         }
     }
+    fn blob_fill(&self) -> crate::ports::BlobFill {
+        match self {
+            MaybeStore::Shared(s) => s.blob_fill(),
+            MaybeStore::Nothing => crate::ports::BlobFill::WithAnswer,
+        }
+    }
+    fn fill_after(&self, refill: super::refill::Refill) {
+        match self {
+            MaybeStore::Shared(s) => s.fill_after(refill),
+            MaybeStore::Nothing => refill.landing.failed(),
+        }
+    }
     fn max_blob(&self) -> u64 {
         match self {
             MaybeStore::Shared(s) => s.max_blob(),

@@ -10,6 +10,7 @@ mod ecdsa;
 mod env;
 mod fetch;
 mod pulls;
+mod refill;
 mod stats;
 mod store;
 mod verify;
@@ -90,6 +91,8 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
         ctx: store::Deferred::Request(&ctx),
         bucket: bindings.blobs,
         inventory: db.clone(),
+        fill: config.as_ref().map_or(Default::default(), |c| c.blob_fill),
+        after: Default::default(),
     };
     let stats_source = db.clone().map(|db| stats::D1Stats {
         db,
@@ -129,6 +132,14 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
             "edgemirror-manifest-memory",
             http::HeaderValue::from(crate::mirror::memo::used()),
         );
+    }
+    if let Some(r) = store.after.take() {
+        match &config {
+            Ok(config) => {
+                refill::after_answer(&mut out.response, r, config.clone(), env.clone(), &ctx)
+            }
+            Err(_) => r.landing.failed(),
+        }
     }
     if let (false, Ok(config)) = (out.ahead.is_empty(), &config) {
         let list = std::mem::take(&mut out.ahead);
@@ -215,6 +226,9 @@ async fn scheduled(event: ScheduledEvent, env: Env, ctx: ScheduleContext) {
         ctx: store::Deferred::Schedule(&ctx),
         bucket,
         inventory: db,
+        // Prewarm reads nothing it fetches: a fill after the answer would fetch every blob twice.
+        fill: crate::ports::BlobFill::WithAnswer,
+        after: Default::default(),
     };
     // The same fetcher as requests use (one copy of the flow in the wasm), with a budget.
     let budget = crate::mirror::Budget::new(config.prewarm_budget);

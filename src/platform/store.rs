@@ -2,6 +2,7 @@
 //! manifests and blobs, and R2 (when the `BLOBS` bucket is bound) as the persistent store for blobs
 //! and digest manifests. Writes run after the response, in `wait_until`.
 
+use std::cell::RefCell;
 use std::future::Future;
 
 use worker::{Bucket, Cache, Context, Headers, Response, ResponseBody, ScheduleContext};
@@ -13,7 +14,8 @@ use crate::digest::{Algorithm, Digest};
 use crate::flights::Landing;
 use wasm_bindgen::JsCast;
 
-use crate::ports::{BlobLookup, RangeSpec, Store, StoredManifest, StoredTag, TagRecord};
+use crate::mirror::refill::Refill;
+use crate::ports::{BlobFill, BlobLookup, RangeSpec, Store, StoredManifest, StoredTag, TagRecord};
 
 /// The header of a tag entry that holds the manifest's bytes as its body: the record as JSON.
 /// (An entry without it is a record alone, as JSON in the body.)
@@ -54,6 +56,11 @@ pub struct RuntimeStore<'a> {
     pub bucket: Option<Bucket>,
     /// The inventory of R2 objects (the `STATS` D1 database), when bound.
     pub inventory: Option<super::stats::Db>,
+    /// How blobs fetched on a miss are stored (`BLOB_FILL`).
+    pub fill: BlobFill,
+    /// The blob this request's answer leaves to fetch again and store (`fill_after`); the
+    /// platform takes it once the core has answered (see `super::refill`).
+    pub after: RefCell<Option<Refill>>,
 }
 
 fn log_failure(what: &str, key: &str, e: impl std::fmt::Display) {
@@ -343,6 +350,17 @@ impl Store for RuntimeStore<'_> {
         );
         self.ctx
             .wait_until(cache_put(key.to_string(), resp, "note", Landing::none()));
+    }
+
+    fn blob_fill(&self) -> BlobFill {
+        self.fill
+    }
+
+    fn fill_after(&self, refill: Refill) {
+        // One blob per request; a second would be a flow's mistake: let its flight fail.
+        if let Some(earlier) = self.after.replace(Some(refill)) {
+            earlier.landing.failed();
+        }
     }
 
     fn put_blob(

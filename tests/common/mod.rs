@@ -7,10 +7,11 @@ use std::collections::HashMap;
 
 use edgemirror::config::{Config, Vars};
 use edgemirror::flights::{Flights, Landing};
+use edgemirror::mirror::refill::Refill;
 use edgemirror::mirror::{handle, Incoming, Outcome, Reply, Session};
 use edgemirror::ports::{
-    BlobLookup, FetchError, Fetcher, RangeSpec, Store, StoredManifest, StoredTag, TagRecord,
-    UpstreamRequest,
+    BlobFill, BlobLookup, FetchError, Fetcher, RangeSpec, Store, StoredManifest, StoredTag,
+    TagRecord, UpstreamRequest,
 };
 use edgemirror::token::TokenCache;
 use futures::executor::block_on;
@@ -180,6 +181,9 @@ pub struct FakeStore {
     pub note_gate: RefCell<Option<Box<dyn Fn() -> bool>>>,
     /// A gated note lookup that answered without the gate opening.
     pub note_gave_up: Cell<bool>,
+    /// How blobs are filled (`BLOB_FILL`), and the refills left by answers (`fill_after`).
+    pub fill: Cell<BlobFill>,
+    pub refills: RefCell<Vec<Refill>>,
 }
 
 pub fn sha(bytes: &[u8]) -> String {
@@ -265,6 +269,12 @@ impl Store for FakeStore {
             return landing.failed();
         }
         self.blobs.borrow_mut().insert(key.to_string(), body);
+    }
+    fn blob_fill(&self) -> BlobFill {
+        self.fill.get()
+    }
+    fn fill_after(&self, refill: Refill) {
+        self.refills.borrow_mut().push(refill);
     }
     async fn note(&self, key: &str) -> Option<String> {
         let mut polls = 0;

@@ -4,7 +4,8 @@
 // secrets come from an env file and --var; a TLS hello is answered at once (no 10 s stall for
 // skopeo/podman); podman's registries.conf, as the README and the landing page write it, routes a
 // non-Docker-Hub upstream (tested with skopeo --registries-conf, podman not being installed here);
-// the cron handler runs on /cdn-cgi/handler/scheduled; a PREWARM entry routing nowhere is refused
+// blobs are filled after the answer (BLOB_FILL=after-answer, npm start's default); the cron
+// handler runs on /cdn-cgi/handler/scheduled; a PREWARM entry routing nowhere is refused
 // at start, naming the entry.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,11 +14,12 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startUpstreams, makeImages, USER } from './lib/upstreams.mjs';
+import crypto from 'node:crypto';
+import { startUpstreams, makeImages, USER, logOffset, readRequests } from './lib/upstreams.mjs';
 import { ROOT, BIG_MB, LOG_DIR, upstreamTable, raw } from './lib/world.mjs';
 import { skopeo } from './lib/clients.mjs';
 import { devArgs } from '../../scripts/dev.mjs';
-import { parseArgs, parseEnvFile } from '../../scripts/start.mjs';
+import { parseArgs, parseEnvFile, LOCAL_DEFAULTS } from '../../scripts/start.mjs';
 
 const PORT = 18743, BAD_PORT = 18744;
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -65,12 +67,12 @@ function npmStart(args) {
 const logged = (lines) => lines.flatMap((l) => { try { return [JSON.parse(l)]; } catch { return []; } });
 
 describe('npm start, as an operator runs it', { timeout: 300_000 }, () => {
-  let up, mirror;
+  let up, mirror, images;
   before(async () => {
     fs.rmSync(DIR, { recursive: true, force: true });
     fs.mkdirSync(DIR, { recursive: true });
     up = await startUpstreams({ root: ROOT });
-    await makeImages({ root: ROOT, bigMb: BIG_MB });
+    images = await makeImages({ root: ROOT, bigMb: BIG_MB });
     // Secrets and a typo'd variable in the env file (.dev.vars's format); the table by --var.
     fs.writeFileSync(path.join(DIR, 'dev.vars'), [
       '# as wrangler dev reads .dev.vars',
@@ -162,6 +164,33 @@ insecure = true
     }
   });
 
+  it('fills a blob after the answer by default (BLOB_FILL=after-answer): the upstream\'s bytes at once, stored from a second GET', async () => {
+    assert.match(mirror.lines.join('\n'), /blobs: stored after each answer/);
+    const { digest, size } = images.bigLayer;
+    const blobPath = `/v2/library/big/blobs/${digest}`;
+    const mark = mirror.lines.length, from = logOffset(up.logs.plain);
+    const get = () => raw({ port: PORT, path: `/v2/plain/library/big/blobs/${digest}`, timeout: 60_000 });
+    const sha = (b) => `sha256:${crypto.createHash('sha256').update(b).digest('hex')}`;
+    const first = await get();
+    assert.equal(first.status, 200);
+    assert.match(first.headers['cache-status'], /fwd=miss; stored/);
+    assert.equal(first.body.length, size);
+    assert.equal(sha(first.body), digest);
+    const until = Date.now() + 60_000;
+    const stored = () => logged(mirror.lines.slice(mark)).find((e) => e.msg === 'stored' && e.what === 'blob');
+    while (!stored() && Date.now() < until) await new Promise((res) => setTimeout(res, 100));
+    assert.ok(stored(), mirror.lines.slice(mark).join('\n'));
+    const second = await get();
+    assert.match(second.headers['cache-status'], /hit/);
+    assert.equal(sha(second.body), digest);
+    const gets = readRequests(up.logs.plain, from).filter((r) => r.method === 'GET' && r.path === blobPath);
+    assert.equal(gets.length, 2, `the answer's GET and the store's: ${JSON.stringify(gets)}`);
+    // The pulls before (the token-auth hub, its blobs redirected) were filled the same way.
+    const lines = logged(mirror.lines);
+    assert.ok(lines.some((e) => e.msg === 'stored' && e.what === 'blob' && e.key.startsWith('docker.io/')));
+    assert.deepEqual(lines.filter((e) => e.msg === 'refill skipped'), []);
+  });
+
   it('runs the scheduled prewarm on /cdn-cgi/handler/scheduled', async () => {
     const mark = mirror.lines.length;
     const r = await raw({ port: PORT, path: '/cdn-cgi/handler/scheduled', timeout: 60_000 });
@@ -210,6 +239,7 @@ describe('the local commands\' arguments', { timeout: 10_000 }, () => {
     assert.equal(parseArgs([], { PORT: '23005' }).port, 23005);
     assert.throws(() => parseArgs(['--port', 'x'], {}));
     assert.throws(() => parseArgs(['--bogus'], {}));
+    assert.deepEqual(LOCAL_DEFAULTS, { BLOB_FILL: 'after-answer' });
     assert.deepEqual(parseEnvFile('# c\nA=1\nexport B="two\\nlines"\nC=\'{"x": 1}\'\nD=bare # note\n'), { A: '1', B: 'two\nlines', C: '{"x": 1}', D: 'bare' });
   });
 });
