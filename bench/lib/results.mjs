@@ -9,7 +9,7 @@ for (const k of ['manifest', 'blob', 'many', 'pull', 'burst', 'burstMemory']) fo
 for (const s of SYSTEMS) results.followers[s] = null;
 // the control workers' samples (lib/controls.mjs), beside the systems' in the same families
 results.manifest.pass = []; results.manifest.cache = []; results.manifest.store = [];
-results.blob.pass = []; results.blob.cache = []; results.blob.r2 = [];
+results.blob.pass = []; results.blob.cache = []; results.blob.r2 = []; results.blob.local = [];
 results.many.r2 = []; results.pull.pass = []; results.pull.r2 = [];
 results.followers.branch = null;
 

@@ -107,6 +107,8 @@ function transferRows(row, big, manyN) {
       { ...per((s) => medianBy(bl[s], (r) => r.coldMBps)), control: medianBy(bl.r2, (r) => r.coldMBps) }, { digits: 0, cold: true, control: 'r2' });
     row('blob_big_cold_pass', `Blob GET ${mib(big.size)} MiB, first GET against the pass-through control²`, 'MB/s', 'higher',
       { direct: null, proxy: null, mirror: medianBy(bl.mirror, (r) => r.coldMBps), control: medianBy(bl.pass, (r) => r.coldMBps) }, { digits: 0, cold: true, control: 'pass' });
+    row('blob_big_cold_local', `Blob GET ${mib(big.size)} MiB, first GET, the local default (\`npm start\`: \`BLOB_FILL=after-answer\`) against the pass-through control²`, 'MB/s', 'higher',
+      { direct: null, proxy: null, mirror: medianBy(bl.local, (r) => r.coldMBps), control: medianBy(bl.pass, (r) => r.coldMBps) }, { digits: 0, cold: true, control: 'pass' });
     row('blob_big_cold_cache', `Blob GET ${mib(big.size)} MiB, first GET against a Cache API fill (no R2)²`, 'MB/s', 'higher',
       { direct: null, proxy: null, mirror: medianBy(bl.mirror, (r) => r.coldMBps), control: medianBy(bl.cache, (r) => r.coldMBps) }, { digits: 0, cold: true, control: 'cache' });
     row('blob_big_warm', `Blob GET ${mib(big.size)} MiB, warm`, 'MB/s', 'higher',

@@ -59,7 +59,7 @@ async function stopMirror() {
  *  startMirror `options`), with its workerd process. -> { base, pid, stop } */
 export async function secondMirror(port, { vars = {}, ...options } = {}) {
   const before = new Set(findWorkerd());
-  const m = await startPinnedMirror({ port, vars: { UPSTREAMS: mirrorTable(), ...vars }, ...options, onLog: () => {} });
+  const m = await startPinnedMirror({ port, vars: { UPSTREAMS: mirrorTable(), ...vars }, onLog: () => {}, ...options });
   return { base: `http://127.0.0.1:${port}`, pid: findWorkerd().filter((p) => !before.has(p)).at(-1), stop: () => m.stop() };
 }
 

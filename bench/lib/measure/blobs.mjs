@@ -4,9 +4,13 @@ import { request } from '../../../tests/e2e/lib/http.mjs';
 import { SYSTEMS } from '../config.mjs';
 import { log } from '../log.mjs';
 import { up, markUpstream, upstreamSince } from '../upstream.mjs';
-import { sys, mirror, proxyHub, waitBlobsStored, blobHeaders } from '../systems.mjs';
+import path from 'node:path';
+import fs from 'node:fs';
+import { sys, mirror, proxyHub, waitBlobsStored, blobHeaders, secondMirror } from '../systems.mjs';
 import { results } from '../results.mjs';
 import { curlGet, curlParallel } from '../curl.mjs';
+import { CONTROL_PORTS, ROOT } from '../config.mjs';
+import { waitFor } from '../tools.mjs';
 import { sampleRss, idleRssMb } from '../tools.mjs';
 import { freshControl, stopControl, waitControlStored, passToken } from '../controls.mjs';
 
@@ -30,6 +34,7 @@ export async function measureBigBlob(rep, big) {
     results.blob[name].push({ rep, coldMBps: cold.mbps, warmMBps: warm.mbps, idleMb, coldPeakMb: rss?.peakMb ?? null });
     log(`big blob ${name} rep ${rep}: cold ${cold.mbps.toFixed(0)} MB/s, warm ${warm.mbps.toFixed(0)} MB/s`);
   }
+  await measureLocalDefault(rep, big);
   for (const name of rep % 2 ? ['pass', 'cache', 'r2'] : ['r2', 'cache', 'pass']) {
     const c = await freshControl(name);
     const url = `${c.base}/v2/library/big/blobs/${big.digest}`;
@@ -43,6 +48,38 @@ export async function measureBigBlob(rep, big) {
     results.blob[name].push({ rep, coldMBps: cold.mbps, warmMBps: warm?.mbps ?? null, idleMb, coldPeakMb: rss.peakMb });
     log(`big blob, ${name} control rep ${rep}: first GET ${cold.mbps.toFixed(0)} MB/s` + (warm ? `, warm ${warm.mbps.toFixed(0)} MB/s` : '') + `, peak RSS ${rss.peakMb.toFixed(0)} MiB`);
     await stopControl(name);
+  }
+}
+
+/** The big layer through edgemirror as `npm start` runs it (R2 on disk, BLOB_FILL=after-answer,
+ *  scripts/start.mjs's LOCAL_DEFAULTS): the first GET, the wait until the refill stored it, and the
+ *  next GET (a hit); `upstream`: what reached the hub, its token server and blob host from the
+ *  token request on. */
+async function measureLocalDefault(rep, big) {
+  const state = path.join(ROOT, 'instances', `local-${rep}`);
+  fs.rmSync(state, { recursive: true, force: true });
+  let stored = false;
+  const onLog = (line) => { if (line.includes('"msg":"stored"') && line.includes(big.digest.slice(7))) stored = true; };
+  const m = await secondMirror(CONTROL_PORTS.local, { vars: { BLOB_FILL: 'after-answer' }, state, r2: true, onLog });
+  try {
+    const url = `${m.base}/v2/library/big/blobs/${big.digest}`;
+    // As clients ask, and as the pass-through control's client is given its token before its
+    // timed GET: the challenge, then a token for the repository from the mirror's /token.
+    await request(`${m.base}/v2/`);
+    const mark = markUpstream();
+    const t = await request(`${m.base}/token?service=edgemirror&scope=repository:library/big:pull`);
+    if (t.status !== 200) throw new Error(`local default /token: ${t.status} ${t.body}`);
+    const headers = [`authorization: Bearer ${JSON.parse(t.body).token}`];
+    const cold = await curlGet(url, { headers, expectBytes: big.size });
+    const t0 = Date.now();
+    if (!(await waitFor(() => stored, { timeout: 120_000, interval: 50 }))) throw new Error('the local default did not store the big layer within 120 s');
+    const storedAfterMs = Date.now() - t0;
+    const warm = await curlGet(url, { headers, expectBytes: big.size });
+    const upstream = await upstreamSince(mark);
+    results.blob.local.push({ rep, coldMBps: cold.mbps, warmMBps: warm.mbps, storedAfterMs, upstream });
+    log(`big blob, local default (BLOB_FILL=after-answer) rep ${rep}: first GET ${cold.mbps.toFixed(0)} MB/s, stored ${storedAfterMs} ms after it, warm ${warm.mbps.toFixed(0)} MB/s; the blob host served ${upstream.blobHost} GET(s)`);
+  } finally {
+    await m.stop();
   }
 }
 
