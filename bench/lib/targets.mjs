@@ -90,7 +90,7 @@ function controlTargets(add, v, by) {
     const mid = (f) => fmtNum(median(local.map(f)), 0);
     return [v('blob_big_cold_local', 'mirror') >= 0.9 * v('blob_big_cold_local', 'control'),
       `${fmtNum(v('blob_big_cold_local', 'mirror'), 0)} vs ${fmtNum(v('blob_big_cold_local', 'control'), 0)} MB/s (${r('blob_big_cold_local')}×), with \`npm start\`'s \`BLOB_FILL=after-answer\`: ` +
-      `stored ${mid((x) => x.storedAfterMs)} ms after the answer from a second GET (the blob host served ${mid((x) => x.upstream.blobHost)} GETs per run), then warm at ${mid((x) => x.warmMBps)} MB/s. ` +
+      `stored ${mid((x) => x.storedAfterMs)} ms after the answer from a second GET (the blob host served ${mid((x) => x.upstream.blobHost)} GETs per run; workerd's RSS +${mid((x) => x.coldPeakMb - x.idleMb)} MiB over idle until stored), then warm at ${mid((x) => x.warmMBps)} MB/s. ` +
       `The deployed default (\`with-answer\`, one GET split between the client and R2) fills at ${fmtNum(v('blob_big_cold_pass', 'mirror'), 0)} MB/s (${r('blob_big_cold_pass')}×): the local R2 simulator's write rate bounds any worker that stores while it streams (the R2 control's same fill: ${fmtNum(v('blob_big_cold', 'control'), 0)} MB/s; into the Cache API: ${fmtNum(v('blob_big_cold_cache', 'control'), 0)} MB/s)`];
   });
   add('wrk tail: edgemirror\'s worst p99 ≤ 1.5× the Cache API control\'s worst in the same run (is the tail ours? issue 17)', ['wrk'], () => {

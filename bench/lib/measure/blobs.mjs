@@ -70,14 +70,18 @@ async function measureLocalDefault(rep, big) {
     const t = await request(`${m.base}/token?service=edgemirror&scope=repository:library/big:pull`);
     if (t.status !== 200) throw new Error(`local default /token: ${t.status} ${t.body}`);
     const headers = [`authorization: Bearer ${JSON.parse(t.body).token}`];
+    const idleMb = await idleRssMb(m.pid, 500);
+    const sampler = sampleRss(m.pid);
     const cold = await curlGet(url, { headers, expectBytes: big.size });
     const t0 = Date.now();
-    if (!(await waitFor(() => stored, { timeout: 120_000, interval: 50 }))) throw new Error('the local default did not store the big layer within 120 s');
+    const landed = await waitFor(() => stored, { timeout: 120_000, interval: 50 });
+    const rss = sampler.stop();
+    if (!landed) throw new Error('the local default did not store the big layer within 120 s');
     const storedAfterMs = Date.now() - t0;
     const warm = await curlGet(url, { headers, expectBytes: big.size });
     const upstream = await upstreamSince(mark);
-    results.blob.local.push({ rep, coldMBps: cold.mbps, warmMBps: warm.mbps, storedAfterMs, upstream });
-    log(`big blob, local default (BLOB_FILL=after-answer) rep ${rep}: first GET ${cold.mbps.toFixed(0)} MB/s, stored ${storedAfterMs} ms after it, warm ${warm.mbps.toFixed(0)} MB/s; the blob host served ${upstream.blobHost} GET(s)`);
+    results.blob.local.push({ rep, coldMBps: cold.mbps, warmMBps: warm.mbps, storedAfterMs, upstream, idleMb, coldPeakMb: rss.peakMb });
+    log(`big blob, local default (BLOB_FILL=after-answer) rep ${rep}: first GET ${cold.mbps.toFixed(0)} MB/s, stored ${storedAfterMs} ms after it (peak RSS ${rss.peakMb.toFixed(0)} MiB, idle ${idleMb.toFixed(0)}), warm ${warm.mbps.toFixed(0)} MB/s; the blob host served ${upstream.blobHost} GET(s)`);
   } finally {
     await m.stop();
   }
