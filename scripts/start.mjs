@@ -103,7 +103,7 @@ async function main() {
   mirrorPort = Number(new URL(mirror.url).port);
   const r = await fetch(`${mirror.url}/healthz`);
   for (const line of describeHealth(r.status, await r.json())) console.log(line);
-  if (vars.BLOB_FILL === 'after-answer') console.log('blobs: stored after each answer, fetched a second time (BLOB_FILL=after-answer; --var BLOB_FILL:with-answer stores them from the answer itself)');
+  if (vars.BLOB_FILL === 'after-answer') console.log('blobs: from 4 MiB, stored after each answer, fetched a second time (BLOB_FILL=after-answer; --var BLOB_FILL:with-answer stores them from the answer itself)');
   console.log(`edgemirror listening on ${front.url} (state in ${o.state}); prewarm now: curl '${front.url}/cdn-cgi/handler/scheduled'; Ctrl-C stops it`);
   const stop = async () => { await front.stop(); await mirror.stop(); process.exit(0); };
   process.on('SIGINT', stop);

@@ -1,5 +1,5 @@
-//! `BLOB_FILL=after-answer`, on fakes: a blob miss answers with the upstream's body untouched and
-//! leaves a refill; the refill fetches the blob again as the mirror and stores it only if it is
+//! `BLOB_FILL=after-answer`, on fakes: a blob miss (of at least the size it names) answers with
+//! the upstream's body untouched and leaves a refill; the refill fetches the blob again as the mirror and stores it only if it is
 //! the blob announced (size, then digest); the leader's flight lands with that write.
 
 mod common;
@@ -8,7 +8,7 @@ use common::*;
 use edgemirror::config::{Config, Vars};
 use edgemirror::flights::Role;
 use edgemirror::mirror::refill::{run, Refill, Skipped};
-use edgemirror::ports::BlobFill;
+use edgemirror::ports::{BlobFill, AFTER_ANSWER_FROM};
 use futures::executor::block_on;
 use http::Method;
 use rstest::rstest;
@@ -22,7 +22,7 @@ fn blob_path() -> String {
 /// A world whose store fills after the answer, and whose blob host serves `LAYER`.
 fn after_answer() -> World {
     let w = World::new(FakeNet::new(hub));
-    w.store.fill.set(BlobFill::AfterAnswer);
+    w.store.fill.set(BlobFill::AfterAnswer { from: 0 });
     w
 }
 
@@ -56,6 +56,17 @@ fn the_answer_is_the_upstreams_body_and_the_store_fills_after() {
     assert_eq!(body(&r), LAYER);
     assert!(h_cache(&r).contains("hit"), "{}", h_cache(&r));
     assert_eq!(w.net.requests_to("cdn.test"), 2);
+}
+
+#[test]
+fn a_blob_of_exactly_the_threshold_is_refilled() {
+    let w = World::new(FakeNet::new(hub));
+    w.store.fill.set(BlobFill::AfterAnswer {
+        from: LAYER.len() as u64,
+    });
+    w.get(&blob_path());
+    assert_eq!(take_refill(&w).size, 10);
+    assert!(w.store.blobs.borrow().is_empty());
 }
 
 #[test]
@@ -152,7 +163,7 @@ fn a_second_answer_unlike_the_first_is_not_stored(#[case] second: &[u8], #[case]
             ),
         }
     }));
-    w.store.fill.set(BlobFill::AfterAnswer);
+    w.store.fill.set(BlobFill::AfterAnswer { from: 0 });
     w.get(&blob_path());
     let got = refill(&w, take_refill(&w));
     assert!(
@@ -183,7 +194,7 @@ fn a_second_answer_with_other_bytes_is_refused_by_the_store() {
         };
         resp(200, &[("content-length", "10")], bytes)
     }));
-    w.store.fill.set(BlobFill::AfterAnswer);
+    w.store.fill.set(BlobFill::AfterAnswer { from: 0 });
     w.get(&blob_path());
     assert_eq!(refill(&w, take_refill(&w)), Ok(()), "handed to the store");
     assert_eq!(w.store.refused.get(), 1, "the digest did not match");
@@ -234,9 +245,12 @@ fn answers_the_store_would_not_keep_leave_no_refill(
     assert!(w.store.blobs.borrow().is_empty());
 }
 
-#[test]
-fn with_answer_splits_one_upstream_get() {
+#[rstest]
+#[case::with_answer(BlobFill::WithAnswer)]
+#[case::after_answer_for_larger_blobs(BlobFill::AfterAnswer { from: 11 })]
+fn a_split_answer_is_one_upstream_get(#[case] fill: BlobFill) {
     let w = World::new(FakeNet::new(hub));
+    w.store.fill.set(fill);
     let (r, _) = w.get(&blob_path());
     assert_eq!(body(&r), LAYER);
     assert!(w.store.refills.borrow().is_empty());
@@ -252,7 +266,7 @@ fn with_answer_splits_one_upstream_get() {
 #[case(None, BlobFill::WithAnswer)]
 #[case(Some(""), BlobFill::WithAnswer)]
 #[case(Some("with-answer"), BlobFill::WithAnswer)]
-#[case(Some(" after-answer "), BlobFill::AfterAnswer)]
+#[case(Some(" after-answer "), BlobFill::AfterAnswer { from: AFTER_ANSWER_FROM })]
 fn blob_fill_is_read(#[case] text: Option<&str>, #[case] want: BlobFill) {
     let c = Config::from_vars(&Vars {
         blob_fill: text,

@@ -123,6 +123,8 @@ function transferRows(row, big, manyN) {
   if (!ran.has('pulls')) return;
   row('pull_cold', `skopeo copy --all ${PULL_REF}, cold³`, 's', 'lower',
     { ...per((s) => medianBy(pl[s], (r) => r.coldSecs)), control: medianBy(pl.pass, (r) => r.coldSecs) }, { digits: 2, cold: true, control: 'pass' });
+  row('pull_cold_local', `skopeo copy --all ${PULL_REF}, cold, the local default (\`npm start\`: \`BLOB_FILL=after-answer\`)³`, 's', 'lower',
+    { direct: null, proxy: null, mirror: medianBy(pl.local, (r) => r.coldSecs), control: medianBy(pl.pass, (r) => r.coldSecs) }, { digits: 2, cold: true, control: 'pass' });
   row('pull_warm', `skopeo copy --all ${PULL_REF}, warm`, 's', 'lower',
     { ...per((s) => medianBy(pl[s], (r) => r.warmSecs)), control: medianBy(pl.r2, (r) => r.warmSecs) }, { digits: 2, warm: true, control: 'r2' });
   for (const [k, label, f, warm] of [

@@ -76,7 +76,9 @@ pub(super) fn parse_blob_fill(text: Option<&str>) -> Result<crate::ports::BlobFi
     use crate::ports::BlobFill;
     match text.map(str::trim) {
         None | Some("") | Some("with-answer") => Ok(BlobFill::WithAnswer),
-        Some("after-answer") => Ok(BlobFill::AfterAnswer),
+        Some("after-answer") => Ok(BlobFill::AfterAnswer {
+            from: crate::ports::AFTER_ANSWER_FROM,
+        }),
         Some(_) => Err(err("BLOB_FILL", "must be with-answer or after-answer")),
     }
 }

@@ -142,8 +142,7 @@ async fn miss<F: Fetcher, S: Store<Body = F::Body>>(
         decide(Kind::Blob, &facts, &r.upstream.ttls)
     };
     let (resp, stored) = match (decision, content_length) {
-        (Decision::Cacheable { ttl, .. }, Some(size))
-            if r.store.blob_fill() == BlobFill::AfterAnswer =>
+        (Decision::Cacheable { ttl, .. }, Some(size)) if matches!(r.store.blob_fill(), BlobFill::AfterAnswer { from } if size >= from) =>
         {
             // The client's answer is the upstream's body as it is; the store's copy is fetched
             // again once that answer has been sent (`refill`).

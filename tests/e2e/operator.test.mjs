@@ -164,30 +164,34 @@ insecure = true
     }
   });
 
-  it('fills a blob after the answer by default (BLOB_FILL=after-answer): the upstream\'s bytes at once, stored from a second GET', async () => {
-    assert.match(mirror.lines.join('\n'), /blobs: stored after each answer/);
+  it('fills a big blob after the answer by default (BLOB_FILL=after-answer): the upstream\'s bytes at once, stored from a second GET', async () => {
+    assert.match(mirror.lines.join('\n'), /blobs: from 4 MiB, stored after each answer/);
     const { digest, size } = images.bigLayer;
     const blobPath = `/v2/library/big/blobs/${digest}`;
-    const mark = mirror.lines.length, from = logOffset(up.logs.plain);
-    const get = () => raw({ port: PORT, path: `/v2/plain/library/big/blobs/${digest}`, timeout: 60_000 });
     const sha = (b) => `sha256:${crypto.createHash('sha256').update(b).digest('hex')}`;
-    const first = await get();
-    assert.equal(first.status, 200);
-    assert.match(first.headers['cache-status'], /fwd=miss; stored/);
-    assert.equal(first.body.length, size);
-    assert.equal(sha(first.body), digest);
-    const until = Date.now() + 60_000;
-    const stored = () => logged(mirror.lines.slice(mark)).find((e) => e.msg === 'stored' && e.what === 'blob');
-    while (!stored() && Date.now() < until) await new Promise((res) => setTimeout(res, 100));
-    assert.ok(stored(), mirror.lines.slice(mark).join('\n'));
-    const second = await get();
-    assert.match(second.headers['cache-status'], /hit/);
-    assert.equal(sha(second.body), digest);
-    const gets = readRequests(up.logs.plain, from).filter((r) => r.method === 'GET' && r.path === blobPath);
-    assert.equal(gets.length, 2, `the answer's GET and the store's: ${JSON.stringify(gets)}`);
-    // The pulls before (the token-auth hub, its blobs redirected) were filled the same way.
+    // The plain registry, and the token-auth hub whose blobs are redirected to another host.
+    for (const [prefix, log] of [['/plain', up.logs.plain], ['', up.logs.hub]]) {
+      const mark = mirror.lines.length, from = logOffset(log);
+      const get = () => raw({ port: PORT, path: `/v2${prefix}/library/big/blobs/${digest}`, timeout: 60_000 });
+      const first = await get();
+      assert.equal(first.status, 200);
+      assert.match(first.headers['cache-status'], /fwd=miss; stored/);
+      assert.equal(first.body.length, size);
+      assert.equal(sha(first.body), digest);
+      const until = Date.now() + 60_000;
+      const stored = () => logged(mirror.lines.slice(mark)).find((e) => e.msg === 'stored' && e.what === 'blob');
+      while (!stored() && Date.now() < until) await new Promise((res) => setTimeout(res, 100));
+      assert.ok(stored(), mirror.lines.slice(mark).join('\n'));
+      const second = await get();
+      assert.match(second.headers['cache-status'], /hit/);
+      assert.equal(sha(second.body), digest);
+      const gets = readRequests(log, from).filter((r) => r.method === 'GET' && r.path === blobPath && r.status < 400);
+      assert.equal(gets.length, 2, `${prefix || 'hub'}: the answer's GET and the store's: ${JSON.stringify(gets)}`);
+    }
+    // The pulls before (layers under 4 MiB) were stored from their answers; no refill was
+    // turned away.
     const lines = logged(mirror.lines);
-    assert.ok(lines.some((e) => e.msg === 'stored' && e.what === 'blob' && e.key.startsWith('docker.io/')));
+    assert.ok(lines.some((e) => e.msg === 'stored' && e.what === 'blob' && e.key.startsWith('docker.io/library/alpine/')));
     assert.deepEqual(lines.filter((e) => e.msg === 'refill skipped'), []);
   });
 

@@ -5,7 +5,9 @@ import { run, sleep } from '../../../tests/e2e/lib/proc.mjs';
 import { CFG, ROOT, PULL_REF, SYSTEMS } from '../config.mjs';
 import { log } from '../log.mjs';
 import { markUpstream, upstreamSince } from '../upstream.mjs';
-import { sys, pullHost } from '../systems.mjs';
+import { sys, pullHost, secondMirror } from '../systems.mjs';
+import { CONTROL_PORTS } from '../config.mjs';
+import { startTlsRejectingFront } from '../harness.mjs';
 import { results } from '../results.mjs';
 import { hr } from '../tools.mjs';
 import { freshControl, stopControl, controlPullHost } from '../controls.mjs';
@@ -34,6 +36,24 @@ async function pullAfterTtl(name) {
   return { afterTtlSecs, afterTtlUpstream: await upstreamSince(m) };
 }
 
+/** A cold pull from edgemirror as `npm start` runs it (R2 on disk, BLOB_FILL=after-answer): the
+ *  same pull, the store filled after each blob's answer. */
+async function pullLocalDefault(rep) {
+  const state = path.join(ROOT, 'instances', `local-pull-${rep}`);
+  fs.rmSync(state, { recursive: true, force: true });
+  const m = await secondMirror(CONTROL_PORTS.local, { vars: { BLOB_FILL: 'after-answer' }, state, r2: true });
+  const front = await startTlsRejectingFront({ port: CONTROL_PORTS.localFront, targetPort: CONTROL_PORTS.local });
+  try {
+    const mark = markUpstream();
+    const coldSecs = await skopeoPull(`127.0.0.1:${CONTROL_PORTS.localFront}`, PULL_REF, 'local-cold');
+    results.pull.local.push({ rep, coldSecs, coldUpstream: await upstreamSince(mark) });
+    log(`pull, local default (BLOB_FILL=after-answer) rep ${rep}: cold ${coldSecs.toFixed(2)} s (${results.pull.local.at(-1).coldUpstream.total} upstream)`);
+  } finally {
+    await front.stop();
+    await m.stop();
+  }
+}
+
 export async function measurePull(rep) {
   for (const name of SYSTEMS) {
     const s = sys[name];
@@ -51,6 +71,7 @@ export async function measurePull(rep) {
     log(`pull ${name} rep ${rep}: cold ${coldSecs.toFixed(2)} s (${coldUp.total} upstream), warm ${warmSecs.toFixed(2)} s (${warmUp.total} upstream)` +
       (out.afterTtlUpstream ? `, after TTL ${out.afterTtlUpstream.total} upstream` : ''));
   }
+  await pullLocalDefault(rep);
   // the controls: the pass-through proxy (holds nothing: its pull is always the cold one) and the R2
   // control, cold then warm
   await freshControl('pass');
