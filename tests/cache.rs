@@ -237,6 +237,35 @@ fn a_tag_whose_manifest_is_held_resolves_with_one_head_and_no_get() {
 }
 
 #[test]
+fn a_pull_writes_its_repositorys_marker_once_per_window() {
+    let (w, up) = world();
+    tag(&w);
+    assert_eq!(
+        w.store.note_puts.get(),
+        1,
+        "the first manifest stored marks the repository"
+    );
+    // Another manifest of the repository (a platform's, as an index's pull fetches next).
+    *up.manifest.borrow_mut() = b"{\"v\":2}".to_vec();
+    let digest = sha(&up.manifest.borrow());
+    let path = format!("/v2/plain/x/manifests/{digest}");
+    assert!(h_cache(&get(&w, Method::GET, &path, &[])).contains("stored"));
+    assert_eq!(w.store.note_puts.get(), 1, "marked already");
+    // Past the window the marker is written again (the store may have let it go).
+    w.now
+        .set(w.now.get() + edgemirror::mirror::markers::REWRITE_SECS);
+    *up.manifest.borrow_mut() = b"{\"v\":3}".to_vec();
+    let digest = sha(&up.manifest.borrow());
+    get(
+        &w,
+        Method::GET,
+        &format!("/v2/plain/x/manifests/{digest}"),
+        &[],
+    );
+    assert_eq!(w.store.note_puts.get(), 2);
+}
+
+#[test]
 fn a_client_never_gets_a_media_type_it_did_not_accept() {
     let (w, _up) = world();
     let index = get(

@@ -4,6 +4,7 @@
 pub mod blobs;
 pub mod budget;
 pub mod manifests;
+pub mod markers;
 pub mod memo;
 pub mod no_store;
 pub mod query;

@@ -183,6 +183,8 @@ pub struct FakeStore {
     pub note_gave_up: Cell<bool>,
     /// How blobs are filled (`BLOB_FILL`), and the refills left by answers (`fill_after`).
     pub fill: Cell<BlobFill>,
+    /// Notes written (`put_note`), each write counted.
+    pub note_puts: Cell<usize>,
     pub refills: RefCell<Vec<Refill>>,
 }
 
@@ -292,6 +294,7 @@ impl Store for FakeStore {
         self.notes.borrow().get(key).cloned()
     }
     fn put_note(&self, key: &str, value: &str, _keep: u64) {
+        self.note_puts.set(self.note_puts.get() + 1);
         self.notes
             .borrow_mut()
             .insert(key.to_string(), value.to_string());
@@ -385,6 +388,7 @@ impl World {
         .unwrap();
         // Each world is a fresh isolate: nothing in its memory.
         edgemirror::mirror::memo::clear();
+        edgemirror::mirror::markers::clear();
         World {
             net,
             tokens: RefCell::new(TokenCache::default()),

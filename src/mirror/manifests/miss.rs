@@ -200,7 +200,9 @@ fn keep<F: Fetcher, S: Store<Body = F::Body>>(
     };
     r.store.put_manifest(&key, stored, ttl, r.landing.clone());
     let marker = cache_key::repository_held(&r.upstream.name, r.name);
-    r.store.put_note(&marker, "1", ttl);
+    if r.store.shared() && super::super::markers::due(&marker, r.session.now) {
+        r.store.put_note(&marker, "1", ttl);
+    }
     let rec = TagRecord {
         digest: m.digest.to_string(),
         media_type,
