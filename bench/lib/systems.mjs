@@ -9,6 +9,7 @@ import { rssKb, findWorkerd } from '../../tests/e2e/lib/procstats.mjs';
 import { CFG, HERE, ROOT, PROXY_PORTS, MIRROR_PORT, FRONT_PORT } from './config.mjs';
 import { anomaly } from './log.mjs';
 import { onCleanup, workerdPids } from './cleanup.mjs';
+import { LOCAL_DEFAULTS } from '../../scripts/start.mjs';
 import { startPinnedMirror } from './build.mjs';
 import { U, startTlsRejectingFront } from './harness.mjs';
 import { up, directToken } from './upstream.mjs';
@@ -62,6 +63,10 @@ export async function secondMirror(port, { vars = {}, ...options } = {}) {
   const m = await startPinnedMirror({ port, vars: { UPSTREAMS: mirrorTable(), ...vars }, onLog: () => {}, ...options });
   return { base: `http://127.0.0.1:${port}`, pid: findWorkerd().filter((p) => !before.has(p)).at(-1), stop: () => m.stop() };
 }
+
+/** edgemirror as `npm start` runs it (scripts/start.mjs): its own variable defaults and its
+ *  bindings (R2, the KV config store, the coordinator). */
+export const LOCAL_DEFAULT = { vars: { ...LOCAL_DEFAULTS }, r2: true, kv: true, coordinator: true };
 
 /** A new mirror with a new, empty state directory (Cache API, R2). */
 export async function freshMirror() {

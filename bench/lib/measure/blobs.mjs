@@ -6,7 +6,7 @@ import { log } from '../log.mjs';
 import { up, markUpstream, upstreamSince } from '../upstream.mjs';
 import path from 'node:path';
 import fs from 'node:fs';
-import { sys, mirror, proxyHub, waitBlobsStored, blobHeaders, secondMirror } from '../systems.mjs';
+import { sys, mirror, proxyHub, waitBlobsStored, blobHeaders, secondMirror, LOCAL_DEFAULT } from '../systems.mjs';
 import { results } from '../results.mjs';
 import { curlGet, curlParallel } from '../curl.mjs';
 import { CONTROL_PORTS, ROOT } from '../config.mjs';
@@ -51,8 +51,8 @@ export async function measureBigBlob(rep, big) {
   }
 }
 
-/** The big layer through edgemirror as `npm start` runs it (R2 on disk, BLOB_FILL=after-answer,
- *  scripts/start.mjs's LOCAL_DEFAULTS): the first GET, the wait until the refill stored it, and the
+/** The big layer through edgemirror as `npm start` runs it (`LOCAL_DEFAULT`: R2 on disk,
+ *  BLOB_FILL=after-answer, the coordinator): the first GET, the wait until the refill stored it, and the
  *  next GET (a hit); `upstream`: what reached the hub, its token server and blob host from the
  *  token request on. */
 async function measureLocalDefault(rep, big) {
@@ -60,7 +60,7 @@ async function measureLocalDefault(rep, big) {
   fs.rmSync(state, { recursive: true, force: true });
   let stored = false;
   const onLog = (line) => { if (line.includes('"msg":"stored"') && line.includes(big.digest.slice(7))) stored = true; };
-  const m = await secondMirror(CONTROL_PORTS.local, { vars: { BLOB_FILL: 'after-answer' }, state, r2: true, onLog });
+  const m = await secondMirror(CONTROL_PORTS.local, { ...LOCAL_DEFAULT, state, onLog });
   try {
     const url = `${m.base}/v2/library/big/blobs/${big.digest}`;
     // As clients ask, and as the pass-through control's client is given its token before its

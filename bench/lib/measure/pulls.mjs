@@ -5,7 +5,7 @@ import { run, sleep } from '../../../tests/e2e/lib/proc.mjs';
 import { CFG, ROOT, PULL_REF, SYSTEMS } from '../config.mjs';
 import { log } from '../log.mjs';
 import { markUpstream, upstreamSince } from '../upstream.mjs';
-import { sys, pullHost, secondMirror } from '../systems.mjs';
+import { sys, pullHost, secondMirror, LOCAL_DEFAULT } from '../systems.mjs';
 import { CONTROL_PORTS } from '../config.mjs';
 import { startTlsRejectingFront } from '../harness.mjs';
 import { results } from '../results.mjs';
@@ -36,12 +36,13 @@ async function pullAfterTtl(name) {
   return { afterTtlSecs, afterTtlUpstream: await upstreamSince(m) };
 }
 
-/** A cold pull from edgemirror as `npm start` runs it (R2 on disk, BLOB_FILL=after-answer): the
+/** A cold pull from edgemirror as `npm start` runs it (`LOCAL_DEFAULT`: R2 on disk,
+ *  BLOB_FILL=after-answer, the coordinator): the
  *  same pull, the store filled after each blob's answer. */
 async function pullLocalDefault(rep) {
   const state = path.join(ROOT, 'instances', `local-pull-${rep}`);
   fs.rmSync(state, { recursive: true, force: true });
-  const m = await secondMirror(CONTROL_PORTS.local, { vars: { BLOB_FILL: 'after-answer' }, state, r2: true });
+  const m = await secondMirror(CONTROL_PORTS.local, { ...LOCAL_DEFAULT, state });
   const front = await startTlsRejectingFront({ port: CONTROL_PORTS.localFront, targetPort: CONTROL_PORTS.local });
   try {
     const mark = markUpstream();
