@@ -110,6 +110,17 @@ fn tag(w: &World) -> Response<edgemirror::mirror::Reply<Vec<u8>>> {
     )
 }
 
+/// A GET of the upstream's current manifest by its digest.
+fn by_digest(w: &World, up: &Upstream) -> Response<edgemirror::mirror::Reply<Vec<u8>>> {
+    let digest = sha(&up.manifest.borrow());
+    get(
+        w,
+        Method::GET,
+        &format!("/v2/plain/x/manifests/{digest}"),
+        &[],
+    )
+}
+
 fn methods(w: &World) -> Vec<String> {
     w.net
         .seen
@@ -220,13 +231,7 @@ fn a_tag_deleted_upstream_is_not_served_from_cache() {
 fn a_tag_whose_manifest_is_held_resolves_with_one_head_and_no_get() {
     let (w, up) = world();
     // Held by digest only (as prewarm or another tag leaves it).
-    let digest = sha(&up.manifest.borrow());
-    get(
-        &w,
-        Method::GET,
-        &format!("/v2/plain/x/manifests/{digest}"),
-        &[],
-    );
+    by_digest(&w, &up);
     let n = methods(&w).len();
     let r = tag(&w);
     assert_eq!(r.status(), 200);
@@ -247,21 +252,13 @@ fn a_pull_writes_its_repositorys_marker_once_per_window() {
     );
     // Another manifest of the repository (a platform's, as an index's pull fetches next).
     *up.manifest.borrow_mut() = b"{\"v\":2}".to_vec();
-    let digest = sha(&up.manifest.borrow());
-    let path = format!("/v2/plain/x/manifests/{digest}");
-    assert!(h_cache(&get(&w, Method::GET, &path, &[])).contains("stored"));
+    assert!(h_cache(&by_digest(&w, &up)).contains("stored"));
     assert_eq!(w.store.note_puts.get(), 1, "marked already");
     // Past the window the marker is written again (the store may have let it go).
     w.now
         .set(w.now.get() + edgemirror::mirror::markers::REWRITE_SECS);
     *up.manifest.borrow_mut() = b"{\"v\":3}".to_vec();
-    let digest = sha(&up.manifest.borrow());
-    get(
-        &w,
-        Method::GET,
-        &format!("/v2/plain/x/manifests/{digest}"),
-        &[],
-    );
+    by_digest(&w, &up);
     assert_eq!(w.store.note_puts.get(), 2);
 }
 
