@@ -135,9 +135,14 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     }
     if let Some(r) = store.after.take() {
         match &config {
-            Ok(config) => {
-                refill::after_answer(&mut out.response, r, config.clone(), env.clone(), &ctx)
-            }
+            Ok(config) => refill::after_answer(
+                &mut out.response,
+                r,
+                &store,
+                config.clone(),
+                env.clone(),
+                &ctx,
+            ),
             Err(_) => r.landing.failed(),
         }
     }

@@ -29,10 +29,12 @@ extern "C" {
 }
 
 /// Hands `refill` to the runtime: the answer's body is swapped for a watched one and the refill
-/// runs after it has been sent (or at once, for an answer without a body).
+/// runs after it has been sent (or at once, for an answer without a body), into the bucket and
+/// inventory of the request's `store`.
 pub fn after_answer(
     response: &mut http::Response<Reply<Body>>,
     refill: Refill,
+    store: &RuntimeStore,
     config: Rc<Config>,
     env: Env,
     ctx: &Context,
@@ -48,12 +50,14 @@ pub fn after_answer(
     // The same request's context, for the store writes the refill starts (they run in it).
     let js: &JsValue = ctx.as_ref().as_ref();
     let own = Context::new(js.clone().unchecked_into());
-    ctx.wait_until(refill_when_sent(sent, refill, config, env, own));
+    let bindings = (store.bucket.clone(), store.inventory.clone());
+    ctx.wait_until(refill_when_sent(sent, refill, bindings, config, env, own));
 }
 
 async fn refill_when_sent(
     sent: Option<js_sys::Promise>,
     refill: Refill,
+    (bucket, inventory): (Option<worker::Bucket>, Option<super::stats::Db>),
     config: Rc<Config>,
     env: Env,
     ctx: Context,
@@ -62,11 +66,10 @@ async fn refill_when_sent(
         // Settled either way: a cut answer still leaves the store to fill.
         let _ = wasm_bindgen_futures::JsFuture::from(sent).await;
     }
-    let bindings = super::env::snapshot(&env).bindings;
     let store = RuntimeStore {
         ctx: Deferred::Request(&ctx),
-        bucket: bindings.blobs,
-        inventory: bindings.stats,
+        bucket,
+        inventory,
         fill: BlobFill::WithAnswer,
         after: Default::default(),
     };
