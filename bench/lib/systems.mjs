@@ -6,7 +6,7 @@ import path from 'node:path';
 import { daemon, waitPort, sleep, within } from '../../tests/e2e/lib/proc.mjs';
 import { request } from '../../tests/e2e/lib/http.mjs';
 import { rssKb, findWorkerd } from '../../tests/e2e/lib/procstats.mjs';
-import { CFG, HERE, ROOT, PROXY_PORTS, MIRROR_PORT, FRONT_PORT } from './config.mjs';
+import { CFG, HERE, ROOT, PROXY_PORTS, MIRROR_PORT, FRONT_PORT, CONTROL_PORTS } from './config.mjs';
 import { anomaly } from './log.mjs';
 import { onCleanup, workerdPids } from './cleanup.mjs';
 import { LOCAL_DEFAULTS } from '../../scripts/start.mjs';
@@ -60,13 +60,18 @@ async function stopMirror() {
  *  startMirror `options`), with its workerd process. -> { base, pid, stop } */
 export async function secondMirror(port, { vars = {}, ...options } = {}) {
   const before = new Set(findWorkerd());
-  const m = await startPinnedMirror({ port, vars: { UPSTREAMS: mirrorTable(), ...vars }, onLog: () => {}, ...options });
+  const m = await startPinnedMirror({ port, vars: { UPSTREAMS: mirrorTable(), ...vars }, ...options, onLog: options.onLog ?? (() => {}) });
   return { base: `http://127.0.0.1:${port}`, pid: findWorkerd().filter((p) => !before.has(p)).at(-1), stop: () => m.stop() };
 }
 
 /** edgemirror as `npm start` runs it (scripts/start.mjs): its own variable defaults and its
- *  bindings (R2, the KV config store, the coordinator). */
-export const LOCAL_DEFAULT = { vars: { ...LOCAL_DEFAULTS }, r2: true, kv: true, coordinator: true };
+ *  bindings (R2 on disk, the KV config store, the coordinator), with a new, empty state directory
+ *  `instances/<label>`, on the local default's port. */
+export async function localDefaultMirror(label, { onLog } = {}) {
+  const state = path.join(ROOT, 'instances', label);
+  fs.rmSync(state, { recursive: true, force: true });
+  return secondMirror(CONTROL_PORTS.local, { vars: { ...LOCAL_DEFAULTS }, r2: true, kv: true, coordinator: true, state, onLog });
+}
 
 /** A new mirror with a new, empty state directory (Cache API, R2). */
 export async function freshMirror() {

@@ -4,14 +4,10 @@ import { request } from '../../../tests/e2e/lib/http.mjs';
 import { SYSTEMS } from '../config.mjs';
 import { log } from '../log.mjs';
 import { up, markUpstream, upstreamSince } from '../upstream.mjs';
-import path from 'node:path';
-import fs from 'node:fs';
-import { sys, mirror, proxyHub, waitBlobsStored, blobHeaders, secondMirror, LOCAL_DEFAULT } from '../systems.mjs';
+import { sys, mirror, proxyHub, waitBlobsStored, blobHeaders, localDefaultMirror } from '../systems.mjs';
 import { results } from '../results.mjs';
 import { curlGet, curlParallel } from '../curl.mjs';
-import { CONTROL_PORTS, ROOT } from '../config.mjs';
-import { waitFor } from '../tools.mjs';
-import { sampleRss, idleRssMb } from '../tools.mjs';
+import { sampleRss, idleRssMb, waitFor } from '../tools.mjs';
 import { freshControl, stopControl, waitControlStored, passToken } from '../controls.mjs';
 
 /** The big layer (library/big), cold then warm, with the streaming process's RSS during the cold GET. */
@@ -51,16 +47,14 @@ export async function measureBigBlob(rep, big) {
   }
 }
 
-/** The big layer through edgemirror as `npm start` runs it (`LOCAL_DEFAULT`: R2 on disk,
+/** The big layer through edgemirror as `npm start` runs it (`localDefaultMirror`: R2 on disk,
  *  BLOB_FILL=after-answer, the coordinator): the first GET, the wait until the refill stored it, and the
  *  next GET (a hit); `upstream`: what reached the hub, its token server and blob host from the
  *  token request on. */
 async function measureLocalDefault(rep, big) {
-  const state = path.join(ROOT, 'instances', `local-${rep}`);
-  fs.rmSync(state, { recursive: true, force: true });
   let stored = false;
   const onLog = (line) => { if (line.includes('"msg":"stored"') && line.includes(big.digest.slice(7))) stored = true; };
-  const m = await secondMirror(CONTROL_PORTS.local, { ...LOCAL_DEFAULT, state, onLog });
+  const m = await localDefaultMirror(`local-${rep}`, { onLog });
   try {
     const url = `${m.base}/v2/library/big/blobs/${big.digest}`;
     // As clients ask, and as the pass-through control's client is given its token before its

@@ -2,11 +2,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { run, sleep } from '../../../tests/e2e/lib/proc.mjs';
-import { CFG, ROOT, PULL_REF, SYSTEMS } from '../config.mjs';
+import { CFG, ROOT, PULL_REF, SYSTEMS, CONTROL_PORTS } from '../config.mjs';
 import { log } from '../log.mjs';
 import { markUpstream, upstreamSince } from '../upstream.mjs';
-import { sys, pullHost, secondMirror, LOCAL_DEFAULT } from '../systems.mjs';
-import { CONTROL_PORTS } from '../config.mjs';
+import { sys, pullHost, localDefaultMirror } from '../systems.mjs';
 import { startTlsRejectingFront } from '../harness.mjs';
 import { results } from '../results.mjs';
 import { hr } from '../tools.mjs';
@@ -36,13 +35,11 @@ async function pullAfterTtl(name) {
   return { afterTtlSecs, afterTtlUpstream: await upstreamSince(m) };
 }
 
-/** A cold pull from edgemirror as `npm start` runs it (`LOCAL_DEFAULT`: R2 on disk,
- *  BLOB_FILL=after-answer, the coordinator): the
- *  same pull, the store filled after each blob's answer. */
+/** A cold pull from edgemirror as `npm start` runs it (`localDefaultMirror`: R2 on disk,
+ *  BLOB_FILL=after-answer, the coordinator): the same pull, blobs of 4 MiB or more stored after
+ *  their answers. */
 async function pullLocalDefault(rep) {
-  const state = path.join(ROOT, 'instances', `local-pull-${rep}`);
-  fs.rmSync(state, { recursive: true, force: true });
-  const m = await secondMirror(CONTROL_PORTS.local, { ...LOCAL_DEFAULT, state });
+  const m = await localDefaultMirror(`local-pull-${rep}`);
   const front = await startTlsRejectingFront({ port: CONTROL_PORTS.localFront, targetPort: CONTROL_PORTS.local });
   try {
     const mark = markUpstream();
