@@ -54,14 +54,19 @@ describe('a rollout through two isolates', { timeout: 600_000 }, () => {
       const name = repo.replace(/^library\//, '');
       const marks = { hub: logOffset(up.logs.hub), token: logOffset(up.logs.token), blobs: logOffset(up.logs.blobs) };
       const pulls = await Promise.all(Array.from({ length: CLIENTS }, (_, i) => pull(`${ISOLATES[i % ISOLATES.length]}.test`, name, image)));
-      // The upstreams' logs are written by pipes: wait until every blob's GET shows, then settle.
+      // The upstreams write their logs after answering: wait until every blob's GET shows (at most
+      // 10 s), then settle so that a second GET would show too.
+      const blobGets = () => {
+        const blobs = readJsonLines(up.logs.blobs, marks.blobs);
+        return pulls[0].map((b) => blobs.filter((q) => q.m === 'GET' && q.path.includes(b.digest.slice(7))).length);
+      };
+      for (let t = 0; t < 100 && blobGets().some((n) => n === 0); t++) await new Promise((r) => setTimeout(r, 100));
       await new Promise((r) => setTimeout(r, 1000));
       const hub = readRequests(up.logs.hub, marks.hub);
       const answered = (method, p) => hub.filter((q) => q.method === method && q.path === p && q.status < 400).length;
       const tagPath = `/v2/${repo}/manifests/latest`;
       const tag = [answered('HEAD', tagPath), answered('GET', tagPath)];
-      const blobs = readJsonLines(up.logs.blobs, marks.blobs);
-      const perBlob = pulls[0].map((b) => blobs.filter((q) => q.m === 'GET' && q.path.includes(b.digest.slice(7))).length);
+      const perBlob = blobGets();
       const tokens = readJsonLines(up.logs.token, marks.token).length;
       rows.push(`| ${coordinator ? 'bound' : 'none'} | ${tag.join(' / ')} | ${perBlob.join(', ')} | ${tokens} | ${pulls.length} |`);
       return { tag, perBlob, tokens };
