@@ -12,7 +12,7 @@ export const SCRIPT = path.join(ROOT, 'build/worker/shim.mjs');
 const VAR_NAMES = ['UPSTREAMS', 'DEFAULT_UPSTREAM', 'UPSTREAM_TIMEOUT_MS', 'PREWARM', 'PREWARM_BUDGET', 'CONFIG_RELOAD_SECS', 'ADMIN_TOKEN', 'ADMIN_TOKEN_NAME', 'ALLOW_CIDRS', 'TRUSTED_CIDRS', 'RATE_LIMIT', 'UPSTREAM_SECRETS', 'STORE_MAX_BYTES', 'STORE_MAX_IDLE_DAYS', 'MANIFEST_MEMORY', 'BLOB_FILL'];
 
 /** The built worker as Miniflare runs it, with variables `vars` and an R2 bucket as BLOBS (`r2`). */
-function workerOptions({ vars, r2 }) {
+function workerOptions({ vars, r2, cache = true }) {
   return {
     scriptPath: SCRIPT,
     modules: true,
@@ -22,7 +22,7 @@ function workerOptions({ vars, r2 }) {
     ],
     compatibilityDate: '2026-04-01',
     bindings: vars,
-    cache: true,
+    cache,
     r2Buckets: r2 ? ['BLOBS'] : [],
   };
 }
@@ -58,12 +58,13 @@ async function launch(options, port, onLog) {
  *  as BLOBS, `kv` a KV namespace as CONFIG (the admin API's store), `rateLimit` one as RATELIMIT
  *  (per-client pull counters), `d1` a D1 database as STATS (inventory and stats; the worker
  *  creates its tables on first use); `state` persists KV/R2/D1/cache under that directory (else in memory), except the Cache API
- *  with `freshCache`; `onLog(line)` gets
+ *  with `freshCache`; `cache: false` turns the Cache API into Miniflare's no-op (nothing is kept);
+ *  `onLog(line)` gets
  *  every line the worker prints. Returns { url, mf, stop }. */
-export async function startMirror({ port = 8787, vars = {}, state, r2 = false, kv = false, rateLimit = false, freshCache = false, coordinator = false, triggers = false, d1 = false, outboundDelayMs = 0, onLog } = {}) {
+export async function startMirror({ port = 8787, vars = {}, state, r2 = false, cache = true, kv = false, rateLimit = false, freshCache = false, coordinator = false, triggers = false, d1 = false, outboundDelayMs = 0, onLog } = {}) {
   const persist = state ? { kvPersist: path.join(state, 'kv'), r2Persist: path.join(state, 'r2'), d1Persist: path.join(state, 'd1'), ...(freshCache ? {} : { cachePersist: path.join(state, 'cache') }) } : {};
   return launch({
-    ...workerOptions({ vars, r2 }),
+    ...workerOptions({ vars, r2, cache }),
     kvNamespaces: [...(kv ? ['CONFIG'] : []), ...(rateLimit ? ['RATELIMIT'] : [])],
     durableObjects: coordinator ? { COORDINATOR: 'Coordinator' } : {},
     // `triggers`: /cdn-cgi/handler/scheduled runs the cron handler (the local prewarm).

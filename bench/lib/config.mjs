@@ -11,7 +11,7 @@ export const MIRROR_PORT = 19787;
 export const WRK_CONTROL_PORT = 19789; // the constant-answer worker beside the wrk row
 export const FRONT_PORT = 19788; // TLS-rejecting front of the mirror, for skopeo (see clients.mjs)
 // the control workers (bench/controls/*.js, lib/controls.mjs), each in a Miniflare of its own
-export const CONTROL_PORTS = { pass: 19790, passFront: 19791, cache: 19792, r2: 19793, r2Front: 19794, log: 19795, branch: 19796, fleet: 19797, wan: 19798, store: 19799, rust: 19800, local: 19801, localFront: 19802 };
+export const CONTROL_PORTS = { pass: 19790, passFront: 19791, cache: 19792, r2: 19793, r2Front: 19794, log: 19795, branch: 19796, fleet: 19797, wan: 19798, store: 19799, rust: 19800, local: 19801, localFront: 19802, noStore: 19803, noStoreFront: 19804 };
 
 /** The run's phases, in order: `--only` picks some of them (rows of the others are absent). */
 export const PHASES = ['manifests', 'blobs', 'many', 'pulls', 'bursts', 'followers', 'fleet', 'memory', 'cpu', 'wasm', 'wrk', 'wan'];

@@ -8,9 +8,9 @@ export const results = { manifest: {}, blob: {}, many: {}, pull: {}, memory: {},
 for (const k of ['manifest', 'blob', 'many', 'pull', 'burst', 'burstMemory']) for (const s of SYSTEMS) results[k][s] = [];
 for (const s of SYSTEMS) results.followers[s] = null;
 // the control workers' samples (lib/controls.mjs), beside the systems' in the same families
-results.manifest.pass = []; results.manifest.cache = []; results.manifest.store = [];
+results.manifest.pass = []; results.manifest.cache = []; results.manifest.store = []; results.manifest.noStore = [];
 results.blob.pass = []; results.blob.cache = []; results.blob.r2 = []; results.blob.local = [];
-results.many.r2 = []; results.pull.pass = []; results.pull.r2 = []; results.pull.local = [];
+results.many.r2 = []; results.pull.pass = []; results.pull.r2 = []; results.pull.local = []; results.pull.noStore = [];
 results.followers.branch = null;
 
 /** The phases that ran (`--only` leaves some out: their rows are absent, their targets skipped). */

@@ -84,6 +84,14 @@ function manifestRows(row) {
       row('manifest_get_cold_second', 'Manifest GET by tag, cold, a second repository on the same instance¹⁶', 'ms', 'lower',
         { direct: null, proxy: null, mirror: medianBy(man.mirror, (r) => r.GET.secondRepoMs), control: medianBy(man.pass, (r) => r.secondRepoMs) },
         { cold: true, control: 'pass' });
+      if (man.noStore.length) {
+        row('manifest_get_cold_nostore', 'Manifest GET by tag, cold, edgemirror with no store (Miniflare\'s Cache API off, no R2)¹⁷', 'ms', 'lower',
+          { direct: null, proxy: null, mirror: medianBy(man.noStore, (r) => r.firstMs), control: medianBy(man.pass, (r) => r.GET.coldMs) },
+          { cold: true, control: 'pass' });
+        row('manifest_get_cold_nostore_second', 'The same, a second repository on that instance¹⁶ ¹⁷', 'ms', 'lower',
+          { direct: null, proxy: null, mirror: medianBy(man.noStore, (r) => r.secondRepoMs), control: medianBy(man.pass, (r) => r.secondRepoMs) },
+          { cold: true, control: 'pass' });
+      }
     }
     const n = perRepN() * CFG.reps;
     for (const [q, qs] of [[0.5, 'p50'], [0.99, 'p99']]) {
@@ -125,6 +133,12 @@ function transferRows(row, big, manyN) {
     { ...per((s) => medianBy(pl[s], (r) => r.coldSecs)), control: medianBy(pl.pass, (r) => r.coldSecs) }, { digits: 2, cold: true, control: 'pass' });
   row('pull_cold_local', `skopeo copy --all ${PULL_REF}, cold, the local default (\`npm start\`: \`BLOB_FILL=after-answer\`)³`, 's', 'lower',
     { direct: null, proxy: null, mirror: medianBy(pl.local, (r) => r.coldSecs), control: medianBy(pl.pass, (r) => r.coldSecs) }, { digits: 2, cold: true, control: 'pass' });
+  if (pl.noStore.length) {
+    row('pull_cold_nostore', `skopeo copy --all ${PULL_REF}, cold, edgemirror with no store (Miniflare's Cache API off, no R2)³ ¹⁷`, 's', 'lower',
+      { direct: null, proxy: null, mirror: medianBy(pl.noStore, (r) => r.coldSecs), control: medianBy(pl.pass, (r) => r.coldSecs) }, { digits: 2, cold: true, control: 'pass' });
+    row('pull_cold_nostore_used', `The same pull again on that instance (cold still: nothing is kept), against the control's second pull³ ¹⁷`, 's', 'lower',
+      { direct: null, proxy: null, mirror: medianBy(pl.noStore, (r) => r.usedSecs), control: medianBy(pl.pass, (r) => r.usedSecs) }, { digits: 2, cold: true, control: 'pass' });
+  }
   row('pull_warm', `skopeo copy --all ${PULL_REF}, warm`, 's', 'lower',
     { ...per((s) => medianBy(pl[s], (r) => r.warmSecs)), control: medianBy(pl.r2, (r) => r.warmSecs) }, { digits: 2, warm: true, control: 'r2' });
   for (const [k, label, f, warm] of [

@@ -73,6 +73,14 @@ export async function localDefaultMirror(label, { onLog } = {}) {
   return secondMirror(CONTROL_PORTS.local, { vars: { ...LOCAL_DEFAULTS }, r2: true, kv: true, coordinator: true, state, onLog });
 }
 
+/** edgemirror with no store: no R2 bucket, Miniflare's Cache API a no-op (a lookup misses, a
+ *  write is accepted and dropped) and no manifest kept in the isolate (`MANIFEST_MEMORY=0`), on its
+ *  own port. It does all of a miss's work but wait for a store, so beside the pass-through control
+ *  it tells what the local stores cost from what edgemirror's own path costs. */
+export function noStoreMirror() {
+  return secondMirror(CONTROL_PORTS.noStore, { vars: { MANIFEST_MEMORY: '0' }, r2: false, cache: false });
+}
+
 /** A new mirror with a new, empty state directory (Cache API, R2). */
 export async function freshMirror() {
   await stopMirror();

@@ -7,7 +7,7 @@ import { CONTROL_PORTS, MANIFEST_REF, SECOND_REF, SYSTEMS, manifestPath, secondP
 import { log, anomaly } from '../log.mjs';
 import { U } from '../harness.mjs';
 import { fetchToken, markUpstream, upstreamSince } from '../upstream.mjs';
-import { sys, secondMirror } from '../systems.mjs';
+import { sys, secondMirror, noStoreMirror } from '../systems.mjs';
 import { ctl, freshControl } from '../controls.mjs';
 import { results } from '../results.mjs';
 import { hr, pct, newAgent } from '../tools.mjs';
@@ -112,6 +112,29 @@ export async function measureManifests(rep) {
   }
   await controlManifests(rep);
   await storeManifests(rep);
+  await noStoreManifests(rep);
+}
+
+/** edgemirror with no store (`noStoreMirror`), fresh: its first manifest GET after a `GET /v2/`,
+ *  as row ¹'s, then a second repository on it, as row ¹⁶'s. Beside the pass-through control's
+ *  same two, they tell the local stores' share of the first GET from the first run of the code. */
+async function noStoreManifests(rep) {
+  const m = await noStoreMirror();
+  const agent = newAgent();
+  try {
+    await request(`${m.base}/v2/`, { agent });
+    const t0 = hr();
+    const r = await request(`${m.base}${manifestPath}`, { headers: { accept: U.ACCEPT_ALL }, agent });
+    const firstMs = hr() - t0;
+    if (r.status !== 200) throw new Error(`no-store mirror GET ${manifestPath}: ${r.status} ${r.body}`);
+    await sleep(300); // as after row ¹'s request
+    const secondRepoMs = await coldSecond(m.base);
+    results.manifest.noStore.push({ rep, firstMs, secondRepoMs });
+    log(`manifest, edgemirror with no store rep ${rep}: first GET ${firstMs.toFixed(1)} ms, a second repository ${secondRepoMs.toFixed(1)} ms`);
+  } finally {
+    agent.destroy();
+    await m.stop();
+  }
 }
 
 /** edgemirror with MANIFEST_MEMORY=0: the isolate keeps no manifest, so every warm hit is the

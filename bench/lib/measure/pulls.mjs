@@ -5,7 +5,7 @@ import { run, sleep } from '../../../tests/e2e/lib/proc.mjs';
 import { CFG, ROOT, PULL_REF, SYSTEMS, CONTROL_PORTS } from '../config.mjs';
 import { log } from '../log.mjs';
 import { markUpstream, upstreamSince } from '../upstream.mjs';
-import { sys, pullHost, localDefaultMirror } from '../systems.mjs';
+import { sys, pullHost, localDefaultMirror, noStoreMirror } from '../systems.mjs';
 import { startTlsRejectingFront } from '../harness.mjs';
 import { results } from '../results.mjs';
 import { hr } from '../tools.mjs';
@@ -52,6 +52,25 @@ async function pullLocalDefault(rep) {
   }
 }
 
+/** edgemirror with no store (`noStoreMirror`): a fresh instance's cold pull, then the same pull
+ *  again on it, which is cold too (nothing is kept) but finds the instance's code run once. */
+async function pullNoStore(rep) {
+  const m = await noStoreMirror();
+  const front = await startTlsRejectingFront({ port: CONTROL_PORTS.noStoreFront, targetPort: CONTROL_PORTS.noStore });
+  try {
+    const host = `127.0.0.1:${CONTROL_PORTS.noStoreFront}`;
+    const mark = markUpstream();
+    const coldSecs = await skopeoPull(host, PULL_REF, 'nostore-cold');
+    const coldUpstream = await upstreamSince(mark);
+    const usedSecs = await skopeoPull(host, PULL_REF, 'nostore-used');
+    results.pull.noStore.push({ rep, coldSecs, usedSecs, coldUpstream });
+    log(`pull, edgemirror with no store rep ${rep}: cold ${coldSecs.toFixed(2)} s (${coldUpstream.total} upstream), again on the same instance ${usedSecs.toFixed(2)} s`);
+  } finally {
+    await front.stop();
+    await m.stop();
+  }
+}
+
 export async function measurePull(rep) {
   for (const name of SYSTEMS) {
     const s = sys[name];
@@ -70,12 +89,16 @@ export async function measurePull(rep) {
       (out.afterTtlUpstream ? `, after TTL ${out.afterTtlUpstream.total} upstream` : ''));
   }
   await pullLocalDefault(rep);
+  await pullNoStore(rep);
   // the controls: the pass-through proxy (holds nothing: its pull is always the cold one) and the R2
   // control, cold then warm
   await freshControl('pass');
   let m = markUpstream();
   const passSecs = await skopeoPull(controlPullHost('pass'), PULL_REF, 'pass-cold');
-  results.pull.pass.push({ rep, coldSecs: passSecs, coldUpstream: await upstreamSince(m) });
+  const passUp = await upstreamSince(m);
+  // again on the same instance: its code run once, as the no-store mirror's second pull
+  const usedSecs = await skopeoPull(controlPullHost('pass'), PULL_REF, 'pass-used');
+  results.pull.pass.push({ rep, coldSecs: passSecs, usedSecs, coldUpstream: passUp });
   await stopControl('pass');
   await freshControl('r2');
   m = markUpstream();
