@@ -231,6 +231,40 @@ fn a_cold_tag_asks_the_store_and_fetches_its_token_side_by_side() {
 }
 
 #[test]
+fn a_cold_tag_asks_the_store_for_its_record_and_the_repositorys_marker_in_one_round() {
+    let w = std::rc::Rc::new(World::new(FakeNet::new(hub_and_busybox)));
+    assert_eq!(w.get("/v2/library/alpine/manifests/latest").0.status(), 200);
+    let (n, asked) = (w.net.urls().len(), w.store.notes_asked.get());
+    // The store answers the tag's lookup only once the marker was asked for: one after the
+    // other, the record's lookup would wait in vain.
+    let weak = std::rc::Rc::downgrade(&w);
+    *w.store.tag_gate.borrow_mut() = Some(Box::new(move || {
+        weak.upgrade()
+            .is_some_and(|w| w.store.notes_asked.get() > asked)
+    }));
+    let (r, _) = w.get("/v2/library/busybox/manifests/latest");
+    assert_eq!(r.status(), 200);
+    assert_eq!(body(&r), MANIFEST);
+    assert!(
+        !w.store.tag_gave_up.get(),
+        "the record and the marker were asked side by side"
+    );
+    assert_eq!(
+        w.store.notes_asked.get(),
+        asked + 1,
+        "the marker asked once"
+    );
+    assert_eq!(
+        w.net.urls()[n..],
+        [
+            "GET http://auth.test/token?service=hub&scope=repository%3Alibrary%2Fbusybox%3Apull",
+            "GET http://hub.test/v2/library/busybox/manifests/latest",
+        ]
+    );
+    *w.store.tag_gate.borrow_mut() = None;
+}
+
+#[test]
 fn a_token_fetched_beside_the_lookup_that_fails_is_the_answer_and_is_not_asked_twice() {
     let w = World::new(FakeNet::new(|req| {
         if req.url.host_str() == Some("auth.test")

@@ -147,17 +147,19 @@ async fn by_tag<F: Fetcher, S: Store<Body = F::Body>>(
     }
     let mut may_wait = true;
     loop {
-        let stored = r.store.tag(&tag_key).await;
-        let fresh = stored.as_ref().is_some_and(|t| {
-            let ttls = r.upstream.ttls;
-            let f = freshness(
-                t.record.stored_at,
-                ttls.tag,
-                ttls.stale_if_error,
-                r.session.now,
-            );
-            matches!(f, Freshness::Fresh { .. })
-        });
+        // The first look of a GET also asks what a cold tag needs next; a look after waiting
+        // for another request's resolution asks again only for the record.
+        let (stored, ahead) = if may_wait && *r.method == Method::GET {
+            look_with_marker(r, &tag_key).await
+        } else {
+            (r.store.tag(&tag_key).await, Ahead::default())
+        };
+        // A token exchange that failed is the answer (not asked again after waiting).
+        let ahead = match ahead.token {
+            Some(Err(e)) => return Err(e),
+            token => Ahead { token, ..ahead },
+        };
+        let fresh = stored.as_ref().is_some_and(|t| is_fresh(r, &t.record));
         // A burst for one cold, expired or stale tag makes one resolution upstream; the others
         // look again once it landed.
         if !fresh && may_wait {
@@ -165,11 +167,52 @@ async fn by_tag<F: Fetcher, S: Store<Body = F::Body>>(
             let record = stored.map(|t| record_only(r, t));
             match r.coalesce(&tag_key, follow_ms(r)).await {
                 None => continue,
-                Some(leader) => return by_record(&leader, &tag_key, record).await,
+                Some(leader) => return by_record(&leader, &tag_key, record, ahead).await,
             }
         }
-        return by_record(r, &tag_key, stored).await;
+        return by_record(r, &tag_key, stored, ahead).await;
     }
+}
+
+fn is_fresh<F: Fetcher, S>(r: &Request<'_, F, S>, record: &TagRecord) -> bool {
+    let ttls = r.upstream.ttls;
+    let f = freshness(
+        record.stored_at,
+        ttls.tag,
+        ttls.stale_if_error,
+        r.session.now,
+    );
+    matches!(f, Freshness::Fresh { .. })
+}
+
+/// What a GET of a tag with no record needs after its lookup, learned beside it: whether the
+/// repository is held (the marker, asked with the record: one round trip to the store for
+/// both), and the upstream token (fetched as soon as the record is known to be absent, while
+/// the marker's lookup may still be out). `None` where it was not asked.
+#[derive(Default)]
+struct Ahead {
+    held: Option<bool>,
+    token: Option<Result<(), OciError>>,
+}
+
+async fn look_with_marker<F: Fetcher, S: Store<Body = F::Body>>(
+    r: &Request<'_, F, S>,
+    tag_key: &str,
+) -> (Option<StoredTag<F::Body>>, Ahead) {
+    let record_then_token = async {
+        let stored = r.store.tag(tag_key).await;
+        let token = match stored {
+            None => Some(r.prefetch_token().await),
+            Some(_) => None,
+        };
+        (stored, token)
+    };
+    let ((stored, token), held) = crate::join::both(record_then_token, repository_held(r)).await;
+    let ahead = Ahead {
+        held: Some(held),
+        token,
+    };
+    (stored, ahead)
 }
 
 /// The record of a stored tag, its bytes let go (they are read again when needed).
@@ -189,9 +232,10 @@ async fn by_record<F: Fetcher, S: Store<Body = F::Body>>(
     r: &Request<'_, F, S>,
     tag_key: &str,
     stored: Option<StoredTag<F::Body>>,
+    ahead: Ahead,
 ) -> Answer<F::Body> {
     let Some(StoredTag { record, body }) = stored else {
-        return resolve(r, tag_key, Hint::None).await;
+        return resolve(r, tag_key, Hint::None(ahead)).await;
     };
     let ttls = r.upstream.ttls;
     let now = r.session.now;
@@ -214,10 +258,10 @@ async fn by_record<F: Fetcher, S: Store<Body = F::Body>>(
 }
 
 /// What suggests a tag's manifest may already be held.
-#[derive(Clone, Copy, PartialEq)]
 enum Hint {
-    /// No record for this Accept list: the repository's marker decides.
-    None,
+    /// No record for this Accept list: the repository's marker decides (with what was learned
+    /// beside the record's lookup).
+    None(Ahead),
     /// A record past its TTL: the tag most likely still names what it named.
     ExpiredRecord,
 }
@@ -234,10 +278,16 @@ async fn resolve<F: Fetcher, S: Store<Body = F::Body>>(
     if *r.method == Method::HEAD {
         return fetch(r, None, Some(tag_key)).await;
     }
-    if hint == Hint::None {
+    if let Hint::None(ahead) = hint {
         // Either way (a HEAD first, or the GET) the request goes upstream with a token: fetched
-        // while the store is asked whether the repository is held.
-        let (held, token) = crate::join::both(repository_held(r), r.prefetch_token()).await;
+        // while the store is asked whether the repository is held, unless both are known.
+        let (held, token) = match ahead {
+            Ahead {
+                held: Some(held),
+                token: Some(token),
+            } => (held, token),
+            _ => crate::join::both(repository_held(r), r.prefetch_token()).await,
+        };
         token?;
         if !held {
             return fetch(r, None, Some(tag_key)).await;

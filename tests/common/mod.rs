@@ -181,6 +181,11 @@ pub struct FakeStore {
     pub note_gate: RefCell<Option<Box<dyn Fn() -> bool>>>,
     /// A gated note lookup that answered without the gate opening.
     pub note_gave_up: Cell<bool>,
+    /// Note lookups asked (each counted when it starts).
+    pub notes_asked: Cell<usize>,
+    /// The same as `note_gate`, for tag lookups.
+    pub tag_gate: RefCell<Option<Box<dyn Fn() -> bool>>>,
+    pub tag_gave_up: Cell<bool>,
     /// How blobs are filled (`BLOB_FILL`), and the refills left by answers (`fill_after`).
     pub fill: Cell<BlobFill>,
     /// Notes written (`put_note`), each write counted.
@@ -198,9 +203,27 @@ pub fn sha(bytes: &[u8]) -> String {
     )
 }
 
+/// Ready once `gate` (if set) says so: it looks again each time the task is polled, 100 times at
+/// most, and notes in `gave_up` a lookup that answered with the gate still shut.
+async fn gated(gate: &RefCell<Option<Box<dyn Fn() -> bool>>>, gave_up: &Cell<bool>) {
+    let mut polls = 0;
+    std::future::poll_fn(|cx| {
+        let open = gate.borrow().as_ref().is_none_or(|g| g());
+        polls += 1;
+        if open || polls > 100 {
+            gave_up.set(gave_up.get() || !open);
+            return std::task::Poll::Ready(());
+        }
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await;
+}
+
 impl Store for FakeStore {
     type Body = Vec<u8>;
     async fn tag(&self, key: &str) -> Option<StoredTag<Vec<u8>>> {
+        gated(&self.tag_gate, &self.tag_gave_up).await;
         let t = self.tags.borrow().get(key).cloned()?;
         if t.body.is_some() {
             self.tag_bodies_served.set(self.tag_bodies_served.get() + 1);
@@ -279,18 +302,8 @@ impl Store for FakeStore {
         self.refills.borrow_mut().push(refill);
     }
     async fn note(&self, key: &str) -> Option<String> {
-        let mut polls = 0;
-        std::future::poll_fn(|cx| {
-            let open = self.note_gate.borrow().as_ref().is_none_or(|g| g());
-            polls += 1;
-            if open || polls > 100 {
-                self.note_gave_up.set(self.note_gave_up.get() || !open);
-                return std::task::Poll::Ready(());
-            }
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        })
-        .await;
+        self.notes_asked.set(self.notes_asked.get() + 1);
+        gated(&self.note_gate, &self.note_gave_up).await;
         self.notes.borrow().get(key).cloned()
     }
     fn put_note(&self, key: &str, value: &str, _keep: u64) {
