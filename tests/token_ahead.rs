@@ -200,25 +200,35 @@ fn hub_and_busybox(
     hub(req)
 }
 
-#[test]
-fn a_cold_tag_asks_the_store_and_fetches_its_token_side_by_side() {
+/// Which gated lookup of the fake store a test holds back.
+type GateOf = fn(
+    &FakeStore,
+) -> (
+    &std::cell::RefCell<Option<Box<dyn Fn() -> bool>>>,
+    &std::cell::Cell<bool>,
+);
+
+/// busybox's tag, cold, through a mirror that has met the registry (its realm learned on a first
+/// repository), with one kind of store lookup (`gate`) answered only once `open` says so: one
+/// after the other, that lookup would wait in vain. Checks the answer, that the lookup did not
+/// give up, and that the upstream saw the token and the GET only.
+fn busybox_with_a_gated_lookup(
+    gate: GateOf,
+    open: impl Fn(&World) -> bool + 'static,
+) -> std::rc::Rc<World> {
     let w = std::rc::Rc::new(World::new(FakeNet::new(hub_and_busybox)));
-    // The registry's realm, learned on a first repository.
     assert_eq!(w.get("/v2/library/alpine/manifests/latest").0.status(), 200);
     let n = w.net.urls().len();
-    // The store answers whether busybox is held only once its token was asked for: one after
-    // the other, the lookup would wait in vain.
     let weak = std::rc::Rc::downgrade(&w);
-    *w.store.note_gate.borrow_mut() = Some(Box::new(move || {
-        weak.upgrade()
-            .is_some_and(|w| w.net.urls().iter().any(|u| u.contains("library%2Fbusybox")))
-    }));
+    *gate(&w.store).0.borrow_mut() =
+        Some(Box::new(move || weak.upgrade().is_some_and(|w| open(&w))));
     let (r, _) = w.get("/v2/library/busybox/manifests/latest");
+    *gate(&w.store).0.borrow_mut() = None;
     assert_eq!(r.status(), 200);
     assert_eq!(body(&r), MANIFEST);
     assert!(
-        !w.store.note_gave_up.get(),
-        "the lookup and the token fetch ran side by side"
+        !gate(&w.store).1.get(),
+        "the gated lookup ran beside what opens it"
     );
     assert_eq!(
         w.net.urls()[n..],
@@ -227,41 +237,31 @@ fn a_cold_tag_asks_the_store_and_fetches_its_token_side_by_side() {
             "GET http://hub.test/v2/library/busybox/manifests/latest",
         ]
     );
-    *w.store.note_gate.borrow_mut() = None;
+    w
+}
+
+#[test]
+fn a_cold_tag_asks_the_store_and_fetches_its_token_side_by_side() {
+    // The marker's lookup answers only once busybox's token was asked for.
+    busybox_with_a_gated_lookup(
+        |s| (&s.note_gate, &s.note_gave_up),
+        |w| w.net.urls().iter().any(|u| u.contains("library%2Fbusybox")),
+    );
 }
 
 #[test]
 fn a_cold_tag_asks_the_store_for_its_record_and_the_repositorys_marker_in_one_round() {
-    let w = std::rc::Rc::new(World::new(FakeNet::new(hub_and_busybox)));
-    assert_eq!(w.get("/v2/library/alpine/manifests/latest").0.status(), 200);
-    let (n, asked) = (w.net.urls().len(), w.store.notes_asked.get());
-    // The store answers the tag's lookup only once the marker was asked for: one after the
-    // other, the record's lookup would wait in vain.
-    let weak = std::rc::Rc::downgrade(&w);
-    *w.store.tag_gate.borrow_mut() = Some(Box::new(move || {
-        weak.upgrade()
-            .is_some_and(|w| w.store.notes_asked.get() > asked)
-    }));
-    let (r, _) = w.get("/v2/library/busybox/manifests/latest");
-    assert_eq!(r.status(), 200);
-    assert_eq!(body(&r), MANIFEST);
-    assert!(
-        !w.store.tag_gave_up.get(),
-        "the record and the marker were asked side by side"
+    // The record's lookup answers only once the marker was asked for (the realm's first
+    // repository asked one).
+    let w = busybox_with_a_gated_lookup(
+        |s| (&s.tag_gate, &s.tag_gave_up),
+        |w| w.store.notes_asked.get() > 1,
     );
     assert_eq!(
         w.store.notes_asked.get(),
-        asked + 1,
-        "the marker asked once"
+        2,
+        "the marker asked once per cold tag"
     );
-    assert_eq!(
-        w.net.urls()[n..],
-        [
-            "GET http://auth.test/token?service=hub&scope=repository%3Alibrary%2Fbusybox%3Apull",
-            "GET http://hub.test/v2/library/busybox/manifests/latest",
-        ]
-    );
-    *w.store.tag_gate.borrow_mut() = None;
 }
 
 #[test]
