@@ -25,6 +25,8 @@ thread_local! {
     /// What the isolate keeps between requests (tokens, failure and pull counters); wasm is
     /// single-threaded and no borrow is held across an await.
     static ISOLATE: &'static Isolate = Box::leak(Box::new(Isolate::default()));
+    /// Whether the stores were touched after the isolate's first answer (`store::touch`).
+    static TOUCHED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// The isolate's state.
@@ -156,6 +158,9 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     // Flights this request led for other isolates and that landed now (nothing stored, or
     // stored before the answer left) are told to the coordinator after the response.
     // (Most requests lead nothing: no deferred task, which costs a promise, is made for them.)
+    if !TOUCHED.with(|t| t.replace(true)) {
+        ctx.wait_until(store::touch(store.bucket.clone()));
+    }
     let landed = isolate().flights.take_remote_landings();
     if !landed.is_empty() {
         ctx.wait_until(coordinator::tell_landed(landed));
