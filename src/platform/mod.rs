@@ -155,12 +155,12 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     for note in &out.notes {
         worker::console_log!("{note}");
     }
-    // Flights this request led for other isolates and that landed now (nothing stored, or
-    // stored before the answer left) are told to the coordinator after the response.
-    // (Most requests lead nothing: no deferred task, which costs a promise, is made for them.)
     if !TOUCHED.with(|t| t.replace(true)) {
         ctx.wait_until(store::touch(store.bucket.clone()));
     }
+    // Flights this request led for other isolates and that landed now (nothing stored, or
+    // stored before the answer left) are told to the coordinator after the response.
+    // (Most requests lead nothing: no deferred task, which costs a promise, is made for them.)
     let landed = isolate().flights.take_remote_landings();
     if !landed.is_empty() {
         ctx.wait_until(coordinator::tell_landed(landed));
