@@ -150,14 +150,9 @@ async fn by_tag<F: Fetcher, S: Store<Body = F::Body>>(
         // The first look of a GET also asks what a cold tag needs next; a look after waiting
         // for another request's resolution asks again only for the record.
         let (stored, ahead) = if may_wait && *r.method == Method::GET {
-            look_with_marker(r, &tag_key).await
+            look_with_marker(r, &tag_key).await?
         } else {
             (r.store.tag(&tag_key).await, Ahead::default())
-        };
-        // A token exchange that failed is the answer (not asked again after waiting).
-        let ahead = match ahead.token {
-            Some(Err(e)) => return Err(e),
-            token => Ahead { token, ..ahead },
         };
         let fresh = stored.as_ref().is_some_and(|t| is_fresh(r, &t.record));
         // A burst for one cold, expired or stale tag makes one resolution upstream; the others
@@ -187,18 +182,21 @@ fn is_fresh<F: Fetcher, S>(r: &Request<'_, F, S>, record: &TagRecord) -> bool {
 
 /// What a GET of a tag with no record needs after its lookup, learned beside it: whether the
 /// repository is held (the marker, asked with the record: one round trip to the store for
-/// both), and the upstream token (fetched as soon as the record is known to be absent, while
-/// the marker's lookup may still be out). `None` where it was not asked.
+/// both), and whether the upstream token was fetched (as soon as the record was known to be
+/// absent, while the marker's lookup may still be out).
 #[derive(Default)]
 struct Ahead {
+    /// `None` where the marker was not asked.
     held: Option<bool>,
-    token: Option<Result<(), OciError>>,
+    token_fetched: bool,
 }
 
+/// The tag's record, with `Ahead` learned beside it. A token exchange that failed is the
+/// request's answer (not asked again after waiting for another request's resolution).
 async fn look_with_marker<F: Fetcher, S: Store<Body = F::Body>>(
     r: &Request<'_, F, S>,
     tag_key: &str,
-) -> (Option<StoredTag<F::Body>>, Ahead) {
+) -> Result<(Option<StoredTag<F::Body>>, Ahead), OciError> {
     let record_then_token = async {
         let stored = r.store.tag(tag_key).await;
         let token = match stored {
@@ -210,9 +208,9 @@ async fn look_with_marker<F: Fetcher, S: Store<Body = F::Body>>(
     let ((stored, token), held) = crate::join::both(record_then_token, repository_held(r)).await;
     let ahead = Ahead {
         held: Some(held),
-        token,
+        token_fetched: token.transpose()?.is_some(),
     };
-    (stored, ahead)
+    Ok((stored, ahead))
 }
 
 /// The record of a stored tag, its bytes let go (they are read again when needed).
@@ -281,14 +279,17 @@ async fn resolve<F: Fetcher, S: Store<Body = F::Body>>(
     if let Hint::None(ahead) = hint {
         // Either way (a HEAD first, or the GET) the request goes upstream with a token: fetched
         // while the store is asked whether the repository is held, unless both are known.
-        let (held, token) = match ahead {
+        let held = match ahead {
             Ahead {
                 held: Some(held),
-                token: Some(token),
-            } => (held, token),
-            _ => crate::join::both(repository_held(r), r.prefetch_token()).await,
+                token_fetched: true,
+            } => held,
+            _ => {
+                let (held, token) = crate::join::both(repository_held(r), r.prefetch_token()).await;
+                token?;
+                held
+            }
         };
-        token?;
         if !held {
             return fetch(r, None, Some(tag_key)).await;
         }
