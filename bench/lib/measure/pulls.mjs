@@ -35,40 +35,41 @@ async function pullAfterTtl(name) {
   return { afterTtlSecs, afterTtlUpstream: await upstreamSince(m) };
 }
 
-/** A cold pull from edgemirror as `npm start` runs it (`localDefaultMirror`: R2 on disk,
- *  BLOB_FILL=after-answer, the coordinator): the same pull, blobs of 4 MiB or more stored after
- *  their answers. */
-async function pullLocalDefault(rep) {
-  const m = await localDefaultMirror(`local-pull-${rep}`);
-  const front = await startTlsRejectingFront({ port: CONTROL_PORTS.localFront, targetPort: CONTROL_PORTS.local });
+/** Runs `pulls(host)` against the second mirror `m` (started on `port`) through a TLS-rejecting
+ *  front on `frontPort` (skopeo tries HTTPS first); stops both after. */
+async function throughFront(m, port, frontPort, pulls) {
+  const front = await startTlsRejectingFront({ port: frontPort, targetPort: port });
   try {
-    const mark = markUpstream();
-    const coldSecs = await skopeoPull(`127.0.0.1:${CONTROL_PORTS.localFront}`, PULL_REF, 'local-cold');
-    results.pull.local.push({ rep, coldSecs, coldUpstream: await upstreamSince(mark) });
-    log(`pull, local default (BLOB_FILL=after-answer) rep ${rep}: cold ${coldSecs.toFixed(2)} s (${results.pull.local.at(-1).coldUpstream.total} upstream)`);
+    await pulls(`127.0.0.1:${frontPort}`);
   } finally {
     await front.stop();
     await m.stop();
   }
 }
 
+/** A cold pull from edgemirror as `npm start` runs it (`localDefaultMirror`: R2 on disk,
+ *  BLOB_FILL=after-answer, the coordinator): the same pull, blobs of 4 MiB or more stored after
+ *  their answers. */
+async function pullLocalDefault(rep) {
+  await throughFront(await localDefaultMirror(`local-pull-${rep}`), CONTROL_PORTS.local, CONTROL_PORTS.localFront, async (host) => {
+    const mark = markUpstream();
+    const coldSecs = await skopeoPull(host, PULL_REF, 'local-cold');
+    results.pull.local.push({ rep, coldSecs, coldUpstream: await upstreamSince(mark) });
+    log(`pull, local default (BLOB_FILL=after-answer) rep ${rep}: cold ${coldSecs.toFixed(2)} s (${results.pull.local.at(-1).coldUpstream.total} upstream)`);
+  });
+}
+
 /** edgemirror with no store (`noStoreMirror`): a fresh instance's cold pull, then the same pull
  *  again on it, which is cold too (nothing is kept) but finds the instance's code run once. */
 async function pullNoStore(rep) {
-  const m = await noStoreMirror();
-  const front = await startTlsRejectingFront({ port: CONTROL_PORTS.noStoreFront, targetPort: CONTROL_PORTS.noStore });
-  try {
-    const host = `127.0.0.1:${CONTROL_PORTS.noStoreFront}`;
+  await throughFront(await noStoreMirror(), CONTROL_PORTS.noStore, CONTROL_PORTS.noStoreFront, async (host) => {
     const mark = markUpstream();
     const coldSecs = await skopeoPull(host, PULL_REF, 'nostore-cold');
     const coldUpstream = await upstreamSince(mark);
     const usedSecs = await skopeoPull(host, PULL_REF, 'nostore-used');
     results.pull.noStore.push({ rep, coldSecs, usedSecs, coldUpstream });
     log(`pull, edgemirror with no store rep ${rep}: cold ${coldSecs.toFixed(2)} s (${coldUpstream.total} upstream), again on the same instance ${usedSecs.toFixed(2)} s`);
-  } finally {
-    await front.stop();
-    await m.stop();
-  }
+  });
 }
 
 export async function measurePull(rep) {
